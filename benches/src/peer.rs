@@ -1,0 +1,153 @@
+//! Two-process plumbing: pinning to a core, starting the peer process, and
+//! the peer's side of every transport measurement.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, bail};
+use nix::sched::{CpuSet, sched_setaffinity};
+use nix::unistd::Pid;
+use transport::{Region, Shm, WaitStrategy};
+
+/// Offsets of the two ping-pong words in the ping-pong file (own lines).
+pub const PING: usize = 0;
+/// See [`PING`].
+pub const PONG: usize = 128;
+/// Payload size of request/response and throughput messages.
+pub const MSG: usize = 64;
+/// The peers spin: each owns a core.
+pub const WAIT: WaitStrategy = WaitStrategy::LOW_LATENCY;
+
+/// Pins the calling thread to `core`.
+pub fn pin(core: usize) -> anyhow::Result<()> {
+    let mut set = CpuSet::new();
+    set.set(core).with_context(|| format!("core {core}"))?;
+    sched_setaffinity(Pid::from_raw(0), &set).with_context(|| format!("pinning to core {core}"))?;
+    Ok(())
+}
+
+/// Starts this binary as peer `role`, pinned to `core`.
+pub fn spawn(role: &str, core: usize, args: &[String]) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe()?;
+    let child = Command::new(exe)
+        .arg("peer")
+        .arg(role)
+        .arg(core.to_string())
+        .args(args)
+        .spawn()
+        .context("starting the peer process")?;
+    Ok(child)
+}
+
+/// The peer's main: `args[0]` is its core, the rest depend on the role.
+pub fn run(role: &str, args: &[String]) -> anyhow::Result<()> {
+    let core: usize = args.first().context("core")?.parse()?;
+    pin(core)?;
+    let rest = &args[1..];
+    let arg = |i: usize| rest.get(i).map(String::as_str).context("missing argument");
+    match role {
+        "pingpong" => pingpong(Path::new(arg(0)?), arg(1)?.parse()?),
+        "ring-echo" => ring_echo(Path::new(arg(0)?)),
+        "ring-sink" => ring_sink(Path::new(arg(0)?), arg(1)?.parse()?),
+        "arena-sink" => arena_sink(Path::new(arg(0)?)),
+        "unix-echo" => {
+            let s = std::os::unix::net::UnixStream::connect(arg(0)?)?;
+            socket_echo(s)
+        }
+        "tcp-echo" => {
+            let s = std::net::TcpStream::connect(arg(0)?)?;
+            s.set_nodelay(true)?;
+            socket_echo(s)
+        }
+        other => bail!("unknown peer role {other}"),
+    }
+}
+
+fn pingpong(path: &Path, rounds: u64) -> anyhow::Result<()> {
+    let shm = Shm::map(path, None)?;
+    let (ping, pong) = (shm.atomic_u64(PING), shm.atomic_u64(PONG));
+    for i in 1..=rounds {
+        while ping.load(Ordering::Acquire) != i {
+            std::hint::spin_loop();
+        }
+        pong.store(i, Ordering::Release);
+    }
+    Ok(())
+}
+
+fn attach(path: &Path) -> anyhow::Result<transport::WorkerChannel> {
+    let region = Region::open(path)?;
+    loop {
+        if let Some(w) = region.attach(0)? {
+            return Ok(w);
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn ring_echo(path: &Path) -> anyhow::Result<()> {
+    let mut w = attach(path)?;
+    let mut buf = Vec::with_capacity(MSG);
+    loop {
+        w.rx.recv(&mut buf, &WAIT, None)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        w.tx.send(&buf, &WAIT, None)?;
+    }
+}
+
+fn ring_sink(path: &Path, count: u64) -> anyhow::Result<()> {
+    let mut w = attach(path)?;
+    let mut buf = Vec::with_capacity(MSG);
+    let mut sum = 0u64;
+    for i in 0..count {
+        w.rx.recv(&mut buf, &WAIT, None)?;
+        let seq = u64::from_le_bytes(buf[..8].try_into()?);
+        anyhow::ensure!(seq == i, "message {i} arrived as {seq}");
+        sum = sum.wrapping_add(seq);
+    }
+    w.tx.send(&sum.to_le_bytes(), &WAIT, None)?;
+    Ok(())
+}
+
+/// Receives `(arena offset, len, dest offset)` chunk notices, copies each
+/// chunk into its destination buffer and returns a credit; a zero-length
+/// notice ends a transfer and is acknowledged; an empty message ends all.
+fn arena_sink(path: &Path) -> anyhow::Result<()> {
+    let mut w = attach(path)?;
+    let mut buf = Vec::with_capacity(32);
+    let mut dest: Vec<u8> = Vec::new();
+    loop {
+        w.rx.recv(&mut buf, &WAIT, None)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let word = |i: usize| u64::from_le_bytes(buf[i * 8..i * 8 + 8].try_into().expect("8"));
+        let (off, len, at) = (word(0), word(1) as usize, word(2) as usize);
+        if len == 0 {
+            // A new transfer size: `at` is the total; make sure the pages exist.
+            dest.resize(at, 1);
+            w.tx.send(&[], &WAIT, None)?;
+            continue;
+        }
+        w.arena.read(off, &mut dest[at..at + len])?;
+        w.tx.send(&off.to_le_bytes(), &WAIT, None)?;
+    }
+}
+
+fn socket_echo<S: Read + Write>(mut s: S) -> anyhow::Result<()> {
+    let mut buf = [0u8; MSG];
+    loop {
+        if let Err(e) = s.read_exact(&mut buf) {
+            return if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Ok(())
+            } else {
+                Err(e.into())
+            };
+        }
+        s.write_all(&buf)?;
+    }
+}

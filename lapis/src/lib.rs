@@ -1,0 +1,1 @@
+//! The LAPIS specification language (being built).

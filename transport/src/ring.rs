@@ -1,0 +1,506 @@
+//! A single-producer / single-consumer ring of variable-length messages in
+//! shared memory.
+//!
+//! The ring's data area is a power of two in size. Head and tail are
+//! free-running `u64` byte counters on separate cache lines: the producer
+//! owns the head, the consumer the tail. The producer keeps a cached copy of
+//! the tail (as `rtrb` does) and reads the shared one only when its cached
+//! view says the ring is full.
+//!
+//! A message is an 8-byte record header — the payload length in the low half
+//! and its bitwise complement in the high half, so never zero — followed by
+//! the payload, padded to 8 bytes. Records are 8-aligned, so a header never
+//! straddles the end of the data area; a payload may, and is then copied in
+//! two pieces.
+//!
+//! The consumer does not poll the head: it polls the header word at its own
+//! position, which the producer stores last, with Release, after the payload.
+//! The notification thus travels in the same cache line as the first bytes
+//! of the message, and a round trip costs one cache-line transfer per
+//! direction, as a bare ping-pong does. This works because, before it
+//! publishes a record, the producer zeroes the header word where the *next*
+//! record will start: the word at the consumer's position is therefore always
+//! either zero (nothing yet) or the header of the next record, never a
+//! leftover of the previous lap. That word is reserved, so a ring of `size`
+//! bytes carries messages of up to `size - 16` bytes. (The head counter is
+//! still published, for inspection.)
+//!
+//! The consumer treats the whole ring as hostile: it copies a record out
+//! before looking at it and checks every length, reporting
+//! [`RingError::Corrupt`] instead of trusting it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::RingError;
+use crate::shm::Shm;
+use crate::wait::{Backoff, WaitStrategy};
+
+/// Size of a record header.
+pub const RECORD_HEADER: usize = 8;
+
+/// Where a ring lives inside a mapping.
+#[derive(Debug, Clone, Copy)]
+pub struct RingLayout {
+    /// Offset of the producer's counter.
+    pub head: usize,
+    /// Offset of the consumer's counter.
+    pub tail: usize,
+    /// Offset of the data area.
+    pub data: usize,
+    /// Size of the data area (a power of two).
+    pub size: usize,
+}
+
+impl RingLayout {
+    /// Largest payload this ring can carry.
+    pub fn max_message(&self) -> usize {
+        self.size - 2 * RECORD_HEADER
+    }
+}
+
+#[inline]
+fn padded(len: usize) -> usize {
+    (len + 7) & !7
+}
+
+/// The header word of a record of `len` bytes: never zero.
+#[inline]
+fn record_header(len: usize) -> u64 {
+    let len = len as u32;
+    (u64::from(!len) << 32) | u64::from(len)
+}
+
+/// The atomic header word at free-running position `pos` (8-aligned).
+#[inline]
+fn header_word<'a>(shm: &'a Shm, l: &RingLayout, pos: u64) -> &'a AtomicU64 {
+    shm.atomic_u64(l.data + ((pos as usize) & (l.size - 1)))
+}
+
+/// Copies `src` into the ring at free-running position `pos`, wrapping.
+#[inline]
+fn copy_in(shm: &Shm, l: &RingLayout, pos: u64, src: &[u8]) {
+    let off = (pos as usize) & (l.size - 1);
+    let first = src.len().min(l.size - off);
+    shm.write(l.data + off, &src[..first]);
+    if first < src.len() {
+        shm.write(l.data, &src[first..]);
+    }
+}
+
+/// Copies `dst.len()` bytes out of the ring from position `pos`, wrapping.
+#[inline]
+fn copy_out(shm: &Shm, l: &RingLayout, pos: u64, dst: &mut [u8]) {
+    let off = (pos as usize) & (l.size - 1);
+    let first = dst.len().min(l.size - off);
+    shm.read(l.data + off, &mut dst[..first]);
+    if first < dst.len() {
+        shm.read(l.data, &mut dst[first..]);
+    }
+}
+
+/// The writing end of a ring. Exactly one may exist per ring.
+#[derive(Debug)]
+pub struct Producer {
+    shm: Shm,
+    layout: RingLayout,
+    head: u64,
+    cached_tail: u64,
+}
+
+impl Producer {
+    /// A producer for a ring whose counters currently read `head`/`tail`.
+    ///
+    /// Callers that create a fresh ring zero both counters first.
+    pub(crate) fn new(shm: Shm, layout: RingLayout) -> Producer {
+        let head = shm.atomic_u64(layout.head).load(Ordering::Acquire);
+        let tail = shm.atomic_u64(layout.tail).load(Ordering::Acquire);
+        Producer {
+            shm,
+            layout,
+            head,
+            cached_tail: tail,
+        }
+    }
+
+    fn tail(&self) -> &AtomicU64 {
+        self.shm.atomic_u64(self.layout.tail)
+    }
+
+    fn header_word(&self, pos: u64) -> &AtomicU64 {
+        header_word(&self.shm, &self.layout, pos)
+    }
+
+    /// Largest message that fits.
+    pub fn max_message(&self) -> usize {
+        self.layout.max_message()
+    }
+
+    /// Bytes free as of the last look at the consumer's counter.
+    fn free_cached(&self) -> usize {
+        self.layout.size - (self.head - self.cached_tail) as usize
+    }
+
+    /// Refreshes the cached tail. The consumer is untrusted: its counter must
+    /// not go backwards nor run ahead of what was published.
+    fn refresh(&mut self) -> Result<(), RingError> {
+        let tail = self.tail().load(Ordering::Acquire);
+        if tail < self.cached_tail || tail > self.head {
+            return Err(RingError::Corrupt("consumer counter out of range"));
+        }
+        self.cached_tail = tail;
+        Ok(())
+    }
+
+    /// Sends one message made of the concatenation of `parts`, if it fits now.
+    ///
+    /// Returns `Ok(false)` when the ring is too full at the moment.
+    #[inline]
+    pub fn try_send_parts(&mut self, parts: &[&[u8]]) -> Result<bool, RingError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.max_message() {
+            return Err(RingError::TooLarge {
+                len,
+                max: self.max_message(),
+            });
+        }
+        let need = RECORD_HEADER + padded(len);
+        // One more word: the next record's header, zeroed below.
+        if self.free_cached() < need + RECORD_HEADER {
+            self.refresh()?;
+            if self.free_cached() < need + RECORD_HEADER {
+                return Ok(false);
+            }
+        }
+        // Write order matters to latency: the consumer polls the header's
+        // cache line, so everything beyond that line goes first, then the
+        // zeroed header word where the next record will start (it must read
+        // as empty before this record becomes visible), then the rest of the
+        // header's line and, last, the header itself. The polled line is thus
+        // taken from the consumer once, not once per store.
+        let start = self.head + RECORD_HEADER as u64;
+        let line_end = (self.head | 63) + 1;
+        self.write_parts(parts, start, line_end, u64::MAX);
+        self.header_word(self.head + need as u64)
+            .store(0, Ordering::Relaxed);
+        self.write_parts(parts, start, 0, line_end);
+        self.header_word(self.head)
+            .store(record_header(len), Ordering::Release);
+        self.head += need as u64;
+        self.shm
+            .atomic_u64(self.layout.head)
+            .store(self.head, Ordering::Release);
+        Ok(true)
+    }
+
+    /// Copies the bytes of `parts`, laid out from position `start`, that fall
+    /// in positions `lo..hi`.
+    #[inline]
+    fn write_parts(&self, parts: &[&[u8]], start: u64, lo: u64, hi: u64) {
+        let mut pos = start;
+        for part in parts {
+            let end = pos + part.len() as u64;
+            let (a, b) = (pos.max(lo), end.min(hi));
+            if a < b {
+                let slice = &part[(a - pos) as usize..(b - pos) as usize];
+                copy_in(&self.shm, &self.layout, a, slice);
+            }
+            pos = end;
+        }
+    }
+
+    /// Sends `msg` if it fits now; `Ok(false)` when the ring is full.
+    #[inline]
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<bool, RingError> {
+        self.try_send_parts(&[msg])
+    }
+
+    /// Sends a message, waiting for space with `wait`; gives up with
+    /// [`RingError::Timeout`] after `timeout`, if one is given.
+    pub fn send_parts(
+        &mut self,
+        parts: &[&[u8]],
+        wait: &WaitStrategy,
+        timeout: Option<Duration>,
+    ) -> Result<(), RingError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut backoff = Backoff::new(wait);
+        loop {
+            if self.try_send_parts(parts)? {
+                return Ok(());
+            }
+            backoff.snooze(deadline)?;
+        }
+    }
+
+    /// [`Producer::send_parts`] with a single part.
+    pub fn send(
+        &mut self,
+        msg: &[u8],
+        wait: &WaitStrategy,
+        timeout: Option<Duration>,
+    ) -> Result<(), RingError> {
+        self.send_parts(&[msg], wait, timeout)
+    }
+}
+
+/// The reading end of a ring. Exactly one may exist per ring.
+#[derive(Debug)]
+pub struct Consumer {
+    shm: Shm,
+    layout: RingLayout,
+    tail: u64,
+}
+
+impl Consumer {
+    pub(crate) fn new(shm: Shm, layout: RingLayout) -> Consumer {
+        let tail = shm.atomic_u64(layout.tail).load(Ordering::Acquire);
+        Consumer { shm, layout, tail }
+    }
+
+    /// Largest message the ring can carry.
+    pub fn max_message(&self) -> usize {
+        self.layout.max_message()
+    }
+
+    /// The header word at the consumer's position: 0 while nothing is there.
+    #[inline]
+    fn peek(&self) -> u64 {
+        header_word(&self.shm, &self.layout, self.tail).load(Ordering::Acquire)
+    }
+
+    /// Whether a message is ready.
+    pub fn has_message(&mut self) -> Result<bool, RingError> {
+        Ok(self.peek() != 0)
+    }
+
+    /// Receives the next message into `out` (replacing its contents), if one
+    /// is ready. Returns `Ok(false)` when the ring is empty.
+    #[inline]
+    pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<bool, RingError> {
+        let header = self.peek();
+        // Touch the following cache line in the same poll: a message that
+        // spans two lines then has both transferred at once, instead of the
+        // second only after the header was seen.
+        std::hint::black_box(
+            header_word(&self.shm, &self.layout, self.tail + 64).load(Ordering::Relaxed),
+        );
+        if header == 0 {
+            return Ok(false);
+        }
+        let len = header as u32;
+        if (header >> 32) as u32 != !len {
+            return Err(RingError::Corrupt("record header check failed"));
+        }
+        let len = len as usize;
+        if len > self.max_message() {
+            return Err(RingError::Corrupt("record longer than the ring"));
+        }
+        let need = RECORD_HEADER + padded(len);
+        // Resizing without clearing first: same-sized messages cost no memset.
+        out.resize(len, 0);
+        copy_out(
+            &self.shm,
+            &self.layout,
+            self.tail + RECORD_HEADER as u64,
+            out,
+        );
+        self.tail += need as u64;
+        self.shm
+            .atomic_u64(self.layout.tail)
+            .store(self.tail, Ordering::Release);
+        Ok(true)
+    }
+
+    /// Receives the next message, waiting with `wait`; [`RingError::Timeout`]
+    /// after `timeout`, if one is given.
+    pub fn recv(
+        &mut self,
+        out: &mut Vec<u8>,
+        wait: &WaitStrategy,
+        timeout: Option<Duration>,
+    ) -> Result<(), RingError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut backoff = Backoff::new(wait);
+        loop {
+            if self.try_recv(out)? {
+                return Ok(());
+            }
+            backoff.snooze(deadline)?;
+        }
+    }
+}
+
+/// Resets a ring to empty: counters and data zeroed. Only for a ring that no
+/// endpoint uses (a free channel).
+pub(crate) fn reset(shm: &Shm, layout: &RingLayout) {
+    shm.zero(layout.data, layout.size);
+    shm.atomic_u64(layout.head).store(0, Ordering::Release);
+    shm.atomic_u64(layout.tail).store(0, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    fn ring(size: usize) -> (tempfile::NamedTempFile, Producer, Consumer, Shm) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let shm = Shm::map(file.path(), Some((1024 + size) as u64)).unwrap();
+        let layout = RingLayout {
+            head: 0,
+            tail: 128,
+            data: 1024,
+            size,
+        };
+        let p = Producer::new(shm.clone(), layout);
+        let c = Consumer::new(shm.clone(), layout);
+        (file, p, c, shm)
+    }
+
+    #[test]
+    fn roundtrip_and_empty() {
+        let (_f, mut p, mut c, _) = ring(256);
+        let mut out = Vec::new();
+        assert_eq!(c.try_recv(&mut out), Ok(false));
+        assert_eq!(p.try_send(b"hello"), Ok(true));
+        assert_eq!(p.try_send_parts(&[b"ab", b"", b"cd"]), Ok(true));
+        assert_eq!(c.try_recv(&mut out), Ok(true));
+        assert_eq!(out, b"hello");
+        assert_eq!(c.try_recv(&mut out), Ok(true));
+        assert_eq!(out, b"abcd");
+        assert_eq!(c.try_recv(&mut out), Ok(false));
+    }
+
+    #[test]
+    fn full_and_too_large() {
+        let (_f, mut p, mut c, _) = ring(64);
+        assert_eq!(p.max_message(), 48);
+        assert!(matches!(
+            p.try_send(&[0; 49]),
+            Err(RingError::TooLarge { .. })
+        ));
+        assert_eq!(p.try_send(&[1; 48]), Ok(true));
+        assert_eq!(p.try_send(&[]), Ok(false));
+        let mut out = Vec::new();
+        assert_eq!(c.try_recv(&mut out), Ok(true));
+        assert_eq!(out, [1; 48]);
+        assert_eq!(p.try_send(&[]), Ok(true));
+    }
+
+    #[test]
+    fn zero_length_messages_are_messages() {
+        let (_f, mut p, mut c, _) = ring(64);
+        for _ in 0..7 {
+            assert_eq!(p.try_send(&[]), Ok(true));
+        }
+        assert_eq!(p.try_send(&[]), Ok(false));
+        let mut out = vec![9];
+        for _ in 0..7 {
+            assert_eq!(c.try_recv(&mut out), Ok(true));
+            assert!(out.is_empty());
+        }
+        assert_eq!(c.try_recv(&mut out), Ok(false));
+    }
+
+    #[test]
+    fn corrupt_headers_and_counters_are_errors() {
+        let (_f, mut p, mut c, shm) = ring(256);
+        p.try_send(b"12345678").unwrap();
+        // A damaged record header.
+        shm.write(1024, &[0xff; 4]);
+        assert!(matches!(
+            c.try_recv(&mut Vec::new()),
+            Err(RingError::Corrupt(_))
+        ));
+        // A consistent header with a length beyond the ring.
+        shm.write(1024, &1000u32.to_le_bytes());
+        shm.write(1028, &(!1000u32).to_le_bytes());
+        assert!(matches!(
+            c.try_recv(&mut Vec::new()),
+            Err(RingError::Corrupt(_))
+        ));
+        // A consumer counter that runs ahead of the producer.
+        shm.atomic_u64(128).store(1 << 20, Ordering::Release);
+        let results: Vec<_> = (0..4).map(|_| p.try_send(&[0; 100])).collect();
+        assert!(results.contains(&Err(RingError::Corrupt("consumer counter out of range"))));
+    }
+
+    #[test]
+    fn stale_header_lookalikes_from_earlier_laps_are_never_read() {
+        // Payloads made only of valid-looking record headers, in sizes that
+        // shift record boundaries from lap to lap: a consumer that read a
+        // leftover word would see a phantom message.
+        let (_f, mut p, mut c, _) = ring(128);
+        let fake: Vec<u8> = (0..16)
+            .flat_map(|_| record_header(8).to_le_bytes())
+            .collect();
+        let mut out = Vec::new();
+        for round in 0..200usize {
+            let len = 8 + (round * 24) % 96;
+            assert_eq!(p.try_send(&fake[..len]), Ok(true), "round {round}");
+            assert_eq!(c.try_recv(&mut out), Ok(true));
+            assert_eq!(out, &fake[..len]);
+            assert_eq!(c.try_recv(&mut out), Ok(false), "phantom in round {round}");
+        }
+    }
+
+    proptest! {
+        /// The ring behaves as a bounded FIFO of byte strings whose capacity
+        /// is counted in padded records.
+        #[test]
+        fn ring_matches_model(
+            size_log in 6u32..10,
+            ops in prop::collection::vec(
+                prop_oneof![
+                    (0usize..300).prop_map(Some),
+                    Just(None),
+                ],
+                1..400,
+            ),
+        ) {
+            let size = 1usize << size_log;
+            let (_f, mut p, mut c, _) = ring(size);
+            let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+            let mut used = 0usize;
+            let mut counter = 0u8;
+            let mut out = Vec::new();
+            for op in ops {
+                match op {
+                    Some(len) => {
+                        let msg: Vec<u8> = (0..len).map(|i| counter.wrapping_add(i as u8)).collect();
+                        counter = counter.wrapping_add(1);
+                        let need = RECORD_HEADER + padded(len);
+                        match p.try_send(&msg) {
+                            Err(RingError::TooLarge { .. }) => prop_assert!(len > size - 2 * RECORD_HEADER),
+                            Ok(true) => {
+                                prop_assert!(used + need + RECORD_HEADER <= size);
+                                used += need;
+                                model.push_back(msg);
+                            }
+                            Ok(false) => prop_assert!(used + need + RECORD_HEADER > size),
+                            Err(e) => prop_assert!(false, "unexpected {e}"),
+                        }
+                    }
+                    None => {
+                        let got = c.try_recv(&mut out).unwrap();
+                        match model.pop_front() {
+                            Some(m) => {
+                                prop_assert!(got);
+                                prop_assert_eq!(&out, &m);
+                                used -= RECORD_HEADER + padded(m.len());
+                            }
+                            None => prop_assert!(!got),
+                        }
+                    }
+                }
+            }
+            while let Some(m) = model.pop_front() {
+                prop_assert!(c.try_recv(&mut out).unwrap());
+                prop_assert_eq!(&out, &m);
+            }
+            prop_assert!(!c.try_recv(&mut out).unwrap());
+        }
+    }
+}

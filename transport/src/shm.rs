@@ -1,0 +1,177 @@
+//! The shared mapping and every raw access to it.
+//!
+//! Shared memory may be written at any moment by another process (a guest,
+//! possibly hostile), so nothing here ever hands out a Rust reference to
+//! plain bytes of the mapping. Bytes move in and out by copying through raw
+//! pointers (as rust-vmm's `vm-memory` does), and the only references created
+//! are to atomics, which are allowed to change underneath us. Every access is
+//! bounds-checked against the mapping's length; this module holds all of the
+//! crate's `unsafe` code.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::Error;
+
+/// A shared, mapped file. Cheap to clone; the mapping lives while any clone does.
+#[derive(Clone)]
+pub struct Shm {
+    /// Start and length of the mapping, copied out of `inner` so that the
+    /// hot path reaches them without a double indirection.
+    base: *mut u8,
+    len: usize,
+    inner: Arc<Inner>,
+}
+
+// SAFETY: `base`/`len` describe the mapping owned by `inner` (an `MmapRaw`,
+// itself Send + Sync), which stays alive as long as any clone of `Shm`. All
+// accesses through `base` are bounds-checked copies or atomics, which are
+// sound from any thread.
+unsafe impl Send for Shm {}
+// SAFETY: as for `Send`: shared use only performs atomics and raw copies.
+unsafe impl Sync for Shm {}
+
+struct Inner {
+    /// Owns the mapping; dropping it unmaps. Accessed through `Shm::base`.
+    _map: MmapRaw,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Shm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shm")
+            .field("path", &self.inner.path)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Shm {
+    /// Maps `path` shared and read-write. With `create_len`, the file is
+    /// created (or truncated) and sized to that many bytes first.
+    pub fn map(path: &Path, create_len: Option<u64>) -> Result<Shm, Error> {
+        let io = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true);
+        if create_len.is_some() {
+            opts.create(true).truncate(true);
+        }
+        let file = opts.open(path).map_err(io)?;
+        if let Some(len) = create_len {
+            file.set_len(len).map_err(io)?;
+        }
+        // sysfs `resource2` files report their BAR size through metadata.
+        let len = file.metadata().map_err(io)?.len();
+        if len == 0 {
+            return Err(Error::BadGeometry {
+                path: path.to_owned(),
+                reason: "the file is empty".into(),
+            });
+        }
+        let len = usize::try_from(len).map_err(|_| Error::BadGeometry {
+            path: path.to_owned(),
+            reason: "the file is larger than the address space".into(),
+        })?;
+        let map = MmapOptions::new().len(len).map_raw(&file).map_err(io)?;
+        Ok(Shm {
+            base: map.as_mut_ptr(),
+            len: map.len(),
+            inner: Arc::new(Inner {
+                _map: map,
+                path: path.to_owned(),
+            }),
+        })
+    }
+
+    /// The mapped file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (it never is; see [`Shm::map`]).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline(always)]
+    fn check(&self, offset: usize, len: usize, align: usize) {
+        let end = offset.checked_add(len);
+        assert!(
+            end.is_some_and(|e| e <= self.len()) && offset.is_multiple_of(align),
+            "shared-memory access {offset}+{len} (align {align}) outside mapping of {}",
+            self.len()
+        );
+    }
+
+    /// The atomic `u64` at `offset`. Offsets come from the validated layout;
+    /// an offset outside the mapping or misaligned is a bug and panics.
+    #[inline]
+    pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
+        self.check(offset, 8, 8);
+        // SAFETY: `check` proved offset..offset+8 lies inside the mapping and is
+        // 8-aligned (the mapping itself is page-aligned). The mapping lives as
+        // long as `self`, which the returned reference borrows. Atomics may be
+        // modified concurrently by other processes; that is what they are for,
+        // and every bit pattern is a valid u64.
+        unsafe { &*(self.base.add(offset) as *const AtomicU64) }
+    }
+
+    /// The atomic `u32` at `offset` (see [`Shm::atomic_u64`]).
+    pub fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
+        self.check(offset, 4, 4);
+        // SAFETY: as in `atomic_u64`, for 4 bytes with 4-byte alignment.
+        unsafe { &*(self.base.add(offset) as *const AtomicU32) }
+    }
+
+    /// Copies `dst.len()` bytes out of the mapping, starting at `offset`.
+    ///
+    /// The source may change while it is copied (the peer is untrusted); the
+    /// caller validates what it copied, never the shared original.
+    #[inline]
+    pub fn read(&self, offset: usize, dst: &mut [u8]) {
+        self.check(offset, dst.len(), 1);
+        // SAFETY: bounds checked above; `dst` is a distinct local buffer, so
+        // the ranges cannot overlap. The source bytes may be written
+        // concurrently by another process: we only copy them (any bit pattern
+        // is a valid u8) and never form a reference to them.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.add(offset), dst.as_mut_ptr(), dst.len()) }
+    }
+
+    /// Copies `src` into the mapping at `offset`.
+    #[inline]
+    pub fn write(&self, offset: usize, src: &[u8]) {
+        self.check(offset, src.len(), 1);
+        // SAFETY: bounds checked above; `src` is process-private memory and
+        // cannot overlap the mapping. Writing plain bytes through a raw pointer
+        // into shared memory forms no reference to it.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(offset), src.len()) }
+    }
+
+    /// Sets `len` bytes at `offset` to zero.
+    pub fn zero(&self, offset: usize, len: usize) {
+        self.check(offset, len, 1);
+        // SAFETY: bounds checked above; a raw byte fill forms no reference.
+        unsafe { std::ptr::write_bytes(self.base.add(offset), 0, len) }
+    }
+
+    /// Raw pointer to `offset..offset+len` for handing memory straight to a
+    /// device or a syscall. Bounds-checked; dereferencing it is the caller's
+    /// responsibility, and the bytes may change underneath it.
+    pub fn ptr(&self, offset: usize, len: usize) -> *mut u8 {
+        self.check(offset, len, 1);
+        // SAFETY: in bounds per `check`; `add` stays inside the mapping.
+        unsafe { self.base.add(offset) }
+    }
+}

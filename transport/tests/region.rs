@@ -1,0 +1,174 @@
+//! Regions and channels: formatting, validation errors, claiming, release,
+//! stale owners and the worker lease.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use transport::{ChannelState, Error, LivenessTracker, Region, RegionConfig, WaitStrategy, layout};
+
+fn region(dir: &tempfile::TempDir, channels: u32) -> (PathBuf, Region) {
+    let path = dir.path().join("region");
+    let config = RegionConfig {
+        channels,
+        ..RegionConfig::default()
+    };
+    let r = Region::create(&path, &config).unwrap();
+    (path, r)
+}
+
+#[test]
+fn open_validates_magic_version_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, r) = region(&dir, 2);
+    assert_eq!(Region::open(&path).unwrap().header(), r.header());
+    let shm = transport::Shm::map(&path, None).unwrap();
+
+    shm.write(0, b"garbage!");
+    let e = Region::open(&path).unwrap_err();
+    assert!(matches!(e, Error::BadMagic { .. }), "{e}");
+    assert!(e.to_string().contains("not a region"), "{e}");
+    shm.write(0, &layout::MAGIC);
+
+    shm.write(8, &99u32.to_le_bytes());
+    let e = Region::open(&path).unwrap_err();
+    assert!(matches!(e, Error::BadVersion { found: 99, .. }), "{e}");
+    shm.write(8, &layout::VERSION.to_le_bytes());
+
+    // A truncated file (a BAR that is too small for the layout).
+    let len = r.header().total_size;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 4096)
+        .unwrap();
+    let e = Region::open(&path).unwrap_err();
+    assert!(matches!(e, Error::BadGeometry { .. }), "{e}");
+    assert!(e.to_string().contains("needs"), "{e}");
+
+    let e = Region::open(&dir.path().join("missing")).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+}
+
+#[test]
+fn bad_configurations_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RegionConfig {
+        cmd_ring_size: 1000,
+        ..RegionConfig::default()
+    };
+    let e = Region::create(&dir.path().join("r"), &config).unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e}");
+}
+
+#[test]
+fn claim_release_and_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, r) = region(&dir, 2);
+    let a = r.claim().unwrap();
+    let b = r.claim().unwrap();
+    assert_ne!(a.index(), b.index());
+    assert!(matches!(r.claim(), Err(Error::NoFreeChannel(2))));
+    let (ia, ga) = (a.index(), a.generation());
+    assert_eq!(r.status(ia).unwrap().state, ChannelState::Claimed);
+    drop(a);
+    let s = r.status(ia).unwrap();
+    assert_eq!((s.state, s.generation), (ChannelState::Free, ga + 1));
+    // A stale generation can no longer free the channel.
+    let c = r.claim().unwrap();
+    assert_eq!(c.index(), ia);
+    assert!(!r.reclaim(ia, ga).unwrap());
+    assert!(c.is_current());
+    assert!(r.attach(5).is_err());
+}
+
+#[test]
+fn worker_sees_a_new_owner_and_fresh_rings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, r) = region(&dir, 1);
+    let mut g = r.claim().unwrap();
+    let mut w = r.attach(0).unwrap().unwrap();
+    g.tx.try_send(b"one").unwrap();
+    drop(g);
+    assert!(!w.is_current());
+    assert!(r.attach(0).unwrap().is_none());
+    let mut g = r.claim().unwrap();
+    let mut w2 = r.attach(0).unwrap().unwrap();
+    assert!(w2.is_current());
+    g.tx.try_send(b"two").unwrap();
+    let mut buf = Vec::new();
+    w2.rx.recv(&mut buf, &WaitStrategy::BALANCED, None).unwrap();
+    assert_eq!(buf, b"two");
+    // The old endpoint's view is inconsistent with the new rings; it must
+    // notice rather than misread.
+    let _ = w.rx.try_recv(&mut buf);
+    assert!(!w.is_current());
+}
+
+#[test]
+fn dead_owner_is_detected_and_reclaimed() {
+    if common::role().as_deref() == Some("dies") {
+        let path = PathBuf::from(std::env::var("AVA_TEST_REGION").unwrap());
+        let region = Region::open(&path).unwrap();
+        let ch = region.claim().unwrap();
+        ch.beat();
+        // Crash without releasing: no destructors run.
+        std::process::abort();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (path, r) = region(&dir, 1);
+    let mut peer = common::spawn_peer(
+        "dead_owner_is_detected_and_reclaimed",
+        "dies",
+        &[("AVA_TEST_REGION", path.display().to_string())],
+    );
+    assert!(!peer.wait().unwrap().success());
+    let s = r.status(0).unwrap();
+    assert_eq!(s.state, ChannelState::Claimed);
+    assert!(matches!(r.claim(), Err(Error::NoFreeChannel(1))));
+
+    let mut tracker = LivenessTracker::new();
+    let timeout = Duration::from_millis(50);
+    assert!(
+        tracker.stale(&r, timeout).is_empty(),
+        "not stale at first sight"
+    );
+    std::thread::sleep(Duration::from_millis(80));
+    let stale = tracker.stale(&r, timeout);
+    assert_eq!(stale, vec![(0, s.generation)]);
+    assert!(r.reclaim(0, s.generation).unwrap());
+    let c = r.claim().unwrap();
+    assert_eq!(c.generation(), s.generation + 1);
+
+    // A live owner that beats is never stale.
+    let mut tracker = LivenessTracker::new();
+    for _ in 0..4 {
+        c.beat();
+        assert!(tracker.stale(&r, timeout).is_empty());
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+#[test]
+fn worker_lease_is_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, r) = region(&dir, 1);
+    let me = std::process::id();
+    r.acquire_worker(me).unwrap();
+    assert_eq!(r.worker_pid(), me);
+    // pid 1 is alive and is not us: it cannot take the lease.
+    let other = Region::open(r.path()).unwrap();
+    assert!(matches!(other.acquire_worker(1), Err(Error::WorkerBusy(p)) if p == me));
+    r.release_worker(me);
+    other.acquire_worker(1).unwrap();
+    // A lease held by a dead pid is taken over.
+    r.release_worker(1);
+    let dead = 0x3fff_fff0;
+    r.acquire_worker(dead).unwrap();
+    other.acquire_worker(me).unwrap();
+    let before = r.worker_heartbeat();
+    r.beat_worker();
+    assert_eq!(other.worker_heartbeat(), before + 1);
+}
