@@ -128,8 +128,8 @@ impl fmt::Display for TypeRef {
 pub enum Decl {
     /// `type NAME = TYPE;`, a C type alias (`type size_t = usize;`).
     Type(TypeAlias),
-    /// `handle NAME;`, an opaque pointer-sized object translated by the
-    /// worker into per-guest ids.
+    /// `handle NAME;` or `handle NAME = ERROR;`, an opaque pointer-sized
+    /// object translated by the worker into per-guest ids.
     Handle(HandleDecl),
     /// `const NAME: TYPE = VALUE;`
     Const(ConstDecl),
@@ -177,13 +177,25 @@ pub struct TypeAlias {
     pub span: Span,
 }
 
-/// `handle NAME;`
+/// `handle NAME;` or `handle NAME = ERROR;`
 #[derive(Debug, Clone)]
 pub struct HandleDecl {
     /// The handle type name.
     pub name: Ident,
+    /// The error value the worker returns when a guest passes an id of this
+    /// type that is unknown, already freed, or belongs to another guest
+    /// (`handle cl_mem = CL_INVALID_MEM_OBJECT;`). Checked to be an integer
+    /// constant expression; see [`HandleDecl::invalid_value`].
+    pub invalid: Option<Expr>,
     /// The whole declaration.
     pub span: Span,
+}
+
+impl HandleDecl {
+    /// The value of the invalid-handle error, if declared.
+    pub fn invalid_value(&self) -> Option<i128> {
+        self.invalid.as_ref().and_then(Expr::const_value)
+    }
 }
 
 /// `const NAME: TYPE = VALUE;`
@@ -371,6 +383,21 @@ impl Function {
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name.name == name)
     }
+
+    /// The `argument(..)` blocks, in source order.
+    pub fn arguments(&self) -> impl Iterator<Item = &ArgumentBlock> {
+        self.annots.iter().filter_map(|a| match &a.kind {
+            FnAnnotKind::Argument(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// The argument marked `error_code` (at most one per function): where
+    /// the generated code writes the error of a call that fails before or
+    /// outside the driver (invalid handle, unsupported, transport failure).
+    pub fn error_code(&self) -> Option<&ArgumentBlock> {
+        self.arguments().find(|b| b.annots.has(Flag::ErrorCode))
+    }
 }
 
 /// A function-level annotation with its span.
@@ -506,7 +533,9 @@ pub enum Flag {
     /// `allocate;` the call creates the handle (on an out element or the
     /// return value); the worker adds it to the guest's handle table.
     Allocate,
-    /// `deallocate;` the call destroys the handle, or releases a buffer
+    /// `deallocate;` the call drops one reference to the handle (the object
+    /// is destroyed, and its id leaves the guest's handle table, when the
+    /// last reference goes: `clReleaseMemObject`), or releases a buffer
     /// kept with `lifetime_manual`.
     Deallocate,
     /// `nullable;` the pointer may be NULL; NULL is passed through.
@@ -517,6 +546,24 @@ pub enum Flag {
     /// `opaque;` a pointer value passed through untouched and never
     /// dereferenced (e.g. callback user data).
     Opaque,
+    /// `error_code;` on an `out` pointer to an integer (e.g. `errcode_ret`
+    /// of `clCreateBuffer`): where the generated code writes the error of a
+    /// call that fails outside the driver (invalid handle, unsupported
+    /// function, transport failure), for functions whose return value is
+    /// not an error code. At most one per function; never conditional.
+    ErrorCode,
+    /// `retain;` on a handle passed by value: the call adds one reference to
+    /// the object (`clRetainMemObject`). `deallocate` drops one.
+    Retain,
+    /// `maybe_handle;` on an `in` `void*` buffer: if its bytes are exactly
+    /// one pointer-sized value that is a live handle id of this guest, the
+    /// worker passes the host object instead (`clSetKernelArg`'s
+    /// `arg_value`).
+    MaybeHandle,
+    /// `key_value;` with `zero_terminated`: the list is (key, value) pairs
+    /// ended by a zero key, so only even positions are tested for the
+    /// terminator (a value may be zero). OpenCL property lists.
+    KeyValue,
 }
 
 impl Flag {
@@ -533,11 +580,15 @@ impl Flag {
             Flag::Nullable => "nullable",
             Flag::MustBeNull => "must_be_null",
             Flag::Opaque => "opaque",
+            Flag::ErrorCode => "error_code",
+            Flag::Retain => "retain",
+            Flag::MaybeHandle => "maybe_handle",
+            Flag::KeyValue => "key_value",
         }
     }
 
     /// All flags, for keyword lookup.
-    pub const ALL: [Flag; 10] = [
+    pub const ALL: [Flag; 14] = [
         Flag::NoCopy,
         Flag::String,
         Flag::ZeroTerminated,
@@ -548,6 +599,10 @@ impl Flag {
         Flag::Nullable,
         Flag::MustBeNull,
         Flag::Opaque,
+        Flag::ErrorCode,
+        Flag::Retain,
+        Flag::MaybeHandle,
+        Flag::KeyValue,
     ];
 }
 
@@ -577,6 +632,11 @@ pub enum ArgAnnotKind {
     Element(Annots),
     /// `type_cast(TYPE);` treat the value (or element) as `TYPE`.
     TypeCast(TypeRef),
+    /// `value(expr);` on a scalar argument passed by value: the worker
+    /// passes `expr` (evaluated with the call's arguments) to the driver
+    /// instead of the guest's value, e.g. `value(CL_TRUE);` to force a
+    /// blocking read. Never conditional (use `c ? a : b`).
+    Value(Expr),
     /// `callback(user_data);` or `callback;` on a function pointer argument:
     /// the worker calls it back into the guest, passing `user_data` (an
     /// argument of the same function) through untouched.
@@ -651,6 +711,78 @@ impl Annots {
         })
     }
 
+    /// The `value(expr)` replacement of a by-value argument, if any.
+    pub fn value(&self) -> Option<&Expr> {
+        self.items.iter().find_map(|a| match &a.kind {
+            ArgAnnotKind::Value(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// Every annotation of this block, including those inside `if`
+    /// branches (recursively), in source order; an `if` is yielded before
+    /// its branches' items. The content of `element { ... }` is not
+    /// included (it describes the elements, not this value): call
+    /// `all_items` on [`Annots::element`] for that.
+    pub fn all_items(&self) -> Vec<&ArgAnnot> {
+        fn walk<'a>(a: &'a Annots, out: &mut Vec<&'a ArgAnnot>) {
+            for item in &a.items {
+                out.push(item);
+                if let ArgAnnotKind::If {
+                    then, otherwise, ..
+                } = &item.kind
+                {
+                    walk(then, out);
+                    walk(otherwise, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+
+    /// Whether the flag is written in this block or in any of its `if`
+    /// branches.
+    pub fn has_anywhere(&self, flag: Flag) -> bool {
+        self.all_items()
+            .iter()
+            .any(|a| matches!(a.kind, ArgAnnotKind::Flag(f) if f == flag))
+    }
+
+    /// Every `type_cast(T)` of this block and its `if` branches, with the
+    /// conditions that lead to it (outermost first; a condition is `(cond,
+    /// true)` for a `then` branch and `(cond, false)` for an `else`).
+    pub fn type_casts(&self) -> Vec<(Vec<(&Expr, bool)>, &TypeRef)> {
+        fn walk<'a>(
+            a: &'a Annots,
+            path: &mut Vec<(&'a Expr, bool)>,
+            out: &mut Vec<(Vec<(&'a Expr, bool)>, &'a TypeRef)>,
+        ) {
+            for item in &a.items {
+                match &item.kind {
+                    ArgAnnotKind::TypeCast(t) => out.push((path.clone(), t)),
+                    ArgAnnotKind::If {
+                        cond,
+                        then,
+                        otherwise,
+                    } => {
+                        path.push((cond, true));
+                        walk(then, path, out);
+                        path.pop();
+                        path.push((cond, false));
+                        walk(otherwise, path, out);
+                        path.pop();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut Vec::new(), &mut out);
+        out
+    }
+
     /// The `if` annotations: `(cond, then, otherwise)`.
     pub fn conditionals(&self) -> impl Iterator<Item = (&Expr, &Annots, &Annots)> {
         self.items.iter().filter_map(|a| match &a.kind {
@@ -690,6 +822,50 @@ impl Expr {
         self.ty
             .as_ref()
             .expect("Expr::ty called on an unchecked specification")
+    }
+
+    /// The value of an integer constant expression: literals, constants and
+    /// enum variants (once resolved), unary `-`, `+ - * / %` and `c ? a : b`
+    /// over such values (with constant comparisons and `&& || !` as
+    /// conditions). `None` if the expression depends on arguments, the
+    /// runtime or `sizeof`, or on overflow or division by zero.
+    pub fn const_value(&self) -> Option<i128> {
+        match &self.kind {
+            ExprKind::Int(v) => Some(i128::from(*v)),
+            ExprKind::Bool(b) => Some(i128::from(*b)),
+            ExprKind::Name {
+                resolved: Some(NameRef::Const(v)),
+                ..
+            } => Some(*v),
+            ExprKind::Unary(UnaryOp::Neg, e) => e.const_value()?.checked_neg(),
+            ExprKind::Unary(UnaryOp::Not, e) => Some(i128::from(e.const_value()? == 0)),
+            ExprKind::Binary(op, a, b) => {
+                let (a, b) = (a.const_value()?, b.const_value()?);
+                match op {
+                    BinaryOp::Add => a.checked_add(b),
+                    BinaryOp::Sub => a.checked_sub(b),
+                    BinaryOp::Mul => a.checked_mul(b),
+                    BinaryOp::Div => a.checked_div(b),
+                    BinaryOp::Rem => a.checked_rem(b),
+                    BinaryOp::Eq => Some(i128::from(a == b)),
+                    BinaryOp::Ne => Some(i128::from(a != b)),
+                    BinaryOp::Lt => Some(i128::from(a < b)),
+                    BinaryOp::Le => Some(i128::from(a <= b)),
+                    BinaryOp::Gt => Some(i128::from(a > b)),
+                    BinaryOp::Ge => Some(i128::from(a >= b)),
+                    BinaryOp::And => Some(i128::from(a != 0 && b != 0)),
+                    BinaryOp::Or => Some(i128::from(a != 0 || b != 0)),
+                }
+            }
+            ExprKind::Conditional(c, a, b) => {
+                if c.const_value()? != 0 {
+                    a.const_value()
+                } else {
+                    b.const_value()
+                }
+            }
+            _ => None,
+        }
     }
 }
 

@@ -391,7 +391,43 @@ fn check_decl(d: &mut Decl, env: &Env, diags: &mut Diagnostics) {
         Decl::Callback(c) => {
             FnChecker::new(env, diags, true).function(&mut c.signature);
         }
-        Decl::Handle(_) | Decl::Resource(_) | Decl::Tracker(_) => {}
+        Decl::Handle(h) => {
+            if let Some(e) = &mut h.invalid {
+                check_invalid_handle_error(&h.name, e, env, diags);
+            }
+        }
+        Decl::Resource(_) | Decl::Tracker(_) => {}
+    }
+}
+
+/// `handle NAME = EXPR;`: `EXPR` must be an integer constant expression.
+fn check_invalid_handle_error(name: &Ident, e: &mut Expr, env: &Env, diags: &mut Diagnostics) {
+    let scope = Scope {
+        env,
+        args: &[],
+        in_element: false,
+    };
+    let what = format!("the invalid-handle error of `{}`", name.name);
+    let Some(t) = check_expr(e, &scope, diags) else {
+        return;
+    };
+    if !t.is_int() {
+        diags.push(
+            Diagnostic::error(e.span, format!("{what} must be an integer, found {t}"))
+                .with_label("not an integer")
+                .with_note(format!(
+                    "help: name the driver's error code, e.g. `handle {} = CL_INVALID_MEM_OBJECT;`",
+                    name.name
+                )),
+        );
+    } else if e.const_value().is_none() {
+        diags.push(
+            Diagnostic::error(e.span, format!("{what} must be a constant"))
+                .with_label("not a constant expression")
+                .with_note(
+                    "only literals, constants, enum variants and arithmetic on them are constant",
+                ),
+        );
     }
 }
 
@@ -437,6 +473,10 @@ struct Props {
     covered: bool,
     element: bool,
     out_span: Option<Span>,
+    /// Where `retain` is written (on a by-value handle).
+    retain: Option<Span>,
+    /// Where `deallocate` is written on a by-value handle.
+    deallocate: Option<Span>,
 }
 
 struct FnChecker<'e, 'd> {
@@ -545,7 +585,8 @@ impl<'e, 'd> FnChecker<'e, 'd> {
         let mut unsupported: Option<Span> = None;
         let mut ret_block: Option<Span> = None;
         let mut blocks: HashMap<String, Span> = HashMap::new();
-        let mut arg_props: Vec<(String, Props, Span)> = Vec::new();
+        let mut arg_props: Vec<(String, Props, Span, bool)> = Vec::new();
+        let mut error_code: Option<(Span, String)> = None;
         for a in &mut f.annots {
             let span = a.span;
             if self.is_callback && !matches!(a.kind, FnAnnotKind::Argument(_)) {
@@ -727,7 +768,30 @@ impl<'e, 'd> FnChecker<'e, 'd> {
                     self.arg_name = b.name.name.clone();
                     let props =
                         self.annots(&mut b.annots, &ty, Level::Top, None, b.name.span, false);
-                    arg_props.push((b.name.name.clone(), props, b.name.span));
+                    if let Some(ec) = b
+                        .annots
+                        .items
+                        .iter()
+                        .find(|a| matches!(a.kind, ArgAnnotKind::Flag(Flag::ErrorCode)))
+                    {
+                        match error_code {
+                            Some((s0, ref n0)) => self.err(
+                                Diagnostic::error(
+                                    ec.span,
+                                    format!(
+                                        "`{}` has two `error_code` arguments, `{n0}` and `{}`",
+                                        f.name.name, b.name.name
+                                    ),
+                                )
+                                .with_label("second `error_code`")
+                                .with_secondary(s0, "first `error_code`")
+                                .with_note("the generated code writes the error to one place"),
+                            ),
+                            None => error_code = Some((ec.span, b.name.name.clone())),
+                        }
+                    }
+                    let allocated_only = allocated_handles_only(&b.annots, &ty);
+                    arg_props.push((b.name.name.clone(), props, b.name.span, allocated_only));
                 }
                 FnAnnotKind::Return(annots) => {
                     if let Some(s0) = ret_block {
@@ -798,9 +862,13 @@ impl<'e, 'd> FnChecker<'e, 'd> {
         }
         // Outputs of async calls must be deferred.
         if is_async {
-            for (name, props, name_span) in &arg_props {
+            for (name, props, name_span, allocated_only) in &arg_props {
                 let registered = f.annots.iter().any(|a| registers(a, name));
                 let deferred = props.no_copy && props.manual;
+                // New handles are fine: the guest picks their ids itself.
+                if *allocated_only {
+                    continue;
+                }
                 if let Some(out) = props.out_span.filter(|_| !(deferred && registered)) {
                     self.err(
                         Diagnostic::error(out, format!("output `{name}` of async function `{}`", f.name.name))
@@ -985,6 +1053,7 @@ impl<'e, 'd> FnChecker<'e, 'd> {
                 ArgAnnotKind::Element(_) => Some("element"),
                 ArgAnnotKind::TypeCast(_) => Some("type_cast"),
                 ArgAnnotKind::Callback(_) => Some("callback"),
+                ArgAnnotKind::Value(_) => Some("value"),
                 ArgAnnotKind::If { .. } => None,
             };
             if let Some(k) = key {
@@ -1023,6 +1092,9 @@ impl<'e, 'd> FnChecker<'e, 'd> {
         let is_cb = eff.callback().is_some();
         let value_handle = eff.handle().is_some()
             || (level == Level::Top && eff.pointee().and_then(Ty::handle).is_some());
+        // Inside an `if` branch (coverage is judged on the enclosing block).
+        let in_branch = self.suppress_coverage > 0;
+        let zero_terminated = annots.has(Flag::ZeroTerminated);
 
         // Pass 2: each annotation against the type.
         for a in &mut annots.items {
@@ -1074,6 +1146,38 @@ impl<'e, 'd> FnChecker<'e, 'd> {
                     }
                 }
                 ArgAnnotKind::TypeCast(_) => {}
+                ArgAnnotKind::Value(e) => {
+                    if let Some(d) = self.placement("value", level, in_branch, span) {
+                        self.err(d);
+                        continue;
+                    }
+                    let want = match eff.scalar() {
+                        Some(_) if !is_ptr => eff.expr_type(),
+                        _ => {
+                            self.err(
+                                Diagnostic::error(
+                                    span,
+                                    format!("`value` on `{name}`, which is not a scalar passed by value (`{eff}`)"),
+                                )
+                                .with_label("only integers, bools and floats passed by value can be replaced")
+                                .with_note("`value(EXPR)` makes the worker pass EXPR to the driver instead of the guest's value"),
+                            );
+                            self.expr_any(e, false);
+                            continue;
+                        }
+                    };
+                    if let Some(t) = self.expr_any(e, false)
+                        && t != want
+                    {
+                        self.err(
+                            Diagnostic::error(
+                                e.span,
+                                format!("`value` for `{name}` must be {want} (the type `{eff}`), found {t}"),
+                            )
+                            .with_label("wrong type"),
+                        );
+                    }
+                }
                 ArgAnnotKind::Callback(u) => {
                     props.covered = true;
                     if !is_cb {
@@ -1161,6 +1265,61 @@ impl<'e, 'd> FnChecker<'e, 'd> {
                                 );
                             }
                         }
+                        Flag::ErrorCode => {
+                            if let Some(d) = self.placement("error_code", level, in_branch, span) {
+                                self.err(d);
+                            } else if !(is_ptr && eff.pointee().is_some_and(Ty::is_integer)) {
+                                self.err(
+                                    Diagnostic::error(span, format!("`error_code` on `{name}`, which is not a pointer to an integer (`{eff}`)"))
+                                        .with_label("the error code is written through a pointer to an integer")
+                                        .with_note("help: put `error_code` on an argument such as `cl_int* errcode_ret`"),
+                                );
+                            } else if eff_dir != Some(Direction::Out) {
+                                self.err(
+                                    Diagnostic::error(span, format!("`error_code` on `{name}`, which is not an `out` argument"))
+                                        .with_label("the error code is written back to the guest")
+                                        .with_note("help: write `out; nullable; error_code;`"),
+                                );
+                            }
+                        }
+                        Flag::Retain => {
+                            if let Some(d) = self.placement("retain", level, in_branch, span) {
+                                self.err(d);
+                            } else if eff.handle().is_none() {
+                                self.err(
+                                    Diagnostic::error(span, format!("`retain` on `{name}`, which is not a handle passed by value (`{eff}`)"))
+                                        .with_label("only handles have references")
+                                        .with_note("`retain` means the call adds one reference to the object, as `clRetainMemObject`"),
+                                );
+                            }
+                        }
+                        Flag::MaybeHandle => {
+                            if let Some(d) = self.placement("maybe_handle", level, in_branch, span)
+                            {
+                                self.err(d);
+                            } else if !eff.pointee().is_some_and(Ty::is_void) {
+                                self.err(
+                                    Diagnostic::error(span, format!("`maybe_handle` on `{name}`, which is not a `void*` buffer (`{eff}`)"))
+                                        .with_label("needs a `void*`")
+                                        .with_note("for a typed pointer to handles, give the handle type: the worker translates every element"),
+                                );
+                            } else if eff_dir != Some(Direction::In) {
+                                self.err(
+                                    Diagnostic::error(span, format!("`maybe_handle` on `{name}`, which is not an `in` argument"))
+                                        .with_label("only data sent to the worker is checked for handles")
+                                        .with_note("help: write `in; buffer(SIZE); maybe_handle;`"),
+                                );
+                            }
+                        }
+                        Flag::KeyValue => {
+                            if !zero_terminated {
+                                self.err(
+                                    Diagnostic::error(span, format!("`key_value` on `{name}`, which is not `zero_terminated`"))
+                                        .with_label("describes how a zero-terminated list ends")
+                                        .with_note("help: write `zero_terminated; key_value;` for a list of (key, value) pairs ended by a zero key"),
+                                );
+                            }
+                        }
                         Flag::ObjRecord | Flag::Handle => {
                             if !value_handle && !is_ptr {
                                 self.err(
@@ -1179,6 +1338,10 @@ impl<'e, 'd> FnChecker<'e, 'd> {
                     match f {
                         Flag::NoCopy => props.no_copy = true,
                         Flag::String | Flag::ZeroTerminated => props.sized = true,
+                        Flag::Retain => props.retain = Some(span),
+                        Flag::Deallocate if level == Level::Top && eff.handle().is_some() => {
+                            props.deallocate = Some(span);
+                        }
                         Flag::Opaque | Flag::MustBeNull => props.covered = true,
                         _ => {}
                     }
@@ -1208,9 +1371,57 @@ impl<'e, 'd> FnChecker<'e, 'd> {
             }
         }
 
+        if let (Some(r), Some(d)) = (props.retain, props.deallocate) {
+            let (first, second) = if r.start < d.start { (r, d) } else { (d, r) };
+            self.err(
+                Diagnostic::error(
+                    second,
+                    format!("`{name}` is both `retain` and `deallocate`"),
+                )
+                .with_label("second reference change")
+                .with_secondary(first, "first reference change")
+                .with_note("a call either adds a reference (`retain`) or drops one (`deallocate`)"),
+            );
+        }
+
         // Coverage: is there enough information to move this value?
         self.coverage(&props, &eff, level, anchor, &name);
         props
+    }
+
+    /// Whether annotation `kw`, which only applies to a function's own
+    /// argument, unconditionally, is misplaced here.
+    fn placement(&self, kw: &str, level: Level, in_branch: bool, span: Span) -> Option<Diagnostic> {
+        if self.is_callback {
+            Some(
+                Diagnostic::error(
+                    span,
+                    format!("`{kw}` is not allowed on a callback argument"),
+                )
+                .with_label("callback arguments travel from the worker to the guest"),
+            )
+        } else if level == Level::Element {
+            Some(
+                Diagnostic::error(
+                    span,
+                    format!("`{kw}` is not allowed inside `element {{ ... }}`"),
+                )
+                .with_label("applies to the argument itself")
+                .with_note(format!("help: move it to `argument(NAME) {{ {kw}...; }}`")),
+            )
+        } else if in_branch {
+            Some(
+                Diagnostic::error(span, format!("`{kw}` cannot be conditional"))
+                    .with_label("inside an `if`")
+                    .with_note(if kw == "value" {
+                        "help: write it unconditionally; a conditional value is `value(COND ? A : B);`"
+                    } else {
+                        "help: write it unconditionally in the argument block"
+                    }),
+            )
+        } else {
+            None
+        }
     }
 
     /// An `if` branch: same checks, but coverage is judged on the whole
@@ -1294,6 +1505,22 @@ fn castable(from: &Ty, to: &Ty) -> bool {
     let ptrish = |t: &Ty| t.is_pointer() || t.callback().is_some();
     let intish = |t: &Ty| t.is_integer() || t.handle().is_some();
     (ptrish(from) && (ptrish(to) || to.handle().is_some())) || (intish(from) && intish(to))
+}
+
+/// Whether an argument's only output is new handles (`out; element {
+/// allocate; }` on a pointer to handles): allowed on async functions,
+/// because the guest chooses the new ids itself and writes them at once.
+fn allocated_handles_only(annots: &Annots, declared: &Ty) -> bool {
+    let eff = annots
+        .type_cast()
+        .and_then(|t| t.resolved.clone())
+        .unwrap_or_else(|| declared.clone());
+    eff.pointee().and_then(Ty::handle).is_some()
+        && annots.direction() == Some(Direction::Out)
+        && annots.conditionals().next().is_none()
+        && annots
+            .element()
+            .is_some_and(|e| e.has(Flag::Allocate) && e.conditionals().next().is_none())
 }
 
 fn registers(a: &FnAnnot, arg: &str) -> bool {

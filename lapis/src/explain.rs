@@ -12,8 +12,12 @@ use crate::types::{Ty, runtime_fn};
 pub fn explain(spec: &Spec, function: &str) -> Option<String> {
     let f = spec.function(function)?;
     let mut out = String::new();
-    let src = |s: Span| spec.source[s.start..s.end].trim().to_string();
-    let _ = writeln!(out, "{}", src(f.proto_span));
+    let src = |s: Span| snippet(spec, s);
+    let _ = writeln!(
+        out,
+        "{}",
+        spec.source[f.proto_span.start..f.proto_span.end].trim()
+    );
     if let Some(reason) = f.unsupported() {
         let why = if reason.is_empty() {
             String::new()
@@ -90,15 +94,24 @@ pub fn explain(spec: &Spec, function: &str) -> Option<String> {
         .collect();
     for (name, ty) in names {
         let text = match f.argument(&name) {
-            Some(b) => describe(spec, f, &name, &b.annots, &ty),
+            Some(b) => describe(spec, f, &name, &b.annots, &ty, false),
             None if is_user_data(f, &name) => {
                 "user data of a callback: passed back to the guest untouched.".to_string()
             }
-            None => by_value(&ty),
+            None => by_value(spec, &ty),
         };
         let _ = writeln!(out, "    {name}: {text}");
     }
     Some(out)
+}
+
+/// The source text of `span` on one line (runs of whitespace, including
+/// line breaks of multi-line expressions, become one space).
+fn snippet(spec: &Spec, span: Span) -> String {
+    spec.source[span.start..span.end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn is_user_data(f: &Function, name: &str) -> bool {
@@ -113,7 +126,7 @@ fn is_user_data(f: &Function, name: &str) -> bool {
 }
 
 fn state_calls(spec: &Spec, annots: &[FnAnnot], indent: &str, out: &mut String) {
-    let src = |s: Span| spec.source[s.start..s.end].trim().to_string();
+    let src = |s: Span| snippet(spec, s);
     for a in annots {
         match &a.kind {
             FnAnnotKind::RuntimeCall(e) => {
@@ -143,14 +156,27 @@ fn state_calls(spec: &Spec, annots: &[FnAnnot], indent: &str, out: &mut String) 
     }
 }
 
-fn by_value(ty: &Ty) -> String {
+fn by_value(spec: &Spec, ty: &Ty) -> String {
     if let Some(h) = ty.handle() {
         format!(
             "handle `{h}`: the guest's id is translated by the worker into its real object \
-             (an unknown id fails the call)."
+             ({}).",
+            invalid_handle(spec, h)
         )
     } else {
         format!("passed by value (`{ty}`).")
+    }
+}
+
+/// What happens when a guest passes a bad id of handle type `h`.
+fn invalid_handle(spec: &Spec, h: &str) -> String {
+    let decl = spec.handles().find(|d| d.name.name == h);
+    match decl.and_then(|d| d.invalid.as_ref()) {
+        Some(e) => format!(
+            "an unknown, freed or foreign id fails the call with `{}`",
+            snippet(spec, e.span)
+        ),
+        None => "an unknown id fails the call".to_string(),
     }
 }
 
@@ -182,12 +208,25 @@ fn registration<'a>(annots: &'a [FnAnnot], arg: &str) -> Option<&'a [Expr]> {
     })
 }
 
-fn describe(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty) -> String {
-    let src = |s: Span| spec.source[s.start..s.end].trim().to_string();
+/// Describes an annotation block for a value of type `ty`. `branch`: the
+/// block is an `if` branch, which may give only part of the description
+/// (its size, if any, comes from the enclosing block).
+fn describe(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty, branch: bool) -> String {
+    let src = |s: Span| snippet(spec, s);
     let ty = a.type_cast().map_or(ty.clone(), |t| t.ty().clone());
     let mut parts: Vec<String> = Vec::new();
     if let Some(t) = a.type_cast() {
-        parts.push(format!("treated as `{t}`"));
+        let mut s = format!("treated as `{t}`");
+        if let Some(h) = ty.handle() {
+            write!(s, ": a handle `{h}` translated by the worker").ok();
+        } else if let Some(h) = ty.pointee().and_then(Ty::handle) {
+            write!(
+                s,
+                ": its contents are `{h}` handles, translated between the worker's objects and the guest's ids"
+            )
+            .ok();
+        }
+        parts.push(s);
     }
     if let Some(u) = a.callback() {
         let mut s = "function pointer: the worker calls it back in the guest".to_string();
@@ -208,11 +247,26 @@ fn describe(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty) -> Strin
         return "pointer value passed through untouched; never dereferenced.".into();
     }
     let Some(pointee) = ty.pointee() else {
-        let mut s = by_value(&ty);
+        let mut s = if branch && a.type_cast().is_some() {
+            format!("{}.", parts.join("; "))
+        } else {
+            by_value(spec, &ty)
+        };
+        if let Some(v) = a.value() {
+            write!(
+                s,
+                " The worker passes `{}` to the driver instead of the guest's value.",
+                src(v.span)
+            )
+            .ok();
+        }
+        if a.has(Flag::Retain) {
+            s.push_str(" The call adds one reference to the object.");
+        }
         if a.has(Flag::Deallocate) {
-            s = format!(
-                "{} The call destroys it: the worker removes it from the guest's handle table.",
-                s
+            s.push_str(
+                " The call drops one reference: when the last one goes, the object is destroyed \
+                 and the worker removes it from the guest's handle table.",
             );
         }
         if a.has(Flag::Allocate) {
@@ -223,11 +277,11 @@ fn describe(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty) -> Strin
                 s,
                 " If `{}`: {}",
                 src(c.span),
-                describe(spec, f, name, t, &ty)
+                describe(spec, f, name, t, &ty, true)
             )
             .ok();
             if !o.items.is_empty() {
-                write!(s, " Otherwise: {}", describe(spec, f, name, o, &ty)).ok();
+                write!(s, " Otherwise: {}", describe(spec, f, name, o, &ty, true)).ok();
             }
         }
         return s;
@@ -237,6 +291,8 @@ fn describe(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty) -> Strin
     }
     let size = if a.has(Flag::String) {
         "a NUL-terminated string".to_string()
+    } else if a.has(Flag::ZeroTerminated) && a.has(Flag::KeyValue) {
+        format!("a list of (key, value) pairs of `{pointee}` ended by a zero key")
     } else if a.has(Flag::ZeroTerminated) {
         format!("a list of `{pointee}` ended by a zero element")
     } else if let Some(b) = a.buffer() {
@@ -245,8 +301,8 @@ fn describe(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty) -> Strin
         } else {
             format!("`{}` element(s) of `{pointee}`", src(b.span))
         }
-    } else if a.conditionals().next().is_some() {
-        // The size is given inside the `if` branches.
+    } else if a.conditionals().next().is_some() || branch {
+        // The size is given inside the `if` branches, or outside this one.
         String::new()
     } else {
         format!("one `{pointee}`")
@@ -266,6 +322,14 @@ fn describe(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty) -> Strin
             Some(Direction::In) => parts.push(format!(
                 "{size}, copied from the guest to the worker before the call"
             )),
+            Some(Direction::Out)
+                if f.mode() == CallMode::Async
+                    && a.element().is_some_and(|e| e.has(Flag::Allocate)) =>
+            {
+                parts.push(format!(
+                    "{size}, written by the guest library at once (the call is async)"
+                ))
+            }
             Some(Direction::Out) => parts.push(format!(
                 "{size}, allocated by the worker and copied back to the guest after the call"
             )),
@@ -301,6 +365,20 @@ fn describe(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty) -> Strin
     if a.has(Flag::Deallocate) {
         parts.push("released by the worker afterwards (deallocate)".into());
     }
+    if a.has(Flag::ErrorCode) {
+        parts.push(
+            "receives the error code when the call fails outside the driver (invalid handle, \
+             unsupported call, transport failure), if not NULL"
+                .into(),
+        );
+    }
+    if a.has(Flag::MaybeHandle) {
+        parts.push(
+            "if its bytes are exactly one pointer-sized value that is a live handle id of this \
+             guest, the worker passes the host object instead"
+                .into(),
+        );
+    }
     if let Some(e) = a.element() {
         parts.push(format!(
             "for each element (the builtin `index` is its position): {}",
@@ -311,15 +389,10 @@ fn describe(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty) -> Strin
         let mut s = format!(
             "if `{}`: {}",
             src(c.span),
-            describe_element(spec, f, name, t, &ty)
+            describe_branch(spec, f, name, t, &ty)
         );
         if !o.items.is_empty() {
-            write!(
-                s,
-                "; otherwise: {}",
-                describe_element(spec, f, name, o, &ty)
-            )
-            .ok();
+            write!(s, "; otherwise: {}", describe_branch(spec, f, name, o, &ty)).ok();
         }
         parts.push(s);
     }
@@ -328,11 +401,21 @@ fn describe(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty) -> Strin
     s
 }
 
+fn describe_branch(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty) -> String {
+    let d = describe(spec, f, name, a, ty, true);
+    d.trim_end_matches('.').to_string()
+}
+
 fn describe_element(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty) -> String {
     let mut parts = Vec::new();
-    if ty.handle().is_some() {
+    if ty.handle().is_some() && a.conditionals().next().is_none() {
         let mut s = String::new();
-        if a.has(Flag::Allocate) {
+        if a.has(Flag::Allocate) && f.mode() == CallMode::Async {
+            s.push_str(
+                "a new handle: the guest library chooses its id and writes it at once, and the \
+                 worker binds that id to the object the call creates",
+            );
+        } else if a.has(Flag::Allocate) {
             s.push_str("a new handle, added to the guest's handle table, its id written back");
         } else if a.has(Flag::Deallocate) {
             s.push_str("a handle destroyed by the call");
@@ -345,6 +428,6 @@ fn describe_element(spec: &Spec, f: &Function, name: &str, a: &Annots, ty: &Ty) 
         parts.push(s);
         return parts.join("; ");
     }
-    let d = describe(spec, f, name, a, ty);
+    let d = describe(spec, f, name, a, ty, false);
     d.trim_end_matches('.').to_string()
 }

@@ -270,6 +270,11 @@ const ARG_KEYWORDS: &[&str] = &[
     "must_be_null",
     "opaque",
     "callback",
+    "error_code",
+    "retain",
+    "maybe_handle",
+    "key_value",
+    "value",
 ];
 
 fn elided_error(span: Span) -> Diagnostic {
@@ -423,6 +428,7 @@ impl Builder<'_> {
             }
             Rule::handle_decl => Decl::Handle(HandleDecl {
                 name: ident(it.next().expect("name")),
+                invalid: it.next().map(|e| self.expr(e)),
                 span,
             }),
             Rule::const_decl => {
@@ -859,6 +865,10 @@ impl Builder<'_> {
                     "buffer" => {
                         let mut a = self.exact_args(&name, args, &block, 1, "buffer(COUNT)")?;
                         ArgAnnotKind::Buffer(a.remove(0))
+                    }
+                    "value" => {
+                        let mut a = self.exact_args(&name, args, &block, 1, "value(EXPR)")?;
+                        ArgAnnotKind::Value(a.remove(0))
                     }
                     "element" => {
                         if let Some((_, aspan)) = args {

@@ -75,10 +75,19 @@ fn explain_prints_plain_english() {
 }
 
 #[test]
-fn generate_is_not_built_yet() {
-    let (code, _, err) = run(&["generate", &spec("figure4.lapis"), "--side", "guest"]);
-    assert_eq!(code, 2);
-    assert!(err.contains("code generation is not yet built"), "{err}");
+fn generate_prints_both_sides() {
+    let (code, out, err) = run(&["generate", &spec("figure4.lapis"), "--side", "guest"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("pub unsafe extern \"C\" fn cuMemcpyDtoHAsync("),
+        "{out}"
+    );
+    let (code, out, err) = run(&["generate", &spec("figure4.lapis"), "--side", "worker"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("fn call_cuStreamSynchronize("), "{out}");
+    let (code, _, err) = run(&["generate", &spec("figure4.lapis"), "--side", "both"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("invalid value"), "{err}");
 }
 
 #[test]

@@ -457,6 +457,143 @@ bad!(
     "refers to itself"
 );
 
+// ------------------------------------------------------------------ handles, error codes, references
+
+bad!(
+    handle_error_not_integer,
+    "handle cl_x = true;\n",
+    1,
+    15,
+    "the invalid-handle error of `cl_x` must be an integer, found bool"
+);
+bad!(
+    handle_error_not_constant,
+    "handle cl_x = get_n_bufs(pending, 0);\n",
+    1,
+    15,
+    "the invalid-handle error of `cl_x` must be a constant"
+);
+bad!(
+    error_code_not_pointer_to_integer,
+    "cl_mem f(size_t n, void* p) {\n    argument(p) { out; buffer(n); error_code; }\n}\n",
+    2,
+    35,
+    "`error_code` on `p`, which is not a pointer to an integer"
+);
+bad!(
+    error_code_not_out,
+    "cl_mem f(cl_int* e) {\n    argument(e) { in; error_code; }\n}\n",
+    2,
+    23,
+    "`error_code` on `e`, which is not an `out` argument"
+);
+bad!(
+    two_error_codes,
+    "cl_mem f(cl_int* e, cl_int* e2) {\n    argument(e) { out; error_code; }\n    argument(e2) { out; error_code; }\n}\n",
+    3,
+    25,
+    "`f` has two `error_code` arguments, `e` and `e2`"
+);
+bad!(
+    error_code_conditional,
+    "cl_mem f(cl_int* e, size_t n) {\n    argument(e) { out; if (n > 0) { error_code; } }\n}\n",
+    2,
+    37,
+    "`error_code` cannot be conditional"
+);
+bad!(
+    retain_on_pointer,
+    "cl_int f(cl_mem* m) {\n    argument(m) { in; retain; }\n}\n",
+    2,
+    23,
+    "`retain` on `m`, which is not a handle passed by value"
+);
+bad!(
+    retain_on_integer,
+    "cl_int f(size_t n) {\n    argument(n) { retain; }\n}\n",
+    2,
+    19,
+    "`retain` on `n`, which is not a handle passed by value"
+);
+bad!(
+    retain_and_deallocate,
+    "cl_int f(cl_mem m) {\n    argument(m) { retain; deallocate; }\n}\n",
+    2,
+    27,
+    "`m` is both `retain` and `deallocate`"
+);
+bad!(
+    value_wrong_type,
+    "cl_int f(cl_int b) {\n    argument(b) { value(true); }\n}\n",
+    2,
+    25,
+    "`value` for `b` must be integer (the type `cl_int`), found bool"
+);
+bad!(
+    value_on_pointer,
+    "cl_int f(size_t* p) {\n    argument(p) { in; value(1); }\n}\n",
+    2,
+    23,
+    "`value` on `p`, which is not a scalar passed by value"
+);
+bad!(
+    value_conditional,
+    "cl_int f(cl_int b, size_t n) {\n    argument(b) { if (n > 0) { value(1); } }\n}\n",
+    2,
+    32,
+    "`value` cannot be conditional"
+);
+bad!(
+    value_needs_one_argument,
+    "cl_int f(cl_int b) {\n    argument(b) { value(1, 2); }\n}\n",
+    2,
+    24,
+    "`value` takes 1 argument, found 2"
+);
+bad!(
+    maybe_handle_on_typed_pointer,
+    "cl_int f(size_t* p) {\n    argument(p) { in; maybe_handle; }\n}\n",
+    2,
+    23,
+    "`maybe_handle` on `p`, which is not a `void*` buffer"
+);
+bad!(
+    maybe_handle_on_output,
+    "cl_int f(void* p, size_t n) {\n    argument(p) { out; buffer(n); maybe_handle; }\n}\n",
+    2,
+    35,
+    "`maybe_handle` on `p`, which is not an `in` argument"
+);
+bad!(
+    key_value_without_zero_terminated,
+    "cl_int f(size_t* p, size_t n) {\n    argument(p) { in; buffer(n); key_value; }\n}\n",
+    2,
+    34,
+    "`key_value` on `p`, which is not `zero_terminated`"
+);
+bad!(
+    async_out_handle_not_allocated,
+    "cl_int f(cl_mem* m) {\n    async; success(CL_SUCCESS);\n    argument(m) { out; }\n}\n",
+    3,
+    19,
+    "output `m` of async function `f`"
+);
+bad!(
+    async_allocated_handle_with_other_output,
+    "cl_int f(cl_mem* m, size_t* n) {\n    async; success(CL_SUCCESS);\n    argument(m) { out; element { allocate; } }\n    argument(n) { out; }\n}\n",
+    4,
+    19,
+    "output `n` of async function `f`"
+);
+
+#[test]
+fn async_allocated_handles_are_allowed() {
+    let text = format!(
+        "{PRELUDE}cl_int f(cl_mem* m) {{\n    async; success(CL_SUCCESS);\n    argument(m) {{ out; nullable; element {{ allocate; }} }}\n}}\n"
+    );
+    lapis::parse_str("ok.lapis", &text).unwrap_or_else(|d| panic!("{d}"));
+}
+
 #[test]
 fn many_errors_are_collected_in_order() {
     let text = format!(

@@ -1,0 +1,47 @@
+//! `libava_opencl.so`: the OpenCL API for applications inside a VM (or on
+//! the host, for testing), remoted to the `ava-worker` over a shared-memory
+//! region.
+//!
+//! Load it with `LD_PRELOAD=libava_opencl.so`, or put it on the library path
+//! as `libOpenCL.so.1`. The region comes from `AVA_REGION` (a `/dev/shm`
+//! file or an ivshmem `resource2` path); when that is unset, the library
+//! probes the PCI bus for an ivshmem device. Log verbosity follows
+//! `AVA_LOG` (e.g. `AVA_LOG=debug`).
+//!
+//! Every exported function is generated from `specs/opencl.lapis` by the
+//! `lapis` code generator at build time.
+
+use std::path::PathBuf;
+
+/// The generated OpenCL entry points and types.
+#[allow(
+    non_camel_case_types,
+    non_upper_case_globals,
+    non_snake_case,
+    dead_code,
+    unused_parens,
+    unused_imports,
+    clippy::all
+)]
+pub mod opencl {
+    include!(concat!(env!("OUT_DIR"), "/opencl_guest.rs"));
+}
+
+mod probe;
+
+/// Finds the region when `AVA_REGION` is unset: the first ivshmem PCI
+/// device's BAR2 whose header is a valid region. Also sets up logging,
+/// since this runs once, before the first call.
+fn locate_region() -> Result<PathBuf, String> {
+    init_logging();
+    probe::find_region(std::path::Path::new("/sys/bus/pci/devices"))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AVA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

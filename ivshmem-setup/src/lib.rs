@@ -1,0 +1,29 @@
+//! Host and guest tooling for ivshmem regions.
+//!
+//! On the host, a region is a file (normally in `/dev/shm`, or on hugetlbfs)
+//! that QEMU maps as the BAR2 of an `ivshmem-plain` PCI device; inside the VM
+//! the same memory is `/sys/bus/pci/devices/<addr>/resource2`. This crate
+//! covers both ends:
+//!
+//! - [`sizing`] and [`host`]: create a region file of a given BAR size,
+//!   inspect and remove it;
+//! - [`vmconfig`]: the QEMU arguments and libvirt `<shmem>` element that give
+//!   a VM the device;
+//! - [`probe`]: in the guest, find the device, enable it and check the region
+//!   in its BAR ([`probe::find_region`] is what a guest library calls when
+//!   `AVA_REGION` is unset);
+//! - [`peer`]: `ping` and `echo`, a test peer pair that proves the path works
+//!   before any API is remoted over it.
+//!
+//! The `ivshmem-setup` binary is a command-line front end to all of these.
+
+pub mod fake_sysfs;
+pub mod host;
+pub mod peer;
+pub mod probe;
+pub mod signals;
+pub mod size;
+pub mod sizing;
+pub mod vmconfig;
+
+pub use probe::{ProbeError, ProbedDevice, find_region, probe, resolve_region};

@@ -1,0 +1,32 @@
+//! The call protocol between generated guest libraries and generated worker
+//! dispatchers.
+//!
+//! Code generated from a LAPIS specification (see the `lapis` crate) calls
+//! into this crate on both sides: [`guest`] builds calls, sends them over a
+//! [`transport`] channel and reads replies; [`worker`] decodes calls against
+//! a per-guest [`worker::HandleTable`], and serves channels. [`wire`] is the
+//! encoding both share.
+
+pub mod guest;
+pub mod wire;
+pub mod worker;
+
+/// First 16 bits of every handle id the worker assigns: makes ids easy to
+/// recognise and unlikely to collide with other values (see `maybe_handle`).
+pub const WORKER_ID_TAG: u64 = 0xA7A0 << 48;
+/// First 16 bits of handle ids a guest chooses itself (for handles created
+/// by asynchronous calls).
+pub const GUEST_ID_TAG: u64 = 0xA7A1 << 48;
+/// Mask of the tag bits.
+pub const ID_TAG_MASK: u64 = 0xFFFF << 48;
+
+/// Blobs up to this size travel inline in the rings; larger ones through the
+/// channel's data arena.
+pub const INLINE_MAX: usize = 8 << 10;
+
+/// Checks that `path` holds a valid region (magic, version, sizes).
+pub fn transport_region_check(path: &std::path::Path) -> Result<(), String> {
+    transport::Region::open(path)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,45 @@
+//! The worker for the test API: loads `libava_testapi.so` and serves a
+//! region with the dispatcher generated from `testapi.lapis`, using the
+//! same serving loop as `ava-worker`.
+//!
+//! Usage: `testapi-worker REGION LIBRARY` (stops on SIGTERM / when killed).
+
+use std::sync::atomic::AtomicBool;
+
+/// The generated dispatcher.
+#[allow(
+    non_camel_case_types,
+    non_upper_case_globals,
+    non_snake_case,
+    dead_code,
+    unused_parens,
+    unused_imports,
+    clippy::all
+)]
+mod testapi {
+    include!(concat!(env!("OUT_DIR"), "/testapi_worker.rs"));
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let region = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: testapi-worker REGION LIBRARY"))?;
+    let library = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: testapi-worker REGION LIBRARY"))?;
+    // SAFETY: loading the test library runs no initialisers of note.
+    let lib = unsafe { libloading::Library::new(&library) }?;
+    let dispatch = testapi::Dispatch {
+        api: testapi::Api::load(&lib),
+    };
+    let stop = AtomicBool::new(false);
+    let opts = ava_worker::server::ServeOptions::default();
+    ava_worker::server::serve(
+        &[region.into()],
+        &transport::RegionConfig::default(),
+        &dispatch,
+        &opts,
+        &stop,
+    )
+}

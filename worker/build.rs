@@ -1,0 +1,14 @@
+//! Generates the OpenCL dispatcher from `specs/opencl.lapis`.
+
+use lapis::codegen::{Options, Side, build_script};
+
+fn main() {
+    let opts = Options {
+        unsupported_error: -59,
+        transport_error: -5,
+        locate_region: String::new(),
+    };
+    let spec = std::env::var("AVA_OPENCL_SPEC").unwrap_or_else(|_| "../specs/opencl.lapis".into());
+    println!("cargo:rerun-if-env-changed=AVA_OPENCL_SPEC");
+    build_script(&spec, Side::Worker, &opts, "opencl_worker.rs");
+}

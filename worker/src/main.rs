@@ -1,0 +1,84 @@
+//! `ava-worker`: serves VM regions and executes their OpenCL calls on the
+//! host's real OpenCL library.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use transport::RegionConfig;
+
+/// Executes remoted OpenCL calls from VMs (or host processes) on this host.
+#[derive(Parser)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:\n  ava-worker --region /dev/shm/vm1\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --cores 2,3\n  AVA_LOG=debug ava-worker --region /dev/shm/test --opencl-lib /usr/lib/x86_64-linux-gnu/libOpenCL.so.1\n\nA region that does not exist is created with --channels/--ring-size/--arena-size;\none that exists (e.g. made by `ivshmem-setup create`) is served as it is.\nLog levels: AVA_LOG=error|warn|info|debug|trace (default info)."
+)]
+struct Cli {
+    /// A region to serve (one per VM); repeat for several VMs.
+    #[arg(long = "region", required = true, value_name = "PATH")]
+    regions: Vec<PathBuf>,
+    /// Cores to pin the poller threads to (one thread per region), e.g. 2,3.
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+    /// The host OpenCL library to load.
+    #[arg(long, value_name = "PATH")]
+    opencl_lib: Option<String>,
+    /// Channels of a region created by the worker.
+    #[arg(long, default_value_t = 4)]
+    channels: u32,
+    /// Ring size (bytes, a power of two) of a region created by the worker.
+    #[arg(long, default_value_t = 256 << 10)]
+    ring_size: u64,
+    /// Arena size per channel (bytes) of a region created by the worker.
+    #[arg(long, default_value_t = 32 << 20)]
+    arena_size: u64,
+    /// Seconds without a heartbeat after which a guest is taken for dead.
+    #[arg(long, default_value_t = 5)]
+    stale_after: u64,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn main() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AVA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let backend = ava_worker::backend::OpenCl::load(cli.opencl_lib.as_deref())?;
+    let config = RegionConfig {
+        channels: cli.channels,
+        cmd_ring_size: cli.ring_size,
+        resp_ring_size: cli.ring_size,
+        arena_size: cli.arena_size,
+    };
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(on_signal),
+        nix::sys::signal::SaFlags::empty(),
+        nix::sys::signal::SigSet::empty(),
+    );
+    for sig in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        unsafe { nix::sys::signal::sigaction(sig, &action) }?;
+    }
+    let opts = ava_worker::server::ServeOptions {
+        cores: cli.cores,
+        stale_after: Duration::from_secs(cli.stale_after),
+        ..Default::default()
+    };
+    ava_worker::server::serve(&cli.regions, &config, &backend.dispatch, &opts, &STOP)?;
+    tracing::info!("stopped");
+    Ok(())
+}
