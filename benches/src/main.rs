@@ -1,6 +1,7 @@
 //! `ava-bench`: benchmarks of the remoting stack, each figure printed beside
 //! a baseline measured in the same run.
 
+mod opencl_bench;
 mod peer;
 mod report;
 mod transport_bench;
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[command(
     version,
     about,
-    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json"
+    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,6 +37,19 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "0,1")]
         cores: Vec<usize>,
     },
+    /// OpenCL: a cheap query, a small kernel launch + finish, and write/read
+    /// bandwidth by size, natively and remoted through a real worker.
+    Opencl {
+        /// Fewer iterations.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the results as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// The host's OpenCL library (the native baseline).
+        #[arg(long, default_value = "libOpenCL.so.1")]
+        native_lib: String,
+    },
     /// The other side of a two-process measurement (started by the benchmark itself).
     #[command(hide = true)]
     Peer {
@@ -53,6 +67,19 @@ fn main() -> anyhow::Result<()> {
             anyhow::ensure!(cores.len() == 2, "--cores takes exactly two cores");
             let results = transport_bench::run(quick, [cores[0], cores[1]])?;
             report::print_table("transport", &results);
+            if let Some(path) = json {
+                report::write_json(&path, &results)?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Opencl {
+            quick,
+            json,
+            native_lib,
+        } => {
+            let results = opencl_bench::run(quick, &native_lib)?;
+            report::print_table("opencl", &results);
             if let Some(path) = json {
                 report::write_json(&path, &results)?;
                 eprintln!("wrote {}", path.display());

@@ -232,7 +232,8 @@ fn throughput(plan: &Plan, core: usize) -> anyhow::Result<f64> {
     Ok(plan.messages as f64 / secs)
 }
 
-fn size_name(size: usize) -> String {
+/// `4KiB`, `16MiB`, ...
+pub fn size_name(size: usize) -> String {
     if size >= 1 << 20 {
         format!("{}MiB", size >> 20)
     } else {

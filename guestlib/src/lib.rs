@@ -45,3 +45,14 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// Runs when the library is unloaded or the process exits: gives the
+/// channel back to the region at once.
+extern "C" fn release_channel() {
+    remoting::guest::shutdown();
+}
+
+/// Registers [`release_channel`] with the dynamic loader.
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static RELEASE_AT_EXIT: extern "C" fn() = release_channel;

@@ -91,6 +91,15 @@ impl std::fmt::Debug for Connection {
 
 static GLOBAL: OnceLock<Result<Connection, String>> = OnceLock::new();
 
+/// Releases the process-wide connection's channel, if one was opened. Guest
+/// libraries call this when they are unloaded or the process exits, so that
+/// the channel is free at once instead of after the worker's stale timeout.
+pub fn shutdown() {
+    if let Some(Ok(c)) = GLOBAL.get() {
+        c.close();
+    }
+}
+
 /// The process-wide connection, opened on first use from `AVA_REGION`, or
 /// from `locate` when the variable is unset (a guest library passes its
 /// ivshmem probe here).
@@ -145,7 +154,7 @@ impl Connection {
                 next_call: 1,
                 msg_buf: Vec::with_capacity(256),
                 async_errors: 0,
-                wait: WaitStrategy::BALANCED,
+                wait: wait_strategy_from_env(),
             }),
             next_guest_id: AtomicU64::new(1),
             index,
@@ -186,6 +195,13 @@ impl Connection {
             .unwrap_or_else(|p| p.into_inner())
             .insert(token, (function, user_data));
         token
+    }
+
+    /// Gives the channel back to the region (at process exit). Calls made
+    /// afterwards fail with [`CallError::Ring`] instead of waiting.
+    pub fn close(&self) {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.ch.release();
     }
 
     /// Handles messages the worker sent outside of any call (callbacks
@@ -379,6 +395,9 @@ impl Inner {
                 continue;
             }
             if backoff.is_sleeping() {
+                if !self.ch.is_current() {
+                    return Err(CallError::Ring(RingError::Disconnected));
+                }
                 let now = self.ch.worker_heartbeat();
                 if now != beat {
                     beat = now;
@@ -696,4 +715,16 @@ pub unsafe fn zero_terminated_len<T: Copy + PartialEq + Default>(
         i += step;
     }
     i
+}
+
+/// The guest's wait strategy: `AVA_WAIT=spin|balanced|idle` (default
+/// `balanced`). Spinning gives the lowest latency when the guest has a core
+/// to itself; `idle` leaves the core to others (for example to the host
+/// library's own threads when guest and worker share a small machine).
+pub fn wait_strategy_from_env() -> WaitStrategy {
+    match std::env::var("AVA_WAIT").as_deref() {
+        Ok("spin") => WaitStrategy::LOW_LATENCY,
+        Ok("idle") => WaitStrategy::IDLE,
+        _ => WaitStrategy::BALANCED,
+    }
 }

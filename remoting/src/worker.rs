@@ -396,6 +396,29 @@ impl CallCtx<'_> {
         }
     }
 
+    /// Input data the worker only passes on: inline bytes are copied out of
+    /// the message; arena data is handed to the host function in place
+    /// (zero-copy). The guest may change arena bytes underneath; they are
+    /// opaque data to the worker, so that can only hurt the guest itself.
+    pub fn in_data(&self, blob: Blob<'_>) -> Result<Option<InData>, DispatchError> {
+        match blob {
+            Blob::Null => Ok(None),
+            Blob::Inline(b) => Ok(Some(InData::Local(Bytes::from_slice(b)))),
+            Blob::Arena { offset, len } => {
+                let ptr = self
+                    .arena
+                    .ptr(offset, len)
+                    .map_err(|e| DispatchError::Protocol(e.to_string()))?;
+                Ok(Some(InData::Shared {
+                    ptr,
+                    len: len as usize,
+                    arena: self.arena.clone(),
+                    offset,
+                }))
+            }
+        }
+    }
+
     /// A list of input blobs (an array of buffers or strings): a count,
     /// then each blob.
     pub fn in_list(
@@ -638,6 +661,67 @@ pub fn flush_outbox(
             .send(&m, wait, Some(std::time::Duration::from_secs(30)))?;
     }
     Ok(())
+}
+
+/// Input data: a private copy, or a range of the arena used in place.
+#[derive(Debug)]
+pub enum InData {
+    /// Copied out of the message.
+    Local(Bytes),
+    /// In the arena, validated to lie inside it.
+    Shared {
+        /// Start of the range.
+        ptr: *mut u8,
+        /// Its length.
+        len: usize,
+        /// The arena, to read single elements safely.
+        arena: Arena,
+        /// Offset of the range in the arena.
+        offset: u64,
+    },
+}
+
+impl InData {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            InData::Local(b) => b.len(),
+            InData::Shared { len, .. } => *len,
+        }
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pointer for the host function.
+    pub fn as_ptr(&self) -> *const u8 {
+        match self {
+            InData::Local(b) => b.as_ptr(),
+            InData::Shared { ptr, .. } => *ptr,
+        }
+    }
+
+    /// Element `i` of an array of `size`-byte integers (0 past the end),
+    /// copied out of shared memory first.
+    pub fn int(&self, i: usize, size: usize, signed: bool) -> i128 {
+        match self {
+            InData::Local(b) => b.int(i, size, signed),
+            InData::Shared {
+                len, arena, offset, ..
+            } => {
+                let Some(at) = i.checked_mul(size).filter(|at| at + size <= *len) else {
+                    return 0;
+                };
+                let mut tmp = [0u8; 16];
+                if arena.read(offset + at as u64, &mut tmp[..size]).is_err() {
+                    return 0;
+                }
+                Bytes::from_slice(&tmp[..size]).int(0, size, signed)
+            }
+        }
+    }
 }
 
 /// Bytes received from (or returned to) a guest, in 8-byte-aligned memory so

@@ -207,6 +207,13 @@ impl GuestChannel {
         s.state == ChannelState::Claimed && s.generation == self.generation
     }
 
+    /// Gives the channel back now (as dropping does). Idempotent; after it,
+    /// [`GuestChannel::is_current`] is false and the worker no longer serves
+    /// this endpoint.
+    pub fn release(&self) {
+        free(&self.shm, &self.header, self.index, self.generation);
+    }
+
     /// The region's worker heartbeat (to notice a dead worker).
     pub fn worker_heartbeat(&self) -> u64 {
         self.shm

@@ -39,8 +39,17 @@ pub fn open_region(path: &Path, config: &RegionConfig) -> anyhow::Result<Region>
     let region = if path.exists() {
         Region::open(path)?
     } else {
-        tracing::info!(path = %path.display(), size = config.total_size(), "creating region");
-        Region::create(path, config)?
+        // ivshmem BARs are powers of two: size the file so that QEMU can
+        // map it as it is.
+        let size = config.total_size().next_power_of_two();
+        tracing::info!(path = %path.display(), size, "creating region");
+        Region::create(path, config)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(size))
+            .with_context(|| format!("sizing {}", path.display()))?;
+        Region::open(path)?
     };
     region
         .acquire_worker(std::process::id())

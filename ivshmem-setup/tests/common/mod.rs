@@ -96,7 +96,20 @@ impl ChildGuard {
     }
 
     fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+        Pid::from_raw(self.id() as i32)
+    }
+
+    /// The child's process id (while it has not been waited for).
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Whether the child is still running (false once it has exited).
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
     }
 
     /// Sends `signal` to the child.

@@ -378,6 +378,12 @@ fn function(
                         "    let {pn}_id = d.u64()?;\n    let mut {pn}_host: usize = 0;"
                     );
                 }
+                (Content::Plain { .. }, crate::Direction::In)
+                    if !b.maybe_handle && matches!(b.count, Count::Expr(_) | Count::One) =>
+                {
+                    // Data the worker only passes on: used in place.
+                    let _ = writeln!(o, "    let mut {pn}_in = cx.in_data(d.blob()?)?;");
+                }
                 (_, crate::Direction::In) => {
                     let _ = writeln!(o, "    let mut {pn}_in = cx.in_bytes(d.blob()?)?;");
                 }

@@ -1,0 +1,378 @@
+//! `ava-bench opencl`: the same OpenCL calls made natively (the host's
+//! `libOpenCL.so.1`) and remoted (`libava_opencl.so` over a region served by
+//! a real `ava-worker`), in one run, one beside the other.
+
+use std::ffi::{CString, c_char, c_void};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+
+use crate::report::{BenchResult, compare};
+
+type Id = *mut c_void;
+
+/// The OpenCL entry points the benchmark uses, from one library.
+struct Cl {
+    _lib: libloading::Library,
+    get_platform_ids: unsafe extern "C" fn(u32, *mut Id, *mut u32) -> i32,
+    get_device_ids: unsafe extern "C" fn(Id, u64, u32, *mut Id, *mut u32) -> i32,
+    get_device_info: unsafe extern "C" fn(Id, u32, usize, *mut c_void, *mut usize) -> i32,
+    create_context: unsafe extern "C" fn(
+        *const isize,
+        u32,
+        *const Id,
+        *const c_void,
+        *mut c_void,
+        *mut i32,
+    ) -> Id,
+    create_queue: unsafe extern "C" fn(Id, Id, u64, *mut i32) -> Id,
+    create_buffer: unsafe extern "C" fn(Id, u64, usize, *mut c_void, *mut i32) -> Id,
+    create_program: unsafe extern "C" fn(Id, u32, *mut *const c_char, *const usize, *mut i32) -> Id,
+    build_program:
+        unsafe extern "C" fn(Id, u32, *const Id, *const c_char, *const c_void, *mut c_void) -> i32,
+    create_kernel: unsafe extern "C" fn(Id, *const c_char, *mut i32) -> Id,
+    set_kernel_arg: unsafe extern "C" fn(Id, u32, usize, *const c_void) -> i32,
+    enqueue_ndrange: unsafe extern "C" fn(
+        Id,
+        Id,
+        u32,
+        *const usize,
+        *const usize,
+        *const usize,
+        u32,
+        *const Id,
+        *mut Id,
+    ) -> i32,
+    enqueue_write: unsafe extern "C" fn(
+        Id,
+        Id,
+        u32,
+        usize,
+        usize,
+        *const c_void,
+        u32,
+        *const Id,
+        *mut Id,
+    ) -> i32,
+    enqueue_read: unsafe extern "C" fn(
+        Id,
+        Id,
+        u32,
+        usize,
+        usize,
+        *mut c_void,
+        u32,
+        *const Id,
+        *mut Id,
+    ) -> i32,
+    finish: unsafe extern "C" fn(Id) -> i32,
+}
+
+macro_rules! sym {
+    ($lib:expr, $name:literal) => {
+        // SAFETY: the symbol is the OpenCL function of the field's signature.
+        *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }.context($name)?
+    };
+}
+
+impl Cl {
+    fn load(path: &Path) -> anyhow::Result<Cl> {
+        // SAFETY: loading an OpenCL library runs its initialisers, as any
+        // OpenCL program does.
+        let lib = unsafe { libloading::Library::new(path) }
+            .with_context(|| path.display().to_string())?;
+        Ok(Cl {
+            get_platform_ids: sym!(lib, "clGetPlatformIDs"),
+            get_device_ids: sym!(lib, "clGetDeviceIDs"),
+            get_device_info: sym!(lib, "clGetDeviceInfo"),
+            create_context: sym!(lib, "clCreateContext"),
+            create_queue: sym!(lib, "clCreateCommandQueue"),
+            create_buffer: sym!(lib, "clCreateBuffer"),
+            create_program: sym!(lib, "clCreateProgramWithSource"),
+            build_program: sym!(lib, "clBuildProgram"),
+            create_kernel: sym!(lib, "clCreateKernel"),
+            set_kernel_arg: sym!(lib, "clSetKernelArg"),
+            enqueue_ndrange: sym!(lib, "clEnqueueNDRangeKernel"),
+            enqueue_write: sym!(lib, "clEnqueueWriteBuffer"),
+            enqueue_read: sym!(lib, "clEnqueueReadBuffer"),
+            finish: sym!(lib, "clFinish"),
+            _lib: lib,
+        })
+    }
+}
+
+fn check(what: &str, rc: i32) -> anyhow::Result<()> {
+    if rc != 0 {
+        bail!("{what} failed with OpenCL error {rc}");
+    }
+    Ok(())
+}
+
+/// A device, context, queue, a trivial kernel and a buffer.
+struct Setup {
+    device: Id,
+    queue: Id,
+    kernel: Id,
+    buffer: Id,
+}
+
+const MAX_SIZE: usize = 16 << 20;
+const CL_DEVICE_TYPE_ALL: u64 = 0xFFFF_FFFF;
+const CL_DEVICE_MAX_COMPUTE_UNITS: u32 = 0x1002;
+const CL_MEM_READ_WRITE: u64 = 1;
+const KERNEL: &str = "__kernel void touch(__global int* a) { a[get_global_id(0)] += 1; }";
+
+fn setup(cl: &Cl) -> anyhow::Result<Setup> {
+    let mut err = 0;
+    // SAFETY: every pointer passed points to a live local of the right type.
+    unsafe {
+        let mut platform: Id = std::ptr::null_mut();
+        check(
+            "clGetPlatformIDs",
+            (cl.get_platform_ids)(1, &mut platform, std::ptr::null_mut()),
+        )?;
+        let mut device: Id = std::ptr::null_mut();
+        check(
+            "clGetDeviceIDs",
+            (cl.get_device_ids)(
+                platform,
+                CL_DEVICE_TYPE_ALL,
+                1,
+                &mut device,
+                std::ptr::null_mut(),
+            ),
+        )?;
+        let ctx = (cl.create_context)(
+            std::ptr::null(),
+            1,
+            &device,
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            &mut err,
+        );
+        check("clCreateContext", err)?;
+        let queue = (cl.create_queue)(ctx, device, 0, &mut err);
+        check("clCreateCommandQueue", err)?;
+        let src = CString::new(KERNEL)?;
+        let mut p = src.as_ptr();
+        let program = (cl.create_program)(ctx, 1, &mut p, std::ptr::null(), &mut err);
+        check("clCreateProgramWithSource", err)?;
+        check(
+            "clBuildProgram",
+            (cl.build_program)(
+                program,
+                1,
+                &device,
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null_mut(),
+            ),
+        )?;
+        let name = CString::new("touch")?;
+        let kernel = (cl.create_kernel)(program, name.as_ptr(), &mut err);
+        check("clCreateKernel", err)?;
+        let buffer = (cl.create_buffer)(
+            ctx,
+            CL_MEM_READ_WRITE,
+            MAX_SIZE,
+            std::ptr::null_mut(),
+            &mut err,
+        );
+        check("clCreateBuffer", err)?;
+        check(
+            "clSetKernelArg",
+            (cl.set_kernel_arg)(kernel, 0, size_of::<Id>(), (&buffer as *const Id).cast()),
+        )?;
+        Ok(Setup {
+            device,
+            queue,
+            kernel,
+            buffer,
+        })
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("bounds")
+}
+
+fn time(n: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Histogram<u64>> {
+    let mut h = histogram();
+    for i in 0..n + n / 10 {
+        let t = Instant::now();
+        f()?;
+        if i >= n / 10 {
+            h.record((t.elapsed().as_nanos() as u64).max(1))?;
+        }
+    }
+    Ok(h)
+}
+
+/// All figures for one library, named with `suffix` (`native`/`remoted`).
+fn measure(cl: &Cl, s: &Setup, suffix: &str, quick: bool) -> anyhow::Result<Vec<BenchResult>> {
+    let mut out = Vec::new();
+    let (nq, nk) = if quick { (5_000, 500) } else { (50_000, 5_000) };
+    let mut units = 0u32;
+    let h = time(nq, || {
+        // SAFETY: `units` is a live u32, its size is passed.
+        check("clGetDeviceInfo", unsafe {
+            (cl.get_device_info)(
+                s.device,
+                CL_DEVICE_MAX_COMPUTE_UNITS,
+                4,
+                (&mut units as *mut u32).cast(),
+                std::ptr::null_mut(),
+            )
+        })
+    })?;
+    out.push(BenchResult::latency(&format!("query_{suffix}"), &h));
+    let global = 1usize;
+    let h = time(nk, || {
+        // SAFETY: `global` lives across the call; no events.
+        unsafe {
+            check(
+                "clEnqueueNDRangeKernel",
+                (cl.enqueue_ndrange)(
+                    s.queue,
+                    s.kernel,
+                    1,
+                    std::ptr::null(),
+                    &global,
+                    std::ptr::null(),
+                    0,
+                    std::ptr::null(),
+                    std::ptr::null_mut(),
+                ),
+            )?;
+            check("clFinish", (cl.finish)(s.queue))
+        }
+    })?;
+    out.push(BenchResult::latency(&format!("kernel_{suffix}"), &h));
+    let mut host = vec![7u8; MAX_SIZE];
+    for size in [4usize << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20] {
+        let reps = ((if quick { 256usize << 20 } else { 2usize << 30 }) / size).clamp(4, 20_000);
+        for (dir, name) in [(0, "write"), (1, "read")] {
+            let t = Instant::now();
+            for _ in 0..reps {
+                // SAFETY: `host` holds MAX_SIZE >= size bytes; blocking calls.
+                let rc = unsafe {
+                    if dir == 0 {
+                        (cl.enqueue_write)(
+                            s.queue,
+                            s.buffer,
+                            1,
+                            0,
+                            size,
+                            host.as_ptr().cast(),
+                            0,
+                            std::ptr::null(),
+                            std::ptr::null_mut(),
+                        )
+                    } else {
+                        (cl.enqueue_read)(
+                            s.queue,
+                            s.buffer,
+                            1,
+                            0,
+                            size,
+                            host.as_mut_ptr().cast(),
+                            0,
+                            std::ptr::null(),
+                            std::ptr::null_mut(),
+                        )
+                    }
+                };
+                check(name, rc)?;
+            }
+            // SAFETY: a valid queue.
+            check("clFinish", unsafe { (cl.finish)(s.queue) })?;
+            let bw = (size * reps) as f64 / t.elapsed().as_secs_f64();
+            out.push(BenchResult::value(
+                &format!(
+                    "{name}_bw_{}_{suffix}",
+                    crate::transport_bench::size_name(size)
+                ),
+                "B/s",
+                bw,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+struct Worker(Child, PathBuf);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_file(&self.1);
+    }
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let p = exe.parent().context("exe dir")?.join(name);
+    anyhow::ensure!(
+        p.exists(),
+        "{} not found (build it: cargo build --release -p ava-worker -p ava-guestlib)",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// Runs the OpenCL benchmark.
+pub fn run(quick: bool, native_lib: &str) -> anyhow::Result<Vec<BenchResult>> {
+    let region = PathBuf::from(format!("/dev/shm/ava-bench-opencl-{}", std::process::id()));
+    let _ = std::fs::remove_file(&region);
+    let child = Command::new(sibling("ava-worker")?)
+        .arg("--region")
+        .arg(&region)
+        .args(["--arena-size", "67108864", "--channels", "2"])
+        .env("AVA_LOG", "warn")
+        .spawn()
+        .context("starting ava-worker")?;
+    let _worker = Worker(child, region.clone());
+    let start = Instant::now();
+    while !transport::Region::open(&region).is_ok_and(|r| r.worker_heartbeat() > 0) {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(20),
+            "the worker did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: single-threaded at this point; the guest library reads it on
+    // its first call.
+    unsafe { std::env::set_var("AVA_REGION", &region) };
+    eprintln!("[1/2] native ({native_lib}) ...");
+    let native = Cl::load(Path::new(native_lib))?;
+    let s = setup(&native)?;
+    let mut results = measure(&native, &s, "native", quick)?;
+    eprintln!(
+        "[2/2] remoted (libava_opencl.so over {}) ...",
+        region.display()
+    );
+    let remote = Cl::load(&sibling("libava_opencl.so")?)?;
+    let s = setup(&remote)?;
+    results.extend(measure(&remote, &s, "remoted", quick)?);
+    let names: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.name.strip_suffix("_remoted").map(str::to_string))
+        .collect();
+    for n in names {
+        compare(
+            &mut results,
+            &format!("{n}_remoted"),
+            &format!("{n}_native"),
+        );
+    }
+    // Remoted kernel launch overhead, in ns, against the 2 µs goal.
+    let p50 = |n: &str| results.iter().find(|r| r.name == n).map(|r| r.value);
+    if let (Some(r), Some(n)) = (p50("kernel_remoted"), p50("kernel_native")) {
+        results.push(BenchResult::value("kernel_overhead", "ns", r - n));
+    }
+    Ok(results)
+}

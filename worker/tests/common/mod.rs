@@ -1,0 +1,169 @@
+//! Test support: a real `ava-worker` process on a fresh region, and
+//! commands run natively or through the guest library (`LD_PRELOAD`).
+//!
+//! `scripts/test.sh` builds `ava-worker` and `libava_opencl.so` before the
+//! tests run; they are found next to the test binary's target directory.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `target/<profile>`, found from the test binary (`target/<profile>/deps/..`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned()
+}
+
+/// The guest library.
+pub fn guestlib() -> PathBuf {
+    let p = target_dir().join("libava_opencl.so");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p ava-guestlib` (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// The worker binary.
+pub fn worker_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ava-worker"))
+}
+
+/// A running worker on its own region; stopped and cleaned up on drop.
+pub struct Stack {
+    pub region: PathBuf,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Stack {
+    /// Starts `ava-worker` on a new region named after `tag`.
+    pub fn start(tag: &str) -> Stack {
+        Self::start_with(tag, &[])
+    }
+
+    /// Starts `ava-worker` with extra arguments.
+    pub fn start_with(tag: &str, args: &[&str]) -> Stack {
+        let region = PathBuf::from(format!("/dev/shm/ava-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&region);
+        let log = std::env::temp_dir().join(format!("ava-worker-{tag}-{}.log", std::process::id()));
+        let child = Command::new(worker_bin())
+            .arg("--region")
+            .arg(&region)
+            .args(["--arena-size", "8388608"])
+            .args(args)
+            .env("AVA_LOG", "info")
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start ava-worker");
+        let stack = Stack { region, child, log };
+        stack.wait_ready();
+        stack
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(r) = transport::Region::open(&self.region)
+                && r.worker_heartbeat() > 0
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "worker did not start; log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// A command run through the guest library against this worker.
+    pub fn remote(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.env("AVA_REGION", &self.region)
+            .env("LD_PRELOAD", guestlib());
+        c
+    }
+
+    /// The worker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the worker process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.region);
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Runs a command to completion with a timeout, returning its output.
+pub fn run(mut cmd: Command, timeout: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn command");
+    let start = Instant::now();
+    loop {
+        match child.try_wait().expect("wait") {
+            Some(_) => return child.wait_with_output().expect("output"),
+            None if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "command timed out after {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Compiles a C sample from `samples/opencl/NAME.c` into the temp dir.
+pub fn build_sample(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../samples/opencl")
+        .join(format!("{name}.c"));
+    let out = std::env::temp_dir().join(format!("ava-sample-{name}-{}", std::process::id()));
+    let st = Command::new("cc")
+        .args([
+            "-O2",
+            "-std=c11",
+            "-Wall",
+            "-D_GNU_SOURCE",
+            "-DCL_TARGET_OPENCL_VERSION=300",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&src)
+        .args(["-lOpenCL", "-lpthread", "-lm"])
+        .status()
+        .expect("cc (gcc) is installed");
+    assert!(st.success(), "compiling {}", src.display());
+    out
+}

@@ -1,0 +1,307 @@
+//! Bad input: invalid handles, wrong sizes and NULLs get the OpenCL error a
+//! native implementation gives, and a hostile guest that sends garbage or
+//! scribbles over its channel gets errors (or is dropped) while the worker
+//! keeps serving everybody else.
+
+mod common;
+
+use std::ffi::c_void;
+use std::process::Command;
+use std::time::Duration;
+
+use remoting::wire::{Decoder, Encoder, FLAG_SYNC, Header, MsgKind, Status};
+use transport::{Region, WaitStrategy};
+
+type Id = *mut c_void;
+
+const CL_INVALID_VALUE: i32 = -30;
+const CL_INVALID_DEVICE: i32 = -33;
+const CL_INVALID_CONTEXT: i32 = -34;
+const CL_INVALID_MEM_OBJECT: i32 = -38;
+const CL_INVALID_COMMAND_QUEUE: i32 = -36;
+const CL_INVALID_PLATFORM: i32 = -32;
+
+/// The remoted entry points, loaded from the guest library in this process.
+struct Guest {
+    _lib: libloading::Library,
+    get_platform_ids: unsafe extern "C" fn(u32, *mut Id, *mut u32) -> i32,
+    get_platform_info: unsafe extern "C" fn(Id, u32, usize, *mut c_void, *mut usize) -> i32,
+    get_device_ids: unsafe extern "C" fn(Id, u64, u32, *mut Id, *mut u32) -> i32,
+    get_device_info: unsafe extern "C" fn(Id, u32, usize, *mut c_void, *mut usize) -> i32,
+    create_context: unsafe extern "C" fn(
+        *const isize,
+        u32,
+        *const Id,
+        *const c_void,
+        *mut c_void,
+        *mut i32,
+    ) -> Id,
+    create_buffer: unsafe extern "C" fn(Id, u64, usize, *mut c_void, *mut i32) -> Id,
+    release_mem: unsafe extern "C" fn(Id) -> i32,
+    create_queue: unsafe extern "C" fn(Id, Id, u64, *mut i32) -> Id,
+    enqueue_read: unsafe extern "C" fn(
+        Id,
+        Id,
+        u32,
+        usize,
+        usize,
+        *mut c_void,
+        u32,
+        *const Id,
+        *mut Id,
+    ) -> i32,
+    finish: unsafe extern "C" fn(Id) -> i32,
+}
+
+macro_rules! sym {
+    ($lib:expr, $n:literal) => {
+        // SAFETY: the symbol has the field's OpenCL signature.
+        unsafe { *$lib.get(concat!($n, "\0").as_bytes()).expect($n) }
+    };
+}
+
+impl Guest {
+    fn load() -> Guest {
+        // SAFETY: loading the guest library runs no initialisers of note.
+        let lib = unsafe { libloading::Library::new(common::guestlib()) }.expect("guest library");
+        Guest {
+            get_platform_ids: sym!(lib, "clGetPlatformIDs"),
+            get_platform_info: sym!(lib, "clGetPlatformInfo"),
+            get_device_ids: sym!(lib, "clGetDeviceIDs"),
+            get_device_info: sym!(lib, "clGetDeviceInfo"),
+            create_context: sym!(lib, "clCreateContext"),
+            create_buffer: sym!(lib, "clCreateBuffer"),
+            release_mem: sym!(lib, "clReleaseMemObject"),
+            create_queue: sym!(lib, "clCreateCommandQueue"),
+            enqueue_read: sym!(lib, "clEnqueueReadBuffer"),
+            finish: sym!(lib, "clFinish"),
+            _lib: lib,
+        }
+    }
+}
+
+fn call(func: u32, args: impl FnOnce(&mut Encoder)) -> Vec<u8> {
+    let mut e = Encoder::with_header(
+        Vec::new(),
+        Header {
+            kind: MsgKind::Call,
+            flags: FLAG_SYNC,
+            func,
+            call_id: 7,
+        },
+    );
+    args(&mut e);
+    e.into_inner()
+}
+
+#[test]
+fn invalid_handles_sizes_and_nulls_get_opencl_errors() {
+    let stack = common::Stack::start("badinput");
+    // SAFETY: set before the guest library's first call, in this thread.
+    unsafe { std::env::set_var("AVA_REGION", &stack.region) };
+    let g = Guest::load();
+    let null = std::ptr::null_mut::<c_void>();
+    let bogus = 0xA7A0_0000_0BAD_F00D_u64 as usize as Id;
+    let stale = 0x1234_5678_usize as Id;
+    unsafe {
+        let mut platform: Id = null;
+        assert_eq!(
+            (g.get_platform_ids)(1, &mut platform, std::ptr::null_mut()),
+            0
+        );
+        let mut device: Id = null;
+        assert_eq!(
+            (g.get_device_ids)(platform, 0xFFFF_FFFF, 1, &mut device, std::ptr::null_mut()),
+            0
+        );
+        // Handles that are not this guest's: never dereferenced on the host.
+        let mut units = 0u32;
+        for h in [bogus, stale] {
+            assert_eq!(
+                (g.get_device_info)(
+                    h,
+                    0x1002,
+                    4,
+                    (&mut units as *mut u32).cast(),
+                    std::ptr::null_mut()
+                ),
+                CL_INVALID_DEVICE
+            );
+            assert_eq!((g.release_mem)(h), CL_INVALID_MEM_OBJECT);
+            assert_eq!((g.finish)(h), CL_INVALID_COMMAND_QUEUE);
+            assert_eq!(
+                (g.get_platform_info)(h, 0x0902, 0, null, std::ptr::null_mut()),
+                CL_INVALID_PLATFORM
+            );
+        }
+        // A handle of the wrong type (a device where a context is expected).
+        let mut err = 0;
+        let b = (g.create_buffer)(device, 1, 64, null, &mut err);
+        assert!(b.is_null());
+        assert_eq!(err, CL_INVALID_CONTEXT);
+        // A released object is gone.
+        let ctx = (g.create_context)(
+            std::ptr::null(),
+            1,
+            &device,
+            std::ptr::null(),
+            null,
+            &mut err,
+        );
+        assert_eq!(err, 0);
+        let buf = (g.create_buffer)(ctx, 1, 64, null, &mut err);
+        assert_eq!(err, 0);
+        assert_eq!((g.release_mem)(buf), 0);
+        assert_eq!((g.release_mem)(buf), CL_INVALID_MEM_OBJECT);
+        // Sizes: a read beyond the buffer, as natively, is CL_INVALID_VALUE.
+        let buf = (g.create_buffer)(ctx, 1, 64, null, &mut err);
+        let q = (g.create_queue)(ctx, device, 0, &mut err);
+        assert_eq!(err, 0);
+        let mut host = [0u8; 128];
+        assert_eq!(
+            (g.enqueue_read)(
+                q,
+                buf,
+                1,
+                0,
+                128,
+                host.as_mut_ptr().cast(),
+                0,
+                std::ptr::null(),
+                std::ptr::null_mut()
+            ),
+            CL_INVALID_VALUE
+        );
+        // NULL where a pointer is required.
+        assert_eq!(
+            (g.enqueue_read)(
+                q,
+                buf,
+                1,
+                0,
+                64,
+                null,
+                0,
+                std::ptr::null(),
+                std::ptr::null_mut()
+            ),
+            CL_INVALID_VALUE
+        );
+        assert_eq!(
+            (g.get_platform_ids)(0, std::ptr::null_mut(), std::ptr::null_mut()),
+            CL_INVALID_VALUE
+        );
+        // A size query with a too-small buffer.
+        let mut small = [0u8; 2];
+        assert_eq!(
+            (g.get_platform_info)(
+                platform,
+                0x0902,
+                2,
+                small.as_mut_ptr().cast(),
+                std::ptr::null_mut()
+            ),
+            CL_INVALID_VALUE
+        );
+    }
+}
+
+#[test]
+fn a_hostile_guest_hurts_only_itself() {
+    let mut stack = common::Stack::start("hostile");
+    let region = Region::open(&stack.region).unwrap();
+    let wait = WaitStrategy::BALANCED;
+    let timeout = Some(Duration::from_secs(10));
+    let mut evil = region.claim().unwrap();
+    let mut reply = Vec::new();
+
+    // 1. Malformed commands, each answered with an error to this guest.
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("unknown function", call(60_000, |_| {})),
+        ("truncated arguments", call(0, |e| e.u32(1))),
+        (
+            "trailing garbage",
+            call(0, |e| {
+                e.u64(0);
+                e.u8(0);
+                e.u8(0);
+                e.u64(99);
+            }),
+        ),
+        (
+            "arena range out of bounds",
+            call(0, |e| {
+                e.u64(1);
+                e.u8(remoting::wire::BLOB_ARENA);
+                e.u64(u64::MAX - 8);
+                e.u64(64);
+                e.u8(0);
+            }),
+        ),
+        (
+            "inline output too large",
+            call(0, |e| {
+                e.u64(1);
+                e.u8(remoting::wire::BLOB_INLINE);
+                e.u64(u64::MAX);
+                e.u8(0);
+            }),
+        ),
+    ];
+    for (what, msg) in &cases {
+        evil.tx.send(msg, &wait, timeout).unwrap();
+        evil.rx
+            .recv(&mut reply, &wait, timeout)
+            .unwrap_or_else(|e| panic!("{what}: no reply: {e}"));
+        let (h, _) = Decoder::new(&reply).unwrap();
+        assert_eq!(h.kind, MsgKind::Reply, "{what}");
+        assert_eq!(h.flags, Status::Protocol as u32, "{what}");
+    }
+    // Pure garbage that is not even a message header: an asynchronous error.
+    evil.tx.send(&[0xff; 7], &wait, timeout).unwrap();
+    evil.rx.recv(&mut reply, &wait, timeout).unwrap();
+    assert_eq!(Decoder::new(&reply).unwrap().0.kind, MsgKind::AsyncError);
+
+    // Another guest is served meanwhile and afterwards.
+    let ok = common::run(
+        {
+            let mut c = stack.remote("clinfo");
+            c.arg("-l");
+            c
+        },
+        Duration::from_secs(60),
+    );
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("Platform #0"));
+
+    // 2. Scribbling over its own channel: the worker drops this channel only.
+    // A record header whose check fails, where the worker reads next.
+    let layout = region.header().channel(evil.index());
+    let shm = transport::Shm::map(&stack.region, None).unwrap();
+    let head = shm
+        .atomic_u64(layout.base + transport::layout::CH_CMD_HEAD)
+        .load(std::sync::atomic::Ordering::Acquire) as usize;
+    let at = layout.cmd_data + (head & (layout.cmd_size - 1));
+    shm.write(at, &[5, 0, 0, 0, 0x5a, 0x5a, 0x5a, 0x5a]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(stack.alive(), "the worker survived");
+    let native = common::run(
+        {
+            let mut c = Command::new("clinfo");
+            c.arg("-l");
+            c
+        },
+        Duration::from_secs(60),
+    );
+    let remote = common::run(
+        {
+            let mut c = stack.remote("clinfo");
+            c.arg("-l");
+            c
+        },
+        Duration::from_secs(60),
+    );
+    assert_eq!(native.stdout, remote.stdout);
+    assert!(stack.log().contains("dropping channel"), "{}", stack.log());
+    drop(evil);
+}
