@@ -66,6 +66,9 @@ pub struct Connection {
     callbacks: OnceLock<CallbackHandler>,
     callback_targets: Mutex<HashMap<u64, (usize, usize)>>,
     next_token: AtomicU64,
+    /// Callback messages received while a call held the channel; run once
+    /// it is released, so that a callback may itself call the API.
+    pending_callbacks: Mutex<Vec<Vec<u8>>>,
     trackers: Mutex<Trackers>,
     metadata: Mutex<HashMap<(u64, &'static str), Vec<i64>>>,
     /// How long a call waits for a worker whose heartbeat does not move.
@@ -161,6 +164,7 @@ impl Connection {
             callbacks: OnceLock::new(),
             callback_targets: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
+            pending_callbacks: Mutex::new(Vec::new()),
             trackers: Mutex::new(HashMap::new()),
             metadata: Mutex::new(HashMap::new()),
             worker_timeout: Duration::from_secs(10),
@@ -205,7 +209,8 @@ impl Connection {
     }
 
     /// Handles messages the worker sent outside of any call (callbacks
-    /// fired later, asynchronous errors) if no call is in progress.
+    /// fired later, asynchronous errors) if no call is in progress, then
+    /// runs the callbacks received so far.
     pub fn poll(&self) {
         if let Ok(mut inner) = self.inner.try_lock() {
             let mut msg = Vec::new();
@@ -213,6 +218,46 @@ impl Connection {
                 if let Err(e) = inner.side_message(self, &msg) {
                     tracing::warn!("while polling: {e}");
                     break;
+                }
+            }
+        }
+        self.run_callbacks();
+    }
+
+    /// Runs the application callbacks received so far, in order. Called by
+    /// generated code after each call (with the channel released) and by
+    /// the background thread.
+    pub fn run_callbacks(&self) {
+        loop {
+            let batch = std::mem::take(
+                &mut *self
+                    .pending_callbacks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            );
+            if batch.is_empty() {
+                return;
+            }
+            for msg in batch {
+                let Ok((h, mut d)) = Decoder::new(&msg) else {
+                    continue;
+                };
+                let target = self
+                    .callback_targets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&h.call_id)
+                    .copied();
+                match (self.callbacks.get(), target) {
+                    (Some(handler), Some((f, ud))) => {
+                        if let Err(e) = handler(h.func, f, ud, &mut d) {
+                            tracing::warn!("malformed callback message: {e}");
+                        }
+                    }
+                    _ => tracing::warn!(
+                        token = h.call_id,
+                        "callback for an unknown registration dropped"
+                    ),
                 }
             }
         }

@@ -421,7 +421,7 @@ fn function(
         "    let __reply = match __call.send() {{\n        Ok(r) => r,\n        Err(e) => {{ ::remoting::guest::report({name:?}, &e); {err} }}\n    }};"
     );
     if !sync {
-        let _ = writeln!(o, "    drop(__reply);");
+        let _ = writeln!(o, "    drop(__reply);\n    __conn.run_callbacks();");
         runtime_statements(&f.annots, &n, o);
         let rt = f.ret.ty();
         if !rust::returns_value(rt) {
@@ -480,6 +480,7 @@ fn function(
         );
     }
     let _ = writeln!(o, "    if let Err(e) = __r.finish() {{ {read_err} }}");
+    let _ = writeln!(o, "    __conn.run_callbacks();");
     runtime_statements(&f.annots, &n, o);
     if has_ret {
         o.push_str("    __ret\n");
