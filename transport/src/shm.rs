@@ -17,6 +17,9 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::Error;
 
+/// Largest piece copied at once (see [`Shm::read`]).
+const COPY_PIECE: usize = 2048;
+
 /// A shared, mapped file. Cheap to clone; the mapping lives while any clone does.
 #[derive(Clone)]
 pub struct Shm {
@@ -137,26 +140,49 @@ impl Shm {
 
     /// Copies `dst.len()` bytes out of the mapping, starting at `offset`.
     ///
+    /// Large copies go in pieces below glibc's `rep movsb` threshold: on
+    /// some CPUs (AMD Zen among them) `rep movsb` from a page-aligned source
+    /// into a differently aligned destination runs at a tenth of the speed
+    /// of the vector loop, and shared regions are always page-aligned.
+    ///
     /// The source may change while it is copied (the peer is untrusted); the
     /// caller validates what it copied, never the shared original.
     #[inline]
     pub fn read(&self, offset: usize, dst: &mut [u8]) {
         self.check(offset, dst.len(), 1);
-        // SAFETY: bounds checked above; `dst` is a distinct local buffer, so
-        // the ranges cannot overlap. The source bytes may be written
-        // concurrently by another process: we only copy them (any bit pattern
-        // is a valid u8) and never form a reference to them.
-        unsafe { std::ptr::copy_nonoverlapping(self.base.add(offset), dst.as_mut_ptr(), dst.len()) }
+        for (i, piece) in dst.chunks_mut(COPY_PIECE).enumerate() {
+            // SAFETY: bounds checked above for the whole range, of which this
+            // piece is a part; `dst` is a distinct local buffer, so the ranges
+            // cannot overlap. The source bytes may be written concurrently by
+            // another process: we only copy them (any bit pattern is a valid
+            // u8) and never form a reference to them.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.base.add(offset + i * COPY_PIECE),
+                    piece.as_mut_ptr(),
+                    piece.len(),
+                )
+            }
+        }
     }
 
-    /// Copies `src` into the mapping at `offset`.
+    /// Copies `src` into the mapping at `offset` (in pieces, as [`Shm::read`]).
     #[inline]
     pub fn write(&self, offset: usize, src: &[u8]) {
         self.check(offset, src.len(), 1);
-        // SAFETY: bounds checked above; `src` is process-private memory and
-        // cannot overlap the mapping. Writing plain bytes through a raw pointer
-        // into shared memory forms no reference to it.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(offset), src.len()) }
+        for (i, piece) in src.chunks(COPY_PIECE).enumerate() {
+            // SAFETY: bounds checked above for the whole range; `src` is
+            // process-private memory and cannot overlap the mapping. Writing
+            // plain bytes through a raw pointer into shared memory forms no
+            // reference to it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    piece.as_ptr(),
+                    self.base.add(offset + i * COPY_PIECE),
+                    piece.len(),
+                )
+            }
+        }
     }
 
     /// Sets `len` bytes at `offset` to zero.
