@@ -10,6 +10,7 @@ fn main() {
         // CL_OUT_OF_RESOURCES: the worker could not be reached.
         transport_error: -5,
         locate_region: "crate::locate_region".into(),
+        ..Options::default()
     };
     let spec = std::env::var("AVA_OPENCL_SPEC").unwrap_or_else(|_| "../specs/opencl.lapis".into());
     println!("cargo:rerun-if-env-changed=AVA_OPENCL_SPEC");

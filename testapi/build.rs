@@ -8,6 +8,7 @@ fn main() {
         unsupported_error: -3,
         transport_error: -4,
         locate_region: "::remoting::guest::no_region".into(),
+        ..Options::default()
     };
     build_script("testapi.lapis", Side::Guest, &opts, "testapi_guest.rs");
     build_script("testapi.lapis", Side::Worker, &opts, "testapi_worker.rs");
@@ -17,6 +18,7 @@ fn main() {
         unsupported_error: 801,
         transport_error: 999,
         locate_region: "::remoting::guest::no_region".into(),
+        ..Options::default()
     };
     build_script(fig4, Side::Guest, &cuda, "figure4_guest.rs");
     build_script(fig4, Side::Worker, &cuda, "figure4_worker.rs");

@@ -7,6 +7,7 @@ fn main() {
         unsupported_error: -59,
         transport_error: -5,
         locate_region: String::new(),
+        guards: "crate::guards".into(),
     };
     let spec = std::env::var("AVA_OPENCL_SPEC").unwrap_or_else(|_| "../specs/opencl.lapis".into());
     println!("cargo:rerun-if-env-changed=AVA_OPENCL_SPEC");

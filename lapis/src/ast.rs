@@ -384,6 +384,14 @@ impl Function {
         self.params.iter().find(|p| p.name.name == name)
     }
 
+    /// The `guard(NAME)` checks, in source order.
+    pub fn guards(&self) -> impl Iterator<Item = &Ident> {
+        self.annots.iter().filter_map(|a| match &a.kind {
+            FnAnnotKind::Guard(g) => Some(g),
+            _ => None,
+        })
+    }
+
     /// The `argument(..)` blocks, in source order.
     pub fn arguments(&self) -> impl Iterator<Item = &ArgumentBlock> {
         self.annots.iter().filter_map(|a| match &a.kind {
@@ -448,6 +456,10 @@ pub enum FnAnnotKind {
     Argument(ArgumentBlock),
     /// `return { allocate; obj_record; }` annotations on the return value.
     Return(Annots),
+    /// `guard(NAME);` a hand-written worker-side check, run on the decoded
+    /// arguments before the real function, for rules a spec cannot state
+    /// (e.g. that a kernel argument's bytes name a live buffer).
+    Guard(Ident),
 }
 
 /// `contextual_argument TYPE NAME = expr;`: an argument the application

@@ -600,6 +600,7 @@ impl<'e, 'd> FnChecker<'e, 'd> {
                 continue;
             }
             match &mut a.kind {
+                FnAnnotKind::Guard(_) => {}
                 FnAnnotKind::Sync | FnAnnotKind::Async => {
                     let m = if matches!(a.kind, FnAnnotKind::Sync) {
                         CallMode::Sync

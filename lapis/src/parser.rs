@@ -244,6 +244,7 @@ const FN_KEYWORDS: &[&str] = &[
     "success",
     "consumes_rc",
     "unsupported",
+    "guard",
     "argument",
     "contextual_argument",
     "return",
@@ -729,6 +730,11 @@ impl Builder<'_> {
                         let res = a.pop().expect("2 args");
                         let resource = self.name_arg(res, "a resource name")?;
                         FnAnnotKind::ConsumesRc { resource, amount }
+                    }
+                    "guard" => {
+                        let mut a = self.exact_args(&name, args, &block, 1, "guard(NAME)")?;
+                        let g = self.name_arg(a.remove(0), "the name of a worker-side check")?;
+                        FnAnnotKind::Guard(g)
                     }
                     "argument" => {
                         let Some((bargs, bspan)) = block else {

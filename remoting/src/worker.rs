@@ -85,6 +85,11 @@ impl HandleTable {
         self.by_id.get(&id).map(|e| e.host)
     }
 
+    /// Whether `host` is a live object of type `kind` of this guest.
+    pub fn has_host(&self, kind: u16, host: u64) -> bool {
+        self.by_host.contains_key(&(kind, host))
+    }
+
     /// The id of host object `host`, registering it (one reference, owned by
     /// channel `owner`) if it is new. A NULL host object is id 0.
     pub fn register(&mut self, kind: u16, host: u64, owner: u32) -> u64 {
@@ -342,6 +347,12 @@ impl CallCtx<'_> {
         self.table()
             .lookup(id, kind)
             .ok_or(DispatchError::Api(invalid))
+    }
+
+    /// Whether `host` is a live host object of type `kind` of this guest
+    /// (for guards that check values already translated).
+    pub fn is_live_host(&self, kind: u16, host: u64) -> bool {
+        self.table().has_host(kind, host)
     }
 
     /// Like [`CallCtx::handle`], but returns `None` for an unknown id.
@@ -803,6 +814,20 @@ impl Bytes {
     /// Word `i` (pointer-sized elements).
     pub fn word(&self, i: usize) -> u64 {
         self.int(i, 8, false) as u64
+    }
+
+    /// The `u64` at byte offset `off` (0 past the end).
+    pub fn u64_at(&self, off: usize) -> u64 {
+        self.as_slice()
+            .get(off..off + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8")))
+    }
+
+    /// Replaces the `u64` at byte offset `off` (ignored past the end).
+    pub fn set_u64_at(&mut self, off: usize, v: u64) {
+        if let Some(b) = self.as_mut_slice().get_mut(off..off + 8) {
+            b.copy_from_slice(&v.to_le_bytes());
+        }
     }
 
     /// Replaces word `i` (ignored past the end).

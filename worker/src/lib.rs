@@ -3,6 +3,7 @@
 //! dispatchers, and cleans up after guests that go away.
 
 pub mod backend;
+pub mod guards;
 pub mod server;
 
 /// The generated OpenCL dispatcher and types.

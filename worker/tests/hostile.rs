@@ -51,6 +51,29 @@ struct Guest {
         *mut Id,
     ) -> i32,
     finish: unsafe extern "C" fn(Id) -> i32,
+    create_program:
+        unsafe extern "C" fn(Id, u32, *mut *const std::ffi::c_char, *const usize, *mut i32) -> Id,
+    build_program: unsafe extern "C" fn(
+        Id,
+        u32,
+        *const Id,
+        *const std::ffi::c_char,
+        *const c_void,
+        *mut c_void,
+    ) -> i32,
+    create_kernel: unsafe extern "C" fn(Id, *const std::ffi::c_char, *mut i32) -> Id,
+    set_kernel_arg: unsafe extern "C" fn(Id, u32, usize, *const c_void) -> i32,
+    enqueue_ndrange: unsafe extern "C" fn(
+        Id,
+        Id,
+        u32,
+        *const usize,
+        *const usize,
+        *const usize,
+        u32,
+        *const Id,
+        *mut Id,
+    ) -> i32,
 }
 
 macro_rules! sym {
@@ -75,6 +98,11 @@ impl Guest {
             create_queue: sym!(lib, "clCreateCommandQueue"),
             enqueue_read: sym!(lib, "clEnqueueReadBuffer"),
             finish: sym!(lib, "clFinish"),
+            create_program: sym!(lib, "clCreateProgramWithSource"),
+            build_program: sym!(lib, "clBuildProgram"),
+            create_kernel: sym!(lib, "clCreateKernel"),
+            set_kernel_arg: sym!(lib, "clSetKernelArg"),
+            enqueue_ndrange: sym!(lib, "clEnqueueNDRangeKernel"),
             _lib: lib,
         }
     }
@@ -203,7 +231,90 @@ fn invalid_handles_sizes_and_nulls_get_opencl_errors() {
             ),
             CL_INVALID_VALUE
         );
+
+        // A kernel's buffer argument given bytes that are no live buffer:
+        // refused (the driver would dereference them), so the launch finds
+        // the argument unset, as natively with an invalid buffer.
+        let src = std::ffi::CString::new("__kernel void k(__global int* a) { a[0] = 1; }").unwrap();
+        let mut p = src.as_ptr();
+        let program = (g.create_program)(ctx, 1, &mut p, std::ptr::null(), &mut err);
+        assert_eq!(err, 0);
+        assert_eq!(
+            (g.build_program)(
+                program,
+                1,
+                &device,
+                std::ptr::null(),
+                std::ptr::null(),
+                null
+            ),
+            0
+        );
+        let name = std::ffi::CString::new("k").unwrap();
+        let k = (g.create_kernel)(program, name.as_ptr(), &mut err);
+        assert_eq!(err, 0);
+        let wild: u64 = 0x0000_7fff_dead_b000;
+        assert_eq!(
+            (g.set_kernel_arg)(k, 0, 8, (&wild as *const u64).cast()),
+            0,
+            "asynchronous: accepted at once"
+        );
+        let one = 1usize;
+        assert_eq!(
+            (g.enqueue_ndrange)(
+                q,
+                k,
+                1,
+                std::ptr::null(),
+                &one,
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                std::ptr::null_mut()
+            ),
+            0
+        );
+        assert_eq!((g.finish)(q), 0);
+        // A live buffer works.
+        assert_eq!((g.set_kernel_arg)(k, 0, 8, (&buf as *const Id).cast()), 0);
+        assert_eq!(
+            (g.enqueue_ndrange)(
+                q,
+                k,
+                1,
+                std::ptr::null(),
+                &one,
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                std::ptr::null_mut()
+            ),
+            0
+        );
+        assert_eq!((g.finish)(q), 0);
+        let mut out = [0u8; 4];
+        assert_eq!(
+            (g.enqueue_read)(
+                q,
+                buf,
+                1,
+                0,
+                4,
+                out.as_mut_ptr().cast(),
+                0,
+                std::ptr::null(),
+                std::ptr::null_mut()
+            ),
+            0
+        );
+        assert_eq!(i32::from_le_bytes(out), 1);
     }
+    let log = stack.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("clSetKernelArg") && l.contains("call rejected")),
+        "the guard refused the wild kernel argument:\n{log}"
+    );
 }
 
 #[test]

@@ -66,6 +66,10 @@ pub struct Options {
     /// Path of a `fn() -> Result<PathBuf, String>` the guest calls to find
     /// its region when `AVA_REGION` is unset.
     pub locate_region: String,
+    /// Path of the module holding the worker's `guard(NAME)` functions:
+    /// `unsafe fn NAME(api: &Api, cx: &CallCtx, <the call's arguments>) ->
+    /// Result<(), DispatchError>`.
+    pub guards: String,
 }
 
 impl Default for Options {
@@ -74,6 +78,7 @@ impl Default for Options {
             unsupported_error: -1,
             transport_error: -1,
             locate_region: "::remoting::guest::no_region".into(),
+            guards: "crate::guards".into(),
         }
     }
 }

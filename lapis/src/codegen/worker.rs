@@ -379,7 +379,9 @@ fn function(
                     );
                 }
                 (Content::Plain { .. }, crate::Direction::In)
-                    if !b.maybe_handle && matches!(b.count, Count::Expr(_) | Count::One) =>
+                    if !b.maybe_handle
+                        && matches!(b.count, Count::Expr(_) | Count::One)
+                        && struct_handle_fields(spec, &b.pointee).is_empty() =>
                 {
                     // Data the worker only passes on: used in place.
                     let _ = writeln!(o, "    let mut {pn}_in = cx.in_data(d.blob()?)?;");
@@ -462,8 +464,17 @@ fn function(
             );
         }
     }
-    // 4. The call.
+    // 4. Hand-written checks, then the call.
     let args: Vec<String> = f.params.iter().map(|p| p.name.name.clone()).collect();
+    for g in f.guards() {
+        let _ = writeln!(
+            o,
+            "    // SAFETY: the guard gets the arguments the real function would.\n    unsafe {{ {}::{}(api, cx, {}) }}?;",
+            opts.guards,
+            g.name,
+            args.join(", ")
+        );
+    }
     let _ = writeln!(
         o,
         "    // SAFETY: every pointer argument points to worker memory of the size the\n    // specification requires (checked above), or is NULL.\n    let __ret = unsafe {{ __f({}) }};",
@@ -661,6 +672,22 @@ fn buffer_prepare(
                         "    if let Some(__b) = &mut {pn}_in {{ cx.maybe_handle(__b); }}"
                     );
                 }
+                let fields = struct_handle_fields(spec, &b.pointee);
+                if !fields.is_empty() {
+                    let st = rust::ty(&b.pointee);
+                    let _ = writeln!(
+                        o,
+                        "    if let Some(__b) = &mut {pn}_in {{\n        let __es = ::std::mem::size_of::<{st}>();\n        for __i in 0..__b.len() / __es {{"
+                    );
+                    for (field, handle) in fields {
+                        let _ = writeln!(
+                            o,
+                            "            let __o = __i * __es + ::std::mem::offset_of!({st}, {field});\n            let __h = cx.handle(__b.u64_at(__o), kind::{handle}, {})?;\n            __b.set_u64_at(__o, __h);",
+                            invalid_value(spec, &handle, opts)
+                        );
+                    }
+                    o.push_str("        }\n    }\n");
+                }
             }
             if output {
                 if let Some(nd) = need(b, n) {
@@ -684,4 +711,24 @@ fn buffer_prepare(
             }
         }
     }
+}
+
+/// The handle-typed fields of a struct pointee: `(field, handle type)`.
+fn struct_handle_fields(spec: &Spec, t: &Ty) -> Vec<(String, String)> {
+    let Ty::Struct(name) = t.strip_alias() else {
+        return Vec::new();
+    };
+    let Some(crate::Decl::Struct(s)) = spec.decl(name) else {
+        return Vec::new();
+    };
+    s.fields
+        .iter()
+        .filter(|f| f.array.is_none())
+        .filter_map(|f| {
+            Some((
+                f.name.name.clone(),
+                f.ty.ty().strip_alias().handle()?.to_string(),
+            ))
+        })
+        .collect()
 }

@@ -58,7 +58,7 @@ impl Stack {
             .arg(&region)
             .args(["--arena-size", "8388608"])
             .args(args)
-            .env("AVA_LOG", "info")
+            .env("AVA_LOG", "info,remoting=debug")
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start ava-worker");
@@ -166,4 +166,84 @@ pub fn build_sample(name: &str) -> PathBuf {
         .expect("cc (gcc) is installed");
     assert!(st.success(), "compiling {}", src.display());
     out
+}
+
+/// Like [`run`], but reads stdout and stderr while the command runs, so a
+/// command that prints more than a pipe holds (64 KiB) does not block.
+pub fn run_capture(mut cmd: Command, timeout: Duration) -> Output {
+    use std::io::Read;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn command");
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait().expect("wait") {
+            Some(st) => break st,
+            None if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let (o, e) = (
+                    out.join().unwrap_or_default(),
+                    err.join().unwrap_or_default(),
+                );
+                panic!(
+                    "command timed out after {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                    String::from_utf8_lossy(&o),
+                    tail(&String::from_utf8_lossy(&e), 60)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Panics with the first differing line if `native` and `remote` differ.
+pub fn assert_same_lines(what: &str, native: &str, remote: &str) {
+    if native == remote {
+        return;
+    }
+    for (i, (a, b)) in native.lines().zip(remote.lines()).enumerate() {
+        if a != b {
+            panic!(
+                "{what}: line {} differs:\nnative: {a}\nremote: {b}\n\nnative output:\n{native}\nremote output:\n{remote}",
+                i + 1
+            );
+        }
+    }
+    panic!(
+        "{what}: outputs differ in length ({} native lines, {} remote lines)\nnative output:\n{native}\nremote output:\n{remote}",
+        native.lines().count(),
+        remote.lines().count()
+    );
 }
