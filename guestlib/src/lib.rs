@@ -27,14 +27,13 @@ pub mod opencl {
     include!(concat!(env!("OUT_DIR"), "/opencl_guest.rs"));
 }
 
-mod probe;
-
 /// Finds the region when `AVA_REGION` is unset: the first ivshmem PCI
 /// device's BAR2 whose header is a valid region. Also sets up logging,
 /// since this runs once, before the first call.
 fn locate_region() -> Result<PathBuf, String> {
     init_logging();
-    probe::find_region(std::path::Path::new("/sys/bus/pci/devices"))
+    ivshmem_setup::find_region()
+        .map_err(|e| format!("AVA_REGION is not set and probing failed: {e}"))
 }
 
 fn init_logging() {

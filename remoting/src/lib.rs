@@ -23,10 +23,3 @@ pub const ID_TAG_MASK: u64 = 0xFFFF << 48;
 /// Blobs up to this size travel inline in the rings; larger ones through the
 /// channel's data arena.
 pub const INLINE_MAX: usize = 8 << 10;
-
-/// Checks that `path` holds a valid region (magic, version, sizes).
-pub fn transport_region_check(path: &std::path::Path) -> Result<(), String> {
-    transport::Region::open(path)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
