@@ -211,10 +211,53 @@ fn time(n: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<H
     Ok(h)
 }
 
-/// All figures for one library, named with `suffix` (`native`/`remoted`).
-fn measure(cl: &Cl, s: &Setup, suffix: &str, quick: bool) -> anyhow::Result<Vec<BenchResult>> {
-    let mut out = Vec::new();
+/// Accumulated figures of one library over several rounds.
+struct Acc {
+    query: Histogram<u64>,
+    kernel: Histogram<u64>,
+    /// Bandwidth figures by name: bytes moved and seconds taken.
+    bw: Vec<(String, u64, f64)>,
+}
+
+impl Acc {
+    fn new() -> Acc {
+        Acc {
+            query: histogram(),
+            kernel: histogram(),
+            bw: Vec::new(),
+        }
+    }
+
+    fn add_bw(&mut self, name: String, bytes: u64, secs: f64) {
+        match self.bw.iter_mut().find(|b| b.0 == name) {
+            Some(b) => {
+                b.1 += bytes;
+                b.2 += secs;
+            }
+            None => self.bw.push((name, bytes, secs)),
+        }
+    }
+
+    fn results(&self, suffix: &str) -> Vec<BenchResult> {
+        let mut out = vec![
+            BenchResult::latency(&format!("query_{suffix}"), &self.query),
+            BenchResult::latency(&format!("kernel_{suffix}"), &self.kernel),
+        ];
+        for (name, bytes, secs) in &self.bw {
+            out.push(BenchResult::value(
+                &format!("{name}_{suffix}"),
+                "B/s",
+                *bytes as f64 / secs,
+            ));
+        }
+        out
+    }
+}
+
+/// One round of every measurement on one library, added to `acc`.
+fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> anyhow::Result<()> {
     let (nq, nk) = if quick { (5_000, 500) } else { (50_000, 5_000) };
+    let (nq, nk) = (nq / rounds, nk / rounds);
     let mut units = 0u32;
     let h = time(nq, || {
         // SAFETY: `units` is a live u32, its size is passed.
@@ -228,7 +271,7 @@ fn measure(cl: &Cl, s: &Setup, suffix: &str, quick: bool) -> anyhow::Result<Vec<
             )
         })
     })?;
-    out.push(BenchResult::latency(&format!("query_{suffix}"), &h));
+    acc.query.add(&h)?;
     let global = 1usize;
     let h = time(nk, || {
         // SAFETY: `global` lives across the call; no events.
@@ -250,10 +293,11 @@ fn measure(cl: &Cl, s: &Setup, suffix: &str, quick: bool) -> anyhow::Result<Vec<
             check("clFinish", (cl.finish)(s.queue))
         }
     })?;
-    out.push(BenchResult::latency(&format!("kernel_{suffix}"), &h));
+    acc.kernel.add(&h)?;
     let mut host = vec![7u8; MAX_SIZE];
     for size in [4usize << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20] {
-        let reps = ((if quick { 256usize << 20 } else { 2usize << 30 }) / size).clamp(4, 20_000);
+        let reps =
+            ((if quick { 256usize << 20 } else { 2usize << 30 }) / size / rounds).clamp(4, 20_000);
         for (dir, name) in [(0, "write"), (1, "read")] {
             let t = Instant::now();
             for _ in 0..reps {
@@ -289,18 +333,14 @@ fn measure(cl: &Cl, s: &Setup, suffix: &str, quick: bool) -> anyhow::Result<Vec<
             }
             // SAFETY: a valid queue.
             check("clFinish", unsafe { (cl.finish)(s.queue) })?;
-            let bw = (size * reps) as f64 / t.elapsed().as_secs_f64();
-            out.push(BenchResult::value(
-                &format!(
-                    "{name}_bw_{}_{suffix}",
-                    crate::transport_bench::size_name(size)
-                ),
-                "B/s",
-                bw,
-            ));
+            acc.add_bw(
+                format!("{name}_bw_{}", crate::transport_bench::size_name(size)),
+                (size * reps) as u64,
+                t.elapsed().as_secs_f64(),
+            );
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 struct Worker(Child, PathBuf);
@@ -347,17 +387,25 @@ pub fn run(quick: bool, native_lib: &str) -> anyhow::Result<Vec<BenchResult>> {
     // SAFETY: single-threaded at this point; the guest library reads it on
     // its first call.
     unsafe { std::env::set_var("AVA_REGION", &region) };
-    eprintln!("[1/2] native ({native_lib}) ...");
     let native = Cl::load(Path::new(native_lib))?;
-    let s = setup(&native)?;
-    let mut results = measure(&native, &s, "native", quick)?;
-    eprintln!(
-        "[2/2] remoted (libava_opencl.so over {}) ...",
-        region.display()
-    );
+    let ns = setup(&native)?;
     let remote = Cl::load(&sibling("libava_opencl.so")?)?;
-    let s = setup(&remote)?;
-    results.extend(measure(&remote, &s, "remoted", quick)?);
+    let rs = setup(&remote)?;
+    // Native and remoted rounds alternate, so that a noisy neighbour
+    // affects both alike.
+    let rounds = 4;
+    let (mut na, mut ra) = (Acc::new(), Acc::new());
+    for r in 0..rounds {
+        eprintln!(
+            "[round {}/{rounds}] native ({native_lib}), then remoted (over {})",
+            r + 1,
+            region.display()
+        );
+        measure(&native, &ns, &mut na, quick, rounds)?;
+        measure(&remote, &rs, &mut ra, quick, rounds)?;
+    }
+    let mut results = na.results("native");
+    results.extend(ra.results("remoted"));
     let names: Vec<String> = results
         .iter()
         .filter_map(|r| r.name.strip_suffix("_remoted").map(str::to_string))

@@ -82,6 +82,10 @@ struct Inner {
     msg_buf: Vec<u8>,
     async_errors: u64,
     wait: WaitStrategy,
+    /// Asynchronous calls whose data is still in the arena: the blocks are
+    /// freed when the worker's reply says it is done with them. Replies come
+    /// in call order.
+    outstanding: std::collections::VecDeque<(u64, Vec<ArenaBlock>)>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -158,6 +162,7 @@ impl Connection {
                 msg_buf: Vec::with_capacity(256),
                 async_errors: 0,
                 wait: wait_strategy_from_env(),
+                outstanding: std::collections::VecDeque::new(),
             }),
             next_guest_id: AtomicU64::new(1),
             index,
@@ -388,14 +393,36 @@ impl Inner {
                     ),
                 }
             }
-            MsgKind::Reply => {
-                tracing::warn!(call = h.call_id, "unexpected reply dropped");
-            }
+            MsgKind::Reply => match self.outstanding.iter().position(|o| o.0 == h.call_id) {
+                Some(i) => {
+                    let (_, blocks) = self.outstanding.remove(i).expect("index in range");
+                    for b in blocks {
+                        self.alloc.free(b);
+                    }
+                    if Status::from_u32(h.flags) != Some(Status::Ok) {
+                        self.async_errors += 1;
+                        tracing::warn!(func = h.func, call = h.call_id, "asynchronous call failed");
+                    }
+                }
+                None => tracing::warn!(call = h.call_id, "unexpected reply dropped"),
+            },
             MsgKind::Call => {
                 return Err(CallError::Protocol("the worker sent a call".into()));
             }
         }
         Ok(())
+    }
+
+    /// Waits for the reply of the oldest outstanding asynchronous call and
+    /// frees its arena blocks. Returns false when none is outstanding.
+    fn retire_oldest(&mut self, conn: &Connection) -> Result<bool, CallError> {
+        let Some(&(id, _)) = self.outstanding.front() else {
+            return Ok(false);
+        };
+        let mut msg = Vec::new();
+        self.wait_reply(conn, id, &mut msg)?;
+        self.side_message(conn, &msg)?;
+        Ok(true)
     }
 
     /// Sends `bytes`, draining incoming messages while the ring is full (so
@@ -485,7 +512,19 @@ impl<'c> Call<'c> {
     }
 
     fn arena_block(&mut self, len: usize) -> Option<ArenaBlock> {
-        match self.inner.alloc.alloc(len as u64) {
+        let mut got = self.inner.alloc.alloc(len as u64);
+        while got.is_none() {
+            // Room comes back as earlier asynchronous calls complete.
+            match self.inner.retire_oldest(self.conn) {
+                Ok(true) => got = self.inner.alloc.alloc(len as u64),
+                Ok(false) => break,
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                    return None;
+                }
+            }
+        }
+        match got {
             Some(b) => {
                 self.blocks.push(b);
                 Some(b)
@@ -500,9 +539,7 @@ impl<'c> Call<'c> {
         }
     }
 
-    /// Input bytes (`None`: NULL). Large ones go through the arena; a call
-    /// that uses the arena waits for its reply even if asynchronous, since
-    /// the arena space is reused afterwards.
+    /// Input bytes (`None`: NULL). Large ones go through the arena.
     pub fn in_bytes(&mut self, data: Option<&[u8]>) {
         match data {
             Some(d) if d.len() > INLINE_MAX => {
@@ -575,11 +612,15 @@ impl<'c> Call<'c> {
             self.release();
             return Err(e);
         }
-        let wait = self.sync || !self.blocks.is_empty();
-        if wait {
-            // The worker replies to every call flagged sync.
+        // An asynchronous call with data in the arena asks for a reply (the
+        // worker replies to every call flagged sync) but does not wait for
+        // it: its blocks stay reserved until the reply comes, so that the
+        // next calls proceed while the worker still reads them.
+        let keep = !self.sync && !self.blocks.is_empty();
+        if self.sync || keep {
             self.enc.set_flags(FLAG_SYNC);
         }
+        let wait = self.sync;
         let conn = self.conn;
         let bytes = std::mem::take(&mut self.enc).into_inner();
         let sent = self.inner.send(conn, &bytes);
@@ -587,6 +628,10 @@ impl<'c> Call<'c> {
         if let Err(e) = sent {
             self.release();
             return Err(e);
+        }
+        if keep {
+            let blocks = std::mem::take(&mut self.blocks);
+            self.inner.outstanding.push_back((self.call_id, blocks));
         }
         if !wait {
             return Ok(None);
