@@ -61,6 +61,7 @@ type Trackers = HashMap<(&'static str, u64), Vec<(u64, u64)>>;
 /// A guest process's connection: one claimed channel, shared by its threads.
 pub struct Connection {
     inner: Mutex<Inner>,
+    heartbeat: transport::Heartbeat,
     next_guest_id: AtomicU64,
     index: u32,
     callbacks: OnceLock<CallbackHandler>,
@@ -71,7 +72,8 @@ pub struct Connection {
     pending_callbacks: Mutex<Vec<Vec<u8>>>,
     trackers: Mutex<Trackers>,
     metadata: Mutex<HashMap<(u64, &'static str), Vec<i64>>>,
-    /// How long a call waits for a worker whose heartbeat does not move.
+    /// How long a call waits for a worker whose heartbeat does not move
+    /// (`AVA_WORKER_TIMEOUT_MS`, default 10 s).
     pub worker_timeout: Duration,
 }
 
@@ -154,7 +156,9 @@ impl Connection {
             .map_err(|e| CallError::Connect(e.to_string()))?;
         let index = ch.index();
         let alloc = ArenaAllocator::new(ch.arena.size());
+        let heartbeat = ch.heartbeat();
         Ok(Connection {
+            heartbeat,
             inner: Mutex::new(Inner {
                 ch,
                 alloc,
@@ -172,7 +176,10 @@ impl Connection {
             pending_callbacks: Mutex::new(Vec::new()),
             trackers: Mutex::new(HashMap::new()),
             metadata: Mutex::new(HashMap::new()),
-            worker_timeout: Duration::from_secs(10),
+            worker_timeout: std::env::var("AVA_WORKER_TIMEOUT_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(Duration::from_secs(10), Duration::from_millis),
         })
     }
 
@@ -180,9 +187,8 @@ impl Connection {
     /// background thread so that the worker can tell a live idle process
     /// from a dead one.
     pub fn beat(&self) {
-        if let Ok(inner) = self.inner.lock() {
-            inner.ch.beat();
-        }
+        // Not through the channel's lock: a call may hold it for minutes.
+        self.heartbeat.beat();
     }
 
     /// The channel index this connection owns.

@@ -281,6 +281,13 @@ pub unsafe extern "C" fn ta_visit(
     TA_OK
 }
 
+/// Sleeps for `ms` milliseconds.
+#[unsafe(no_mangle)]
+pub extern "C" fn ta_sleep(ms: u32) -> i32 {
+    std::thread::sleep(std::time::Duration::from_millis(u64::from(ms)));
+    TA_OK
+}
+
 /// A host-only debugging aid.
 #[unsafe(no_mangle)]
 pub extern "C" fn ta_debug_dump(obj: *mut c_void) -> i32 {

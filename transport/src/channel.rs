@@ -192,6 +192,17 @@ impl GuestChannel {
         self.generation
     }
 
+    /// A handle that advances this channel's heartbeat from another thread,
+    /// without access to the rings (a thread blocked in a long call must not
+    /// stop the heartbeat).
+    pub fn heartbeat(&self) -> Heartbeat {
+        let l = self.header.channel(self.index);
+        Heartbeat {
+            shm: self.shm.clone(),
+            offset: l.base + layout::CH_HEARTBEAT,
+        }
+    }
+
     /// Advances the guest heartbeat, showing the worker that the owner lives.
     pub fn beat(&self) {
         let l = self.header.channel(self.index);
@@ -225,6 +236,22 @@ impl GuestChannel {
 impl Drop for GuestChannel {
     fn drop(&mut self) {
         free(&self.shm, &self.header, self.index, self.generation);
+    }
+}
+
+/// Advances a guest channel's heartbeat (see [`GuestChannel::heartbeat`]).
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    shm: Shm,
+    offset: usize,
+}
+
+impl Heartbeat {
+    /// One beat.
+    pub fn beat(&self) {
+        self.shm
+            .atomic_u64(self.offset)
+            .fetch_add(1, Ordering::Release);
     }
 }
 

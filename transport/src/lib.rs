@@ -38,7 +38,9 @@ mod shm;
 mod wait;
 
 pub use arena::{ARENA_ALIGN, Arena, ArenaAllocator, ArenaBlock};
-pub use channel::{ChannelState, ChannelStatus, GuestChannel, LivenessTracker, WorkerChannel};
+pub use channel::{
+    ChannelState, ChannelStatus, GuestChannel, Heartbeat, LivenessTracker, WorkerChannel,
+};
 pub use error::{ArenaError, Error, RingError};
 pub use region::{Region, RegionConfig};
 pub use ring::{Consumer, Producer, RECORD_HEADER, RingLayout};

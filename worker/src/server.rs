@@ -73,16 +73,10 @@ pub fn serve_region(
     let mut live: Vec<Option<Live>> = (0..region.channel_count()).map(|_| None).collect();
     let mut tracker = LivenessTracker::new();
     let mut buf = Vec::with_capacity(4096);
-    let mut last_beat = Instant::now();
     let mut last_scan = Instant::now() - Duration::from_secs(1);
     let mut idle = transport::Backoff::new(&opts.wait);
-    region.beat_worker();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        if now.duration_since(last_beat) > Duration::from_millis(100) {
-            region.beat_worker();
-            last_beat = now;
-        }
         // Attach new guests, notice departed ones (not on every poll).
         if idle.is_sleeping() || now.duration_since(last_scan) > Duration::from_millis(20) {
             last_scan = now;
@@ -183,6 +177,17 @@ pub fn serve(
         .map(|p| open_region(p, config))
         .collect::<anyhow::Result<_>>()?;
     std::thread::scope(|s| {
+        // The heartbeat has its own thread: a poller busy in a long call
+        // (a kernel that runs for minutes) is not a dead worker.
+        let beating = &regions;
+        s.spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for r in beating {
+                    r.beat_worker();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
         for (i, region) in regions.iter().enumerate() {
             let core = (!opts.cores.is_empty()).then(|| opts.cores[i % opts.cores.len()]);
             s.spawn(move || {

@@ -8,7 +8,7 @@ use crate::ast::{Annots, ArgAnnotKind, CallMode, ExprKind, Flag, FnAnnotKind, Na
 use crate::types::Ty;
 use crate::{Expr, Spec};
 
-use super::model::{self, Arg, Buffer, Content, Count, FnPlan, Model};
+use super::model::{self, Arg, Content, Count, FnPlan, Model};
 use super::rust::{self, Names, cond, elem_size, expr, to_usize};
 use super::{CodegenError, Options, unsupported};
 
@@ -81,9 +81,11 @@ fn fail(plan: &FnPlan, v: &str) -> String {
     s
 }
 
-/// The element count of a buffer, as a `usize` expression.
-fn count(b: &Buffer, name: &str, n: &dyn Names, key_value: bool) -> String {
-    match b.count {
+/// The element count of a buffer, as a `usize` expression. A
+/// `must_be_null` branch makes the function fail (with `fail`) when the
+/// application passed a pointer there.
+fn count(c: &Count, name: &str, n: &dyn Names, key_value: bool, fail: &str) -> String {
+    match c {
         Count::Expr(e) => to_usize(&expr(e, n)),
         Count::One => "1usize".into(),
         Count::String => format!(
@@ -92,6 +94,13 @@ fn count(b: &Buffer, name: &str, n: &dyn Names, key_value: bool) -> String {
         Count::ZeroTerminated => {
             format!("unsafe {{ ::remoting::guest::zero_terminated_len({name}, {key_value}) }}")
         }
+        Count::MustBeNull => format!("{{ if !{name}.is_null() {{ {fail} }} 0usize }}"),
+        Count::Cond(c, a, b) => format!(
+            "(if {} {{ {} }} else {{ {} }})",
+            cond(c, n),
+            count(a, name, n, key_value, fail),
+            count(b, name, n, key_value, fail)
+        ),
     }
 }
 
@@ -353,7 +362,16 @@ fn function(
                     .argument(pn)
                     .is_some_and(|blk| blk.annots.has(Flag::KeyValue));
                 let es = elem_size(&b.pointee);
-                let _ = writeln!(o, "    let __n_{pn}: usize = {};", count(b, pn, &n, kv));
+                let must_be_null = format!(
+                    "::remoting::guest::report_unsupported({:?}, \"argument `{pn}` must be NULL here\"); {}",
+                    f.name.name,
+                    fail(plan, "UNSUPPORTED_ERROR")
+                );
+                let _ = writeln!(
+                    o,
+                    "    let __n_{pn}: usize = {};",
+                    count(&b.count, pn, &n, kv, &must_be_null)
+                );
                 let input = matches!(b.dir, crate::Direction::In | crate::Direction::InOut);
                 let output = matches!(b.dir, crate::Direction::Out | crate::Direction::InOut);
                 match &b.content {

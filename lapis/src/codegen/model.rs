@@ -10,7 +10,7 @@ use crate::{Expr, Spec};
 use super::{CodegenError, unsupported};
 
 /// How many elements a buffer has.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Count<'a> {
     /// `buffer(expr)`.
     Expr(&'a Expr),
@@ -20,15 +20,17 @@ pub(crate) enum Count<'a> {
     ZeroTerminated,
     /// No size given: one element.
     One,
+    /// `must_be_null` (in an `if` branch): the pointer must be NULL.
+    MustBeNull,
+    /// Sizes given in `if (cond) { .. } else { .. }` branches.
+    Cond(&'a Expr, Box<Count<'a>>, Box<Count<'a>>),
 }
 
 /// What a buffer holds.
 #[derive(Debug, Clone)]
 pub(crate) enum Content<'a> {
-    /// Plain data of the pointee type. For outputs, `casts` lists
-    /// conditions under which the words are handles of a type (a
-    /// conditional `type_cast(H*)`), translated host → guest.
-    Plain { casts: Vec<(&'a Expr, String)> },
+    /// Plain data of the pointee type.
+    Plain,
     /// Handles (the pointee is a handle type). `allocate`: the call creates them.
     Handles { handle: String, allocate: bool },
     /// Plain elements of which those matching `cond` are handles (property
@@ -45,6 +47,10 @@ pub(crate) struct Buffer<'a> {
     pub dir: Direction,
     pub pointee: Ty,
     pub count: Count<'a>,
+    /// Conditions under which an output's words are handles of a type
+    /// (conditional `type_cast(H*)`, any depth): each a path of
+    /// `(condition, branch taken)`.
+    pub casts: Vec<(Vec<(&'a Expr, bool)>, String)>,
     pub content: Content<'a>,
     pub maybe_handle: bool,
 }
@@ -284,24 +290,104 @@ fn plan_fn<'a>(spec: &'a Spec, f: &'a Function, id: u32) -> Result<FnPlan<'a>, C
     })
 }
 
+/// The size written unconditionally in `a`, if any.
+fn unconditional_count(a: &Annots) -> Option<Count<'_>> {
+    if let Some(e) = a.buffer() {
+        Some(Count::Expr(e))
+    } else if a.has(Flag::String) {
+        Some(Count::String)
+    } else if a.has(Flag::ZeroTerminated) {
+        Some(Count::ZeroTerminated)
+    } else if a.has(Flag::MustBeNull) {
+        Some(Count::MustBeNull)
+    } else {
+        None
+    }
+}
+
+/// Whether `a` says anything about a size, here or in a branch.
+fn sizes_anything(a: &Annots) -> bool {
+    unconditional_count(a).is_some()
+        || a.conditionals()
+            .any(|(_, t, e)| sizes_anything(t) || sizes_anything(e))
+}
+
+/// The size of a buffer from its annotations: what is written
+/// unconditionally (else `inherited`), refined by the first `if` whose
+/// branches say something about the size (a branch that says nothing keeps
+/// the size from outside it).
+fn count_of<'a>(a: &'a Annots, inherited: Count<'a>) -> Count<'a> {
+    let base = unconditional_count(a).unwrap_or(inherited);
+    for (cond, then, otherwise) in a.conditionals() {
+        if sizes_anything(then) || sizes_anything(otherwise) {
+            return Count::Cond(
+                cond,
+                Box::new(count_of(then, base.clone())),
+                Box::new(count_of(otherwise, base)),
+            );
+        }
+    }
+    base
+}
+
+/// The direction of a buffer: written unconditionally, or the union of
+/// the directions its branches give.
+fn direction_of(a: &Annots) -> Option<Direction> {
+    if let Some(d) = a.direction() {
+        return Some(d);
+    }
+    let mut found: Option<Direction> = None;
+    for (_, then, otherwise) in a.conditionals() {
+        for d in [direction_of(then), direction_of(otherwise)]
+            .into_iter()
+            .flatten()
+        {
+            found = Some(match (found, d) {
+                (None, d) => d,
+                (Some(x), y) if x == y => x,
+                _ => Direction::InOut,
+            });
+        }
+    }
+    found
+}
+
 fn plan_buffer<'a>(
     spec: &'a Spec,
     span: crate::Span,
     ty: &Ty,
     a: &'a Annots,
 ) -> Result<Buffer<'a>, CodegenError> {
-    let pointee = ty.strip_alias().pointee().cloned().unwrap_or(Ty::Void);
-    let dir = a.direction().unwrap_or(Direction::In);
-    let count = if let Some(e) = a.buffer() {
-        Count::Expr(e)
-    } else if a.has(Flag::String) {
-        Count::String
-    } else if a.has(Flag::ZeroTerminated) {
-        Count::ZeroTerminated
-    } else {
-        Count::One
+    let declared = ty.strip_alias().pointee().cloned().unwrap_or(Ty::Void);
+    let dir = direction_of(a).unwrap_or(Direction::In);
+    let count = count_of(a, Count::One);
+    // `buffer(n)` counts elements of the declared pointee; without it, a
+    // `void*` cast to `T*` is one `T`.
+    let pointee = match (a.buffer(), declared.strip_alias().is_void(), a.type_cast()) {
+        (None, true, Some(t)) => t
+            .ty()
+            .strip_alias()
+            .pointee()
+            .cloned()
+            .unwrap_or(declared.clone()),
+        _ => declared.clone(),
     };
     let maybe_handle = a.has(Flag::MaybeHandle);
+    let casts: Vec<(Vec<(&Expr, bool)>, String)> = a
+        .type_casts()
+        .into_iter()
+        .filter(|(path, _)| !path.is_empty())
+        .filter_map(|(path, t)| {
+            let h = t
+                .ty()
+                .strip_alias()
+                .pointee()?
+                .strip_alias()
+                .handle()?
+                .to_string();
+            Some((path, h))
+        })
+        .collect();
     let content = if let Some(h) = pointee.strip_alias().handle() {
         let allocate =
             a.element().is_some_and(|e| has_anywhere(e, Flag::Allocate)) || a.has(Flag::Allocate);
@@ -327,24 +413,16 @@ fn plan_buffer<'a>(
         }
         match found {
             Some((cond, handle)) => Content::ElementHandles { cond, handle },
-            None => Content::Plain { casts: Vec::new() },
+            None => Content::Plain,
         }
     } else {
-        let mut casts = Vec::new();
-        for (cond, then, _) in a.conditionals() {
-            if let Some(t) = then.type_cast()
-                && let Some(p) = t.ty().strip_alias().pointee()
-                && let Some(h) = p.strip_alias().handle()
-            {
-                casts.push((cond, h.to_string()));
-            }
-        }
-        Content::Plain { casts }
+        Content::Plain
     };
     Ok(Buffer {
         dir,
         pointee,
         count,
+        casts,
         content,
         maybe_handle,
     })

@@ -303,16 +303,26 @@ fn element_check(a: &Annots, inner: &Ty, n: &dyn Names, fname: &str, pn: &str) -
     String::new()
 }
 
+/// The bytes a buffer must have, as an `Option<usize>` expression (`None`:
+/// the pointer must be NULL), or nothing when the worker cannot tell.
 fn need(b: &Buffer, n: &dyn Names) -> Option<String> {
-    match b.count {
-        Count::Expr(e) if !guest_only(e) => Some(format!(
-            "{} * {}",
-            to_usize(&expr(e, n)),
-            elem_size(&b.pointee)
-        )),
-        Count::One => Some(elem_size(&b.pointee)),
-        _ => None,
+    fn render(c: &Count, es: &str, n: &dyn Names) -> Option<String> {
+        match c {
+            Count::Expr(e) if !guest_only(e) => {
+                Some(format!("Some({} * {es})", to_usize(&expr(e, n))))
+            }
+            Count::One => Some(format!("Some({es})")),
+            Count::MustBeNull => Some("None".into()),
+            Count::Cond(c, a, b) => Some(format!(
+                "(if {} {{ {} }} else {{ {} }})",
+                cond(c, n),
+                render(a, es, n)?,
+                render(b, es, n)?
+            )),
+            _ => None,
+        }
     }
+    render(&b.count, &elem_size(&b.pointee), n)
 }
 
 fn function(
@@ -526,12 +536,19 @@ fn function(
                         "    if __ok {{ for __i in 0..{pn}_out.len() / 8 {{ if let Some(__h) = {pn}_out.word(__i) {{ {pn}_out.set_word(__i, cx.register(kind::{handle}, __h)); }} }} }}"
                     );
                 }
-                (Content::Plain { casts }, crate::Direction::Out | crate::Direction::InOut) => {
-                    for (c, handle) in casts {
+                (Content::Plain, crate::Direction::Out | crate::Direction::InOut) => {
+                    for (path, handle) in &b.casts {
+                        let c: Vec<String> = path
+                            .iter()
+                            .map(|(c, taken)| {
+                                let c = cond(c, &n);
+                                if *taken { c } else { format!("!{c}") }
+                            })
+                            .collect();
                         let _ = writeln!(
                             o,
                             "    if __ok && {} {{ for __i in 0..{pn}_out.len() / 8 {{ if let Some(__h) = {pn}_out.word(__i) {{ {pn}_out.set_word(__i, cx.id_of(kind::{handle}, __h)); }} }} }}",
-                            cond(c, &n)
+                            c.join(" && ")
                         );
                     }
                 }
@@ -643,7 +660,7 @@ fn buffer_prepare(
                         if let Some(nd) = need(b, n) {
                             let _ = writeln!(
                                 o,
-                                "    if let Some(__b) = &{pn}_in && __b.len() < {nd} {{ return Err(DispatchError::Protocol(format!(\"{fname}: `{pn}` has {{}} bytes, {{}} needed\", __b.len(), {nd}))); }}"
+                                "    match (&{pn}_in, {nd}) {{\n        (Some(_), None) => return Err(DispatchError::Protocol(\"{fname}: `{pn}` must be NULL here\".into())),\n        (Some(__b), Some(__n)) if __b.len() < __n => return Err(DispatchError::Protocol(format!(\"{fname}: `{pn}` has {{}} bytes, {{__n}} needed\", __b.len()))),\n        _ => {{}}\n    }}"
                             );
                         }
                     }
@@ -693,7 +710,7 @@ fn buffer_prepare(
                 if let Some(nd) = need(b, n) {
                     let _ = writeln!(
                         o,
-                        "    if !{pn}_out.is_null() && {pn}_out.len() < {nd} {{ return Err(DispatchError::Protocol(format!(\"{fname}: room for `{pn}` is {{}} bytes, {{}} needed\", {pn}_out.len(), {nd}))); }}"
+                        "    match ({pn}_out.is_null(), {nd}) {{\n        (false, None) => return Err(DispatchError::Protocol(\"{fname}: `{pn}` must be NULL here\".into())),\n        (false, Some(__n)) if {pn}_out.len() < __n => return Err(DispatchError::Protocol(format!(\"{fname}: room for `{pn}` is {{}} bytes, {{__n}} needed\", {pn}_out.len()))),\n        _ => {{}}\n    }}"
                     );
                 }
                 if input {

@@ -2,7 +2,8 @@
 //! region with the dispatcher generated from `testapi.lapis`, using the
 //! same serving loop as `ava-worker`.
 //!
-//! Usage: `testapi-worker REGION LIBRARY` (stops on SIGTERM / when killed).
+//! Usage: `testapi-worker REGION LIBRARY` (stops when killed);
+//! `AVA_STALE_MS` sets how long a guest may be silent before it is dead.
 
 use std::sync::atomic::AtomicBool;
 
@@ -34,7 +35,14 @@ fn main() -> anyhow::Result<()> {
         api: testapi::Api::load(&lib),
     };
     let stop = AtomicBool::new(false);
-    let opts = ava_worker::server::ServeOptions::default();
+    // AVA_STALE_MS shortens the time after which a silent guest is dead.
+    let mut opts = ava_worker::server::ServeOptions::default();
+    if let Some(ms) = std::env::var("AVA_STALE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        opts.stale_after = std::time::Duration::from_millis(ms);
+    }
     ava_worker::server::serve(
         &[region.into()],
         &transport::RegionConfig::default(),

@@ -1,0 +1,224 @@
+//! Unmodified programs from Debian through the guest library, beyond
+//! clinfo: a PyOpenCL script (`samples/opencl/pyopencl_demo.py`, run by
+//! Debian's `/usr/bin/python3` with `python3-pyopencl`) and `clpeak`.
+//!
+//! These tests install nothing: they need the Debian packages
+//! `python3-pyopencl python3-numpy` and `clpeak`, and fail with a clear
+//! message when they are missing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Debian's interpreter: the one `python3-pyopencl` installs into.
+const PYTHON: &str = "/usr/bin/python3";
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn demo_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/opencl/pyopencl_demo.py")
+}
+
+fn require_pyopencl() {
+    let ok = Command::new(PYTHON)
+        .args(["-c", "import pyopencl, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{PYTHON} cannot import pyopencl and numpy: install the Debian packages \
+         `python3-pyopencl python3-numpy` (apt-get install -y python3-pyopencl python3-numpy)"
+    );
+}
+
+/// A fresh, empty directory for PyOpenCL's compiler cache.
+fn fresh_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ava-pyopencl-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("cache dir");
+    d
+}
+
+/// Runs the demo natively and remoted, each with its own empty PyOpenCL
+/// cache (so both take the same path: build from source, then save the
+/// binaries), and with `extra_env` set.
+fn pyopencl_both(tag: &str, extra_env: &[(&str, &str)]) {
+    require_pyopencl();
+    let mut stack = common::Stack::start(tag);
+    let script = demo_script();
+    let cmd = |mut c: Command, cache: &Path| {
+        c.arg(&script).env("XDG_CACHE_HOME", cache);
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        c
+    };
+    let (nc, rc) = (
+        fresh_dir(&format!("{tag}-native")),
+        fresh_dir(&format!("{tag}-remote")),
+    );
+    let t = Instant::now();
+    let native = common::run_capture(cmd(Command::new(PYTHON), &nc), Duration::from_secs(300));
+    let native_time = t.elapsed();
+    let t = Instant::now();
+    let remote = common::run_capture(cmd(stack.remote(PYTHON), &rc), Duration::from_secs(400));
+    eprintln!("{tag}: native {native_time:?}, remoted {:?}", t.elapsed());
+    let _ = std::fs::remove_dir_all(&nc);
+    let _ = std::fs::remove_dir_all(&rc);
+
+    let n = stdout(&native);
+    assert!(
+        native.status.success(),
+        "native pyopencl_demo.py failed ({}):\n{n}\n{}",
+        native.status,
+        common::tail(&String::from_utf8_lossy(&native.stderr), 40)
+    );
+    for e in [
+        "device: ",
+        "vecadd: n=1048576 mismatches=0",
+        "reduction sum(a): ",
+        "reductions match host: yes",
+    ] {
+        assert!(n.contains(e), "native output lacks {e:?}:\n{n}");
+    }
+    if !remote.status.success() {
+        panic!(
+            "remoted pyopencl_demo.py failed ({}):\nstdout:\n{}\nstderr (tail):\n{}\nworker alive: {}\nworker log (tail):\n{}",
+            remote.status,
+            stdout(&remote),
+            common::tail(&String::from_utf8_lossy(&remote.stderr), 40),
+            stack.alive(),
+            common::tail(&stack.log(), 20)
+        );
+    }
+    common::assert_same_lines("pyopencl_demo.py", &n, &stdout(&remote));
+}
+
+/// PyOpenCL as installed, with its compiler cache (which reads program
+/// binaries back with `clGetProgramInfo(CL_PROGRAM_BINARIES)` after a build).
+#[test]
+fn pyopencl_remoted_equals_native() {
+    pyopencl_both("pyopencl", &[]);
+}
+
+/// PyOpenCL without its compiler cache (`PYOPENCL_NO_CACHE`): no program
+/// binaries are read back.
+#[test]
+fn pyopencl_no_cache_remoted_equals_native() {
+    pyopencl_both("pyopencl-nocache", &[("PYOPENCL_NO_CACHE", "1")]);
+}
+
+/// clpeak's lines with the measured numbers blanked: everything after the
+/// device header whose value is a number.
+fn clpeak_shape(out: &str) -> String {
+    let mut lines = Vec::new();
+    let mut header = true;
+    for l in out.lines() {
+        if l.trim_start().starts_with("Clock frequency") {
+            header = false;
+            lines.push(l.to_string());
+            continue;
+        }
+        match l.split_once(':') {
+            Some((k, v)) if !header && v.trim().parse::<f64>().is_ok() => {
+                lines.push(format!("{k}: <number>"))
+            }
+            Some((k, v))
+                if !header
+                    && v.split_whitespace()
+                        .next()
+                        .is_some_and(|w| w.parse::<f64>().is_ok()) =>
+            {
+                lines.push(format!("{k}: <number>"))
+            }
+            _ => lines.push(l.to_string()),
+        }
+    }
+    lines.join("\n")
+}
+
+/// `clpeak` (a short run: kernel launch latency and single-precision
+/// compute) exits 0 remotely, prints the device and the same result lines
+/// as natively, with its measured numbers blanked.
+#[test]
+fn clpeak_runs_remoted() {
+    let have = Command::new("clpeak")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        have,
+        "clpeak is not installed: install the Debian package `clpeak` (apt-get install -y clpeak)"
+    );
+    let stack = common::Stack::start("clpeak");
+    let args = ["-p", "0", "-d", "0", "--kernel-latency", "--compute-sp"];
+    let t = Instant::now();
+    let native = common::run_capture(
+        {
+            let mut c = Command::new("clpeak");
+            c.args(args);
+            c
+        },
+        Duration::from_secs(300),
+    );
+    let native_time = t.elapsed();
+    let t = Instant::now();
+    let remote = common::run_capture(
+        {
+            let mut c = stack.remote("clpeak");
+            c.args(args);
+            c
+        },
+        Duration::from_secs(400),
+    );
+    eprintln!("clpeak: native {native_time:?}, remoted {:?}", t.elapsed());
+    let (n, r) = (stdout(&native), stdout(&remote));
+    assert!(native.status.success(), "native clpeak failed:\n{n}");
+    assert!(
+        n.contains("Kernel launch latency") && n.contains("float16"),
+        "native clpeak output:\n{n}"
+    );
+    assert!(
+        remote.status.success(),
+        "remoted clpeak failed ({}):\n{r}\n{}",
+        remote.status,
+        common::tail(&String::from_utf8_lossy(&remote.stderr), 40)
+    );
+    let device = n
+        .lines()
+        .find(|l| l.trim_start().starts_with("Device:"))
+        .expect("native device line");
+    assert!(
+        r.contains(device),
+        "remoted clpeak does not print `{}`:\n{r}",
+        device.trim()
+    );
+    // clpeak prints "Build Log: ..." and skips the device's tests when
+    // building its kernels throws.
+    if let Some(l) = r.lines().find(|l| l.contains("Build Log:")) {
+        let rejected: Vec<String> = stack
+            .log()
+            .lines()
+            .filter(|l| l.contains("rejected"))
+            .map(str::to_owned)
+            .collect();
+        panic!(
+            "remoted clpeak could not build its kernels (it skipped the device's tests):\n{}...\nworker: calls rejected:\n{}",
+            l.chars().take(200).collect::<String>(),
+            rejected.join("\n")
+        );
+    }
+    common::assert_same_lines(
+        "clpeak (numbers blanked)",
+        &clpeak_shape(&n),
+        &clpeak_shape(&r),
+    );
+    assert!(
+        stack.log().contains("guest attached"),
+        "the calls went through the worker"
+    );
+}

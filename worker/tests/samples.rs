@@ -1,0 +1,264 @@
+//! The C samples of `samples/opencl/`, run natively and through the guest
+//! library: both must succeed and print the same output.
+//!
+//! Each test starts its own worker, so a worker that fails in one test
+//! does not affect the others. PoCL compiles kernels with LLVM, so the
+//! timeouts are generous.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const NATIVE_TIMEOUT: Duration = Duration::from_secs(120);
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The sample's remoted run failed: its output, its stderr and the worker's
+/// log, for the panic message.
+fn failure(stack: &mut common::Stack, name: &str, o: &Output) -> String {
+    format!(
+        "remoted {name} failed ({}):\nstdout:\n{}\nstderr (tail):\n{}\nworker alive: {}\nworker log (tail):\n{}",
+        o.status,
+        stdout(o),
+        common::tail(&String::from_utf8_lossy(&o.stderr), 40),
+        stack.alive(),
+        common::tail(&stack.log(), 40)
+    )
+}
+
+/// Builds sample `name`, runs it natively and remoted; returns both outputs.
+fn run_both(stack: &mut common::Stack, name: &str) -> (Output, Output) {
+    let exe = common::build_sample(name);
+    let t = Instant::now();
+    let native = common::run_capture(Command::new(&exe), NATIVE_TIMEOUT);
+    let native_time = t.elapsed();
+    let t = Instant::now();
+    let remote = common::run_capture(stack.remote(&exe), REMOTE_TIMEOUT);
+    eprintln!("{name}: native {native_time:?}, remoted {:?}", t.elapsed());
+    let _ = std::fs::remove_file(&exe);
+    (native, remote)
+}
+
+/// Both runs succeed, print the same lines, and the output contains each
+/// of `expect` (so a sample that prints nothing cannot pass).
+fn check_sample(name: &str, expect: &[&str]) {
+    let mut stack = common::Stack::start(&format!("sample-{name}"));
+    let (native, remote) = run_both(&mut stack, name);
+    let n = stdout(&native);
+    assert!(
+        native.status.success(),
+        "native {name} failed ({}):\n{n}\n{}",
+        native.status,
+        String::from_utf8_lossy(&native.stderr)
+    );
+    for e in expect {
+        assert!(n.contains(e), "native {name} output lacks {e:?}:\n{n}");
+    }
+    if !remote.status.success() {
+        panic!("{}", failure(&mut stack, name, &remote));
+    }
+    common::assert_same_lines(name, &n, &stdout(&remote));
+    assert!(
+        stack.log().contains("guest attached"),
+        "the calls went through the worker"
+    );
+}
+
+#[test]
+fn vecadd_remoted_equals_native() {
+    check_sample(
+        "vecadd",
+        &[
+            "vecadd: n=1048576",
+            "checksum: 399128712.00",
+            "c[123456] = 258.75",
+            "mismatches: 0",
+        ],
+    );
+}
+
+#[test]
+fn matmul_remoted_equals_native() {
+    check_sample(
+        "matmul",
+        &[
+            "matmul: n=256 tile=",
+            "checksum: 16776232.0",
+            "CPU check: ok",
+        ],
+    );
+}
+
+#[test]
+fn image_remoted_equals_native() {
+    check_sample("image", &["image: ", "checksum"]);
+}
+
+#[test]
+fn events_remoted_equals_native() {
+    check_sample(
+        "events",
+        &[
+            "kernel pending before the user event: yes",
+            "profiling timestamps ordered (queued <= submit <= start <= end): yes",
+            "callback calls: 1",
+            "callback status: 0",
+            "callback value from user_data: 41",
+            "mismatches: 0",
+        ],
+    );
+}
+
+#[test]
+fn build_fail_remoted_equals_native() {
+    check_sample(
+        "build_fail",
+        &[
+            "clBuildProgram(bad source): -11 (CL_BUILD_PROGRAM_FAILURE)",
+            "log non-empty: yes",
+            "log mentions error: yes",
+            "build status (bad source): -2 (CL_BUILD_ERROR)",
+            "notify ran: yes (1 call)",
+            "notify got the built program: yes",
+            "build status (good source): 0 (CL_BUILD_SUCCESS)",
+        ],
+    );
+}
+
+#[test]
+fn threads_remoted_equals_native() {
+    check_sample(
+        "threads",
+        &[
+            "thread 0: n=1000 ",
+            "thread 1: ",
+            "thread 2: ",
+            "thread 3: n=64051 ",
+            "mismatches=0 ok",
+        ],
+    );
+}
+
+/// `errors.c` prints the code of each bad call. `clSetKernelArg` is remoted
+/// asynchronously (docs/opencl.md): the guest library returns `CL_SUCCESS`
+/// at once and the driver's error does not reach the application, so its
+/// line may show 0 remotely, which counts as one more mismatch in the
+/// sample's summary and exit status. Every other line must be identical.
+#[test]
+fn errors_remoted_equals_native() {
+    const ASYNC_CASES: &[&str] = &["clSetKernelArg("];
+    let mut stack = common::Stack::start("sample-errors");
+    let (native, remote) = run_both(&mut stack, "errors");
+    let (n, r) = (stdout(&native), stdout(&remote));
+    assert_eq!(
+        native.status.code(),
+        Some(0),
+        "native errors: a case returned an unexpected code:\n{n}"
+    );
+    for e in [
+        "clGetPlatformInfo(NAME, 2-byte buffer)",
+        "clCreateBuffer(size 0)",
+        "clCreateKernel(wrong name)",
+        "clWaitForEvents(0, NULL)",
+        "mismatches: 0",
+    ] {
+        assert!(n.contains(e), "native errors output lacks {e:?}:\n{n}");
+    }
+    if remote.status.code().is_none_or(|c| c >= 100) {
+        panic!("{}", failure(&mut stack, "errors", &remote));
+    }
+    // The remoted output expected from the native one: identical, except
+    // that an asynchronous case may show 0, counted as a mismatch.
+    let code = |l: &str| {
+        l.split(" (expected")
+            .next()
+            .and_then(|s| s.split_whitespace().last())
+            .map(str::to_owned)
+    };
+    let remote_lines: Vec<&str> = r.lines().collect();
+    let mut deferred = 0;
+    let mut expected = String::new();
+    for (i, a) in n.lines().enumerate() {
+        let b = remote_lines.get(i).copied().unwrap_or_default();
+        let is_async = ASYNC_CASES.iter().any(|c| a.starts_with(c));
+        if a != b && is_async && code(b).as_deref() == Some("0") && b.ends_with("MISMATCH") {
+            eprintln!("documented asynchronous error: native `{a}`, remoted `{b}`");
+            deferred += 1;
+            expected.push_str(b);
+        } else if a.starts_with("mismatches: ") {
+            expected.push_str(&format!("mismatches: {deferred}"));
+        } else {
+            expected.push_str(a);
+        }
+        expected.push('\n');
+    }
+    common::assert_same_lines(
+        "errors (asynchronous clSetKernelArg allowed to return 0)",
+        &expected,
+        &r,
+    );
+    assert_eq!(
+        remote.status.code(),
+        Some(deferred),
+        "remoted exit status: the number of mismatches"
+    );
+}
+
+/// Object handles returned by info queries are the guest's own handles,
+/// usable in further calls; a sub-buffer works like its region of the
+/// parent.
+#[test]
+fn info_handles_remoted_equals_native() {
+    check_sample(
+        "info_handles",
+        &[
+            "clGetProgramInfo(CL_PROGRAM_DEVICES)",
+            "clGetMemObjectInfo(CL_MEM_ASSOCIATED_MEMOBJECT)",
+            "32 of 128 ints incremented (ints 32..63: yes)",
+            "handles that differ: 0",
+        ],
+    );
+}
+
+/// Reading a program's binary back (`CL_PROGRAM_BINARIES` with a value) is
+/// documented as unsupported (docs/opencl.md): remoted, the query must
+/// fail with the guest library's unsupported error (CL_INVALID_OPERATION)
+/// and leave the worker running; the output before it is the same as
+/// natively. Should the query become supported, the outputs must be equal.
+#[test]
+fn binaries_remoted_equals_native_or_unsupported() {
+    let mut stack = common::Stack::start("sample-binaries");
+    let (native, remote) = run_both(&mut stack, "binaries");
+    let (n, r) = (stdout(&native), stdout(&remote));
+    assert!(
+        native.status.success(),
+        "native binaries failed ({}):\n{n}",
+        native.status
+    );
+    for e in [
+        "clGetProgramInfo(CL_PROGRAM_BINARIES): 0",
+        "kernel from the binary: sum 1498500, mismatches 0",
+    ] {
+        assert!(n.contains(e), "native binaries output lacks {e:?}:\n{n}");
+    }
+    if remote.status.success() {
+        common::assert_same_lines("binaries", &n, &r);
+        return;
+    }
+    let unsupported = "clGetProgramInfo(CL_PROGRAM_BINARIES): -59";
+    let before: String = n
+        .lines()
+        .take_while(|l| !l.starts_with("clGetProgramInfo(CL_PROGRAM_BINARIES)"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let alive = stack.alive();
+    assert!(
+        remote.status.code() == Some(2) && r == format!("{before}{unsupported}\n") && alive,
+        "remoted binaries: expected the documented unsupported error ({unsupported}, exit status 2, worker running)\n{}",
+        failure(&mut stack, "binaries", &remote)
+    );
+}
