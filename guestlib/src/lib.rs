@@ -28,15 +28,15 @@ pub mod opencl {
 }
 
 /// Finds the region when `AVA_REGION` is unset: the first ivshmem PCI
-/// device's BAR2 whose header is a valid region. Also sets up logging,
-/// since this runs once, before the first call.
+/// device's BAR2 whose header is a valid region.
 fn locate_region() -> Result<PathBuf, String> {
-    init_logging();
     ivshmem_setup::find_region()
         .map_err(|e| format!("AVA_REGION is not set and probing failed: {e}"))
 }
 
-fn init_logging() {
+/// Sets up logging to stderr (`AVA_LOG`, default `warn`) when the library
+/// is loaded; an application that set up `tracing` itself keeps its own.
+extern "C" fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AVA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
@@ -55,3 +55,8 @@ extern "C" fn release_channel() {
 #[used]
 #[unsafe(link_section = ".fini_array")]
 static RELEASE_AT_EXIT: extern "C" fn() = release_channel;
+
+/// Registers [`init_logging`] with the dynamic loader.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT_LOGGING: extern "C" fn() = init_logging;

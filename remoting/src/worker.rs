@@ -31,6 +31,9 @@ pub enum DispatchError {
     /// The function id is not in the specification.
     #[error("unknown function id {0}")]
     UnknownFunction(u32),
+    /// An asynchronous call ran and the driver returned an error value.
+    #[error("the driver returned error {0}")]
+    Failed(i64),
 }
 
 /// One entry of a handle table.
@@ -601,7 +604,9 @@ pub fn handle_message(
             tracing::debug!(func = name, call = h.call_id, "call rejected: {e}");
             let buf = out.into_inner();
             let (status, kind) = match &e {
-                DispatchError::Api(_) => (Status::ApiError, MsgKind::Reply),
+                DispatchError::Api(_) | DispatchError::Failed(_) => {
+                    (Status::ApiError, MsgKind::Reply)
+                }
                 DispatchError::Unavailable(_) => (Status::Unavailable, MsgKind::Reply),
                 _ => (Status::Protocol, MsgKind::Reply),
             };
@@ -616,7 +621,7 @@ pub fn handle_message(
                 },
             );
             match e {
-                DispatchError::Api(v) if sync => out.i64(v),
+                DispatchError::Api(v) | DispatchError::Failed(v) if sync => out.i64(v),
                 DispatchError::Unavailable(n) if sync => out.str(n),
                 other => out.str(&format!("{name}: {other}")),
             }

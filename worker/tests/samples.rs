@@ -172,7 +172,11 @@ fn errors_remoted_equals_native() {
     }
     // Every error code, the summary line and the exit status are the same.
     common::assert_same_lines("errors", &n, &r);
-    assert_eq!(remote.status.code(), Some(0), "remoted exit status: no mismatch");
+    assert_eq!(
+        remote.status.code(),
+        Some(0),
+        "remoted exit status: no mismatch"
+    );
 }
 
 /// Object handles returned by info queries are the guest's own handles,

@@ -592,6 +592,13 @@ fn function(
         let (enc, _) = rust::scalar_wire(rt);
         let _ = writeln!(o, "    cx.out.u64({});", enc.replace("{}", "__ret"));
     }
+    if f.mode() == crate::CallMode::Async && rt.is_integer() {
+        // The guest returned success already: report the driver's error.
+        let _ = writeln!(
+            o,
+            "    if !__ok {{ return Err(DispatchError::Failed(__ret as i64)); }}"
+        );
+    }
     o.push_str("    Ok(())\n}\n\n");
     Ok(())
 }
