@@ -34,12 +34,14 @@ const FULL: Plan = Plan {
     bytes_per_size: 2 << 30,
 };
 
+/// Alternating rounds of the bandwidth measurements.
+const BW_ROUNDS: u64 = 4;
 /// Alternating rounds of the round-trip measurements.
 const RTT_ROUNDS: u64 = 8;
 /// Bulk transfer sizes.
 const SIZES: [usize; 6] = [4 << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20];
 /// Pipelining unit of bulk transfers, and how many are in flight.
-const CHUNK: usize = 256 << 10;
+const CHUNK: usize = 64 << 10;
 const SLOTS: usize = 8;
 
 /// A scratch file in `/dev/shm` (or the temp dir), removed on drop.
@@ -289,45 +291,56 @@ fn bandwidth(plan: &Plan, core: usize) -> anyhow::Result<Vec<BenchResult>> {
     for size in SIZES {
         let chunk = size.min(CHUNK);
         let slots = (config.arena_size as usize / chunk).min(64);
-        let reps = (plan.bytes_per_size / size as u64).max(2);
-        // memcpy baseline.
-        let t = Instant::now();
-        for _ in 0..reps {
-            dst[..size].copy_from_slice(&src[..size]);
-            std::hint::black_box(&mut dst);
-        }
-        let memcpy = (size as u64 * reps) as f64 / t.elapsed().as_secs_f64();
-        // Through the arena.
+        let reps = (plan.bytes_per_size / size as u64 / BW_ROUNDS).max(2);
         ch.tx.send(&notice(0, 0, size as u64), &WAIT, None)?;
         ch.rx
             .recv(&mut credit, &WAIT, Some(Duration::from_secs(30)))?;
-        let mut free: Vec<u64> = (0..slots as u64).map(|s| s * chunk as u64).collect();
-        let t = Instant::now();
-        for _ in 0..reps {
-            for at in (0..size).step_by(chunk) {
-                let len = chunk.min(size - at);
-                let off = match free.pop() {
-                    Some(off) => off,
-                    None => {
-                        ch.rx
-                            .recv(&mut credit, &WAIT, Some(Duration::from_secs(30)))?;
-                        u64::from_le_bytes(credit[..8].try_into()?)
-                    }
-                };
-                ch.arena.write(off, &src[at..at + len])?;
-                ch.tx
-                    .send(&notice(off, len as u64, at as u64), &WAIT, None)?;
+        // memcpy and arena rounds alternate, as the round trips do.
+        let (mut memcpy_secs, mut arena_secs) = (0.0, 0.0);
+        for _ in 0..BW_ROUNDS {
+            let t = Instant::now();
+            for _ in 0..reps {
+                dst[..size].copy_from_slice(&src[..size]);
+                std::hint::black_box(&mut dst);
             }
+            memcpy_secs += t.elapsed().as_secs_f64();
+            let mut free: Vec<u64> = (0..slots as u64).map(|s| s * chunk as u64).collect();
+            let t = Instant::now();
+            for _ in 0..reps {
+                for at in (0..size).step_by(chunk) {
+                    let len = chunk.min(size - at);
+                    let off = match free.pop() {
+                        Some(off) => off,
+                        None => {
+                            ch.rx
+                                .recv(&mut credit, &WAIT, Some(Duration::from_secs(30)))?;
+                            u64::from_le_bytes(credit[..8].try_into()?)
+                        }
+                    };
+                    ch.arena.write(off, &src[at..at + len])?;
+                    ch.tx
+                        .send(&notice(off, len as u64, at as u64), &WAIT, None)?;
+                }
+            }
+            while free.len() < slots {
+                ch.rx
+                    .recv(&mut credit, &WAIT, Some(Duration::from_secs(30)))?;
+                free.push(u64::from_le_bytes(credit[..8].try_into()?));
+            }
+            arena_secs += t.elapsed().as_secs_f64();
         }
-        while free.len() < slots {
-            ch.rx
-                .recv(&mut credit, &WAIT, Some(Duration::from_secs(30)))?;
-            free.push(u64::from_le_bytes(credit[..8].try_into()?));
-        }
-        let arena = (size as u64 * reps) as f64 / t.elapsed().as_secs_f64();
+        let bytes = (size as u64 * reps * BW_ROUNDS) as f64;
         let n = size_name(size);
-        out.push(BenchResult::value(&format!("arena_bw_{n}"), "B/s", arena));
-        out.push(BenchResult::value(&format!("memcpy_bw_{n}"), "B/s", memcpy));
+        out.push(BenchResult::value(
+            &format!("arena_bw_{n}"),
+            "B/s",
+            bytes / arena_secs,
+        ));
+        out.push(BenchResult::value(
+            &format!("memcpy_bw_{n}"),
+            "B/s",
+            bytes / memcpy_secs,
+        ));
     }
     ch.tx.send(&[], &WAIT, None)?;
     anyhow::ensure!(child.wait()?.success(), "arena peer failed");
