@@ -33,8 +33,9 @@ echo "--- remoted:"
 AVA_REGION="$REGION" LD_PRELOAD="$GUESTLIB" clinfo -l
 AVA_REGION="$REGION" LD_PRELOAD="$GUESTLIB" clinfo > "$WORK/clinfo.remote"
 clinfo > "$WORK/clinfo.native"
-if diff <(sed '/^ICD loader properties/,$d' "$WORK/clinfo.native") \
-        <(sed '/^ICD loader properties/,$d' "$WORK/clinfo.remote") > /dev/null; then
+# The guest library is not an ICD loader: clinfo prints no loader section.
+platform_part() { sed '/^ICD loader properties/,$d' "$1" | sed '/^$/d'; }
+if diff <(platform_part "$WORK/clinfo.native") <(platform_part "$WORK/clinfo.remote") > /dev/null; then
   echo "full clinfo output: remoted == native ($(wc -l < "$WORK/clinfo.remote") lines)"
 else
   echo "full clinfo output differs:"; diff "$WORK/clinfo.native" "$WORK/clinfo.remote" || true

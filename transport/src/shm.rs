@@ -17,8 +17,41 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::Error;
 
-/// Largest piece copied at once (see [`Shm::read`]).
+/// Largest piece copied at once when source and destination are
+/// misaligned (see [`copy`]).
 const COPY_PIECE: usize = 2048;
+/// From this size on, glibc copies with non-temporal stores, whatever the
+/// alignment (see [`copy`]).
+const COPY_STREAMING: usize = 4 << 20;
+
+/// Copies `len` bytes between shared and private memory.
+///
+/// On some CPUs (AMD Zen among them), glibc's `rep movsb` path for
+/// medium-sized copies runs at a tenth of its speed when the destination is
+/// not at the same offset modulo 64 as the source — the usual case between
+/// a 16-byte-aligned heap buffer and a page-aligned region. Such copies go
+/// in pieces small enough for glibc's vector loop. Aligned copies, small
+/// ones and very large ones (which glibc streams) go in one call.
+///
+/// # Safety
+/// `src` must be valid for reading and `dst` for writing `len` bytes, and
+/// the two ranges must not overlap.
+#[inline]
+unsafe fn copy(src: *const u8, dst: *mut u8, len: usize) {
+    let misaligned = (dst as usize).wrapping_sub(src as usize) % 64 != 0;
+    if !misaligned || len <= COPY_PIECE || len >= COPY_STREAMING {
+        // SAFETY: the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+        return;
+    }
+    let mut done = 0;
+    while done < len {
+        let n = COPY_PIECE.min(len - done);
+        // SAFETY: `done + n <= len`: inside both ranges.
+        unsafe { std::ptr::copy_nonoverlapping(src.add(done), dst.add(done), n) };
+        done += n;
+    }
+}
 
 /// A shared, mapped file. Cheap to clone; the mapping lives while any clone does.
 #[derive(Clone)]
@@ -140,49 +173,28 @@ impl Shm {
 
     /// Copies `dst.len()` bytes out of the mapping, starting at `offset`.
     ///
-    /// Large copies go in pieces below glibc's `rep movsb` threshold: on
-    /// some CPUs (AMD Zen among them) `rep movsb` from a page-aligned source
-    /// into a differently aligned destination runs at a tenth of the speed
-    /// of the vector loop, and shared regions are always page-aligned.
+    /// See [`copy`] for how large copies are made.
     ///
     /// The source may change while it is copied (the peer is untrusted); the
     /// caller validates what it copied, never the shared original.
     #[inline]
     pub fn read(&self, offset: usize, dst: &mut [u8]) {
         self.check(offset, dst.len(), 1);
-        for (i, piece) in dst.chunks_mut(COPY_PIECE).enumerate() {
-            // SAFETY: bounds checked above for the whole range, of which this
-            // piece is a part; `dst` is a distinct local buffer, so the ranges
-            // cannot overlap. The source bytes may be written concurrently by
-            // another process: we only copy them (any bit pattern is a valid
-            // u8) and never form a reference to them.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.base.add(offset + i * COPY_PIECE),
-                    piece.as_mut_ptr(),
-                    piece.len(),
-                )
-            }
-        }
+        // SAFETY: bounds checked above; `dst` is a distinct local buffer, so
+        // the ranges cannot overlap. The source bytes may be written
+        // concurrently by another process: we only copy them (any bit pattern
+        // is a valid u8) and never form a reference to them.
+        unsafe { copy(self.base.add(offset), dst.as_mut_ptr(), dst.len()) }
     }
 
-    /// Copies `src` into the mapping at `offset` (in pieces, as [`Shm::read`]).
+    /// Copies `src` into the mapping at `offset` (see [`copy`]).
     #[inline]
     pub fn write(&self, offset: usize, src: &[u8]) {
         self.check(offset, src.len(), 1);
-        for (i, piece) in src.chunks(COPY_PIECE).enumerate() {
-            // SAFETY: bounds checked above for the whole range; `src` is
-            // process-private memory and cannot overlap the mapping. Writing
-            // plain bytes through a raw pointer into shared memory forms no
-            // reference to it.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    piece.as_ptr(),
-                    self.base.add(offset + i * COPY_PIECE),
-                    piece.len(),
-                )
-            }
-        }
+        // SAFETY: bounds checked above; `src` is process-private memory and
+        // cannot overlap the mapping. Writing plain bytes through a raw pointer
+        // into shared memory forms no reference to it.
+        unsafe { copy(src.as_ptr(), self.base.add(offset), src.len()) }
     }
 
     /// Sets `len` bytes at `offset` to zero.

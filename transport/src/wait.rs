@@ -27,12 +27,15 @@ impl WaitStrategy {
         min_sleep: Duration::from_micros(10),
         max_sleep: Duration::from_millis(1),
     };
-    /// A balanced default: a short spin, then yield, then sleep.
+    /// A balanced default: a short spin, then yield (about a millisecond
+    /// in all), then sleep in steps of at most 100 µs, so that a long wait
+    /// (a large transfer, a kernel) overshoots by little while an idle
+    /// endpoint costs a wake-up every 100 µs.
     pub const BALANCED: WaitStrategy = WaitStrategy {
         spins: 1 << 14,
-        yields: 256,
+        yields: 1 << 10,
         min_sleep: Duration::from_micros(20),
-        max_sleep: Duration::from_millis(2),
+        max_sleep: Duration::from_micros(100),
     };
     /// Idle-friendly: spins briefly and soon sleeps (for idle VMs or shared cores).
     pub const IDLE: WaitStrategy = WaitStrategy {
