@@ -38,7 +38,7 @@ const COPY_STREAMING: usize = 4 << 20;
 /// the two ranges must not overlap.
 #[inline]
 unsafe fn copy(src: *const u8, dst: *mut u8, len: usize) {
-    let misaligned = (dst as usize).wrapping_sub(src as usize) % 64 != 0;
+    let misaligned = !(dst as usize).wrapping_sub(src as usize).is_multiple_of(64);
     if !misaligned || len <= COPY_PIECE || len >= COPY_STREAMING {
         // SAFETY: the caller's contract.
         unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
