@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use transport::{ArenaAllocator, ArenaBlock, GuestChannel, Region, RingError, WaitStrategy};
@@ -98,66 +98,123 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-static GLOBAL: OnceLock<Result<Connection, String>> = OnceLock::new();
+/// The region this process talks through, opened on first use.
+static REGION: OnceLock<Result<Region, String>> = OnceLock::new();
+/// The first connection opened: the fallback for threads that find no
+/// free channel.
+static SHARED: OnceLock<Arc<Connection>> = OnceLock::new();
+/// Every connection opened, for the heartbeat thread and for shutdown.
+static REGISTRY: Mutex<Vec<Weak<Connection>>> = Mutex::new(Vec::new());
 
-/// Releases the process-wide connection's channel, if one was opened. Guest
-/// libraries call this when they are unloaded or the process exits, so that
-/// the channel is free at once instead of after the worker's stale timeout.
+thread_local! {
+    /// This thread's own connection (its own channel), released when the
+    /// thread exits.
+    static LOCAL: std::cell::RefCell<Option<Arc<Connection>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Releases the channels of every connection still open. Guest libraries
+/// call this when they are unloaded or the process exits, so that the
+/// channels are free at once instead of after the worker's stale timeout.
 pub fn shutdown() {
-    if let Some(Ok(c)) = GLOBAL.get() {
+    for c in REGISTRY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+    {
         c.close();
     }
 }
 
-/// The process-wide connection, opened on first use from `AVA_REGION`, or
-/// from `locate` when the variable is unset (a guest library passes its
-/// ivshmem probe here).
+/// The calling thread's connection. Each thread gets its own channel, so
+/// that a thread blocked in a call (waiting for an event another thread
+/// will set) never holds up the others; when the region has no free
+/// channel left, threads share the process's first connection. The region
+/// comes from `AVA_REGION`, or from `locate` when the variable is unset (a
+/// guest library passes its ivshmem probe here).
 pub fn connection(
     locate: fn() -> Result<std::path::PathBuf, String>,
-) -> Result<&'static Connection, CallError> {
-    GLOBAL
+) -> Result<Arc<Connection>, CallError> {
+    if let Ok(Some(c)) = LOCAL.try_with(|l| l.borrow().clone()) {
+        return Ok(c);
+    }
+    let region = REGION
         .get_or_init(|| {
             let path = match std::env::var_os("AVA_REGION") {
                 Some(p) => std::path::PathBuf::from(p),
                 None => locate()?,
             };
-            let region = Region::open(&path).map_err(|e| e.to_string())?;
-            Connection::new(&region).map_err(|e| e.to_string())
+            Region::open(&path).map_err(|e| e.to_string())
         })
         .as_ref()
-        .inspect(|c| {
-            static BEAT: std::sync::Once = std::sync::Once::new();
-            BEAT.call_once(|| {
-                let c: &'static Connection = c;
-                let _ = std::thread::Builder::new()
-                    .name("ava-heartbeat".into())
-                    .spawn(move || {
-                        loop {
-                            c.beat();
-                            // Deliver callbacks that fire while the application
-                            // makes no call.
-                            for _ in 0..20 {
-                                c.poll();
-                                std::thread::sleep(Duration::from_millis(10));
-                            }
+        .map_err(|e| CallError::Connect(e.clone()))?;
+    let conn = match region.claim() {
+        Ok(ch) => {
+            let c = Arc::new(Connection::with_channel(ch));
+            REGISTRY
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Arc::downgrade(&c));
+            let _ = SHARED.set(c.clone());
+            start_heartbeat();
+            c
+        }
+        Err(e) => match SHARED.get() {
+            Some(shared) => {
+                tracing::debug!("no channel of its own for this thread ({e}); sharing");
+                shared.clone()
+            }
+            None => return Err(CallError::Connect(e.to_string())),
+        },
+    };
+    let _ = LOCAL.try_with(|l| *l.borrow_mut() = Some(conn.clone()));
+    Ok(conn)
+}
+
+/// Starts (once) the thread that keeps every connection's heartbeat going
+/// and delivers callbacks that fire while the application makes no call.
+fn start_heartbeat() {
+    static BEAT: std::sync::Once = std::sync::Once::new();
+    BEAT.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("ava-heartbeat".into())
+            .spawn(|| {
+                loop {
+                    let live: Vec<Arc<Connection>> = {
+                        let mut r = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+                        r.retain(|w| w.strong_count() > 0);
+                        r.iter().filter_map(Weak::upgrade).collect()
+                    };
+                    for c in &live {
+                        c.beat();
+                    }
+                    for _ in 0..20 {
+                        for c in &live {
+                            c.poll();
                         }
-                    });
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
             });
-        })
-        .map_err(|e| CallError::Connect(e.to_string()))
+    });
 }
 
 impl Connection {
-    /// Claims a channel of `region`. Starts a thread that keeps the
-    /// channel's heartbeat going while the connection lives.
+    /// Claims a channel of `region`.
     pub fn new(region: &Region) -> Result<Connection, CallError> {
         let ch = region
             .claim()
             .map_err(|e| CallError::Connect(e.to_string()))?;
+        Ok(Connection::with_channel(ch))
+    }
+
+    /// A connection over a claimed channel.
+    pub fn with_channel(ch: GuestChannel) -> Connection {
         let index = ch.index();
         let alloc = ArenaAllocator::new(ch.arena.size());
         let heartbeat = ch.heartbeat();
-        Ok(Connection {
+        Connection {
             heartbeat,
             inner: Mutex::new(Inner {
                 ch,
@@ -180,7 +237,7 @@ impl Connection {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .map_or(Duration::from_secs(10), Duration::from_millis),
-        })
+        }
     }
 
     /// Advances the channel's heartbeat. A guest library calls this from a

@@ -94,7 +94,7 @@ impl HandleTable {
     }
 
     /// The id of host object `host`, registering it (one reference, owned by
-    /// channel `owner`) if it is new. A NULL host object is id 0.
+    /// guest process `owner`) if it is new. A NULL host object is id 0.
     pub fn register(&mut self, kind: u16, host: u64, owner: u32) -> u64 {
         if host == 0 {
             return 0;
@@ -157,7 +157,7 @@ impl HandleTable {
         true
     }
 
-    /// Removes every handle created through channel `owner`, returning
+    /// Removes every handle created by guest process `owner`, returning
     /// `(kind, host, references)` of each so that the caller can free them.
     pub fn drain_owner(&mut self, owner: u32) -> Vec<(u16, u64, u32)> {
         let ids: Vec<u64> = self
@@ -215,8 +215,8 @@ pub struct CallbackTarget {
     pub outbox: Arc<Outbox>,
     /// The guest's handles, to name objects passed to the callback.
     pub handles: Arc<Mutex<HandleTable>>,
-    /// The channel that registered the callback.
-    pub channel: u32,
+    /// The guest process that registered the callback (handle owner).
+    pub owner: u32,
 }
 
 impl CallbackTarget {
@@ -238,7 +238,7 @@ impl CallbackTarget {
         self.handles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .register(kind, host, self.channel)
+            .register(kind, host, self.owner)
     }
 
     /// Queues the message for the guest.
@@ -260,6 +260,9 @@ pub struct Session {
     pub rejected: u64,
     /// Messages for the guest produced by host callbacks.
     pub outbox: Arc<Outbox>,
+    /// The guest process on this channel (its pid as it reports it): the
+    /// owner of the handles its calls create.
+    pub owner: u32,
 }
 
 /// An output buffer prepared for the host function.
@@ -333,8 +336,9 @@ pub struct CallCtx<'a> {
     pub handles: &'a Arc<Mutex<HandleTable>>,
     /// The channel's data arena.
     pub arena: &'a Arena,
-    /// The channel index (owner of the handles it creates).
-    pub channel: u32,
+    /// The guest process (its pid as it reports it) that owns the handles
+    /// the call creates: they are freed when its last channel goes.
+    pub owner: u32,
     /// The reply's outputs, in order.
     pub out: Encoder,
 }
@@ -365,13 +369,13 @@ impl CallCtx<'_> {
 
     /// The id for a host object returned by the call (registered if new).
     pub fn register(&self, kind: u16, host: u64) -> u64 {
-        let ch = self.channel;
+        let ch = self.owner;
         self.table().register(kind, host, ch)
     }
 
     /// Binds a guest-chosen id to a host object the call created.
     pub fn bind(&self, id: u64, kind: u16, host: u64) -> Result<(), DispatchError> {
-        let ch = self.channel;
+        let ch = self.owner;
         self.table().bind(id, kind, host, ch)
     }
 
@@ -388,7 +392,7 @@ impl CallCtx<'_> {
     /// Translates a host object back to the guest's id if it is known
     /// (for handles inside query results); 0 if not.
     pub fn id_of(&self, kind: u16, host: u64) -> u64 {
-        let ch = self.channel;
+        let ch = self.owner;
         self.table().register(kind, host, ch)
     }
 
@@ -517,7 +521,7 @@ impl CallCtx<'_> {
             kind,
             outbox: self.session.outbox.clone(),
             handles: self.handles.clone(),
-            channel: self.channel,
+            owner: self.owner,
         });
         Box::into_raw(t).cast()
     }
@@ -551,7 +555,7 @@ pub fn handle_message(
     session: &mut Session,
     handles: &Arc<Mutex<HandleTable>>,
     arena: &Arena,
-    channel: u32,
+    owner: u32,
     dispatcher: &dyn Dispatcher,
     reply_buf: Vec<u8>,
 ) -> Option<Vec<u8>> {
@@ -588,7 +592,7 @@ pub fn handle_message(
         session,
         handles,
         arena,
-        channel,
+        owner,
         out: Encoder::with_header(reply_buf, reply_header),
     };
     let result = dispatcher
@@ -647,13 +651,13 @@ pub fn serve_pending(
     flush_outbox(ch, session, wait)?;
     while ch.rx.try_recv(buf)? {
         n += 1;
-        let channel = ch.index();
+        let owner = session.owner;
         if let Some(r) = handle_message(
             buf,
             session,
             handles,
             &ch.arena,
-            channel,
+            owner,
             dispatcher,
             std::mem::take(&mut reply),
         ) {

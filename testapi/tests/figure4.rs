@@ -78,7 +78,7 @@ fn generated_dispatcher_reports_missing_host_functions() {
         session: &mut cx_session,
         handles: &handles,
         arena: &w.arena,
-        channel: 0,
+        owner: 0,
         out: remoting::wire::Encoder::default(),
     };
     let (_, mut empty) = remoting::wire::Decoder::new(&msg).unwrap();

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use remoting::worker::{Dispatcher, HandleTable, Session, serve_pending};
@@ -57,12 +57,30 @@ pub fn open_region(path: &Path, config: &RegionConfig) -> anyhow::Result<Region>
     Ok(region)
 }
 
-struct Live {
-    ch: WorkerChannel,
-    session: Session,
+/// Why a channel's thread stopped serving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The guest released the channel (or it was reclaimed).
+    Released,
+    /// The ring was corrupt: the guest broke the protocol.
+    Corrupt,
+    /// The worker is stopping.
+    Stopped,
 }
 
-/// Serves `region` until `stop` is set. Runs on the calling thread.
+/// A channel being served by its own thread.
+struct Served<'s> {
+    generation: u32,
+    owner: u32,
+    thread: std::thread::ScopedJoinHandle<'s, (Session, Ending)>,
+}
+
+/// Serves `region` until `stop` is set, on the calling thread and one
+/// thread per claimed channel: a guest thread blocked in a call (waiting on
+/// an event that another of its threads will set) never holds up the
+/// guest's other channels. The calling thread attaches new channels,
+/// notices dead guests, and frees what each guest owned once its thread
+/// has finished.
 pub fn serve_region(
     region: &Region,
     dispatcher: &dyn Dispatcher,
@@ -70,100 +88,147 @@ pub fn serve_region(
     stop: &AtomicBool,
 ) {
     let handles = Arc::new(Mutex::new(HandleTable::new()));
-    let mut live: Vec<Option<Live>> = (0..region.channel_count()).map(|_| None).collect();
     let mut tracker = LivenessTracker::new();
-    let mut buf = Vec::with_capacity(4096);
-    let mut last_scan = Instant::now() - Duration::from_secs(1);
-    let mut idle = transport::Backoff::new(&opts.wait);
-    let mut polls = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        polls = polls.wrapping_add(1);
-        // Attach new guests, notice departed ones: not on every poll, and
-        // without reading the clock on every poll either.
-        let now = if idle.is_sleeping() || polls.is_multiple_of(1024) {
-            Instant::now()
-        } else {
-            last_scan
-        };
-        if idle.is_sleeping() || now.duration_since(last_scan) > Duration::from_millis(20) {
-            last_scan = now;
-            for (i, slot) in live.iter_mut().enumerate() {
-                let i = i as u32;
-                if let Some(l) = slot
-                    && !l.ch.is_current()
-                {
-                    cleanup(&handles, dispatcher, i, l, "released its channel");
-                    *slot = None;
+    std::thread::scope(|s| {
+        let mut live: Vec<Option<Served<'_>>> = (0..region.channel_count()).map(|_| None).collect();
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            for idx in 0..live.len() {
+                let i = idx as u32;
+                if live[idx].as_ref().is_some_and(|t| t.thread.is_finished()) {
+                    let t = live[idx].take().expect("checked");
+                    let (session, ending) = t.thread.join().unwrap_or_else(|_| {
+                        tracing::error!(channel = i, "channel thread panicked");
+                        (Session::default(), Ending::Corrupt)
+                    });
+                    if ending == Ending::Corrupt {
+                        let _ = region.reclaim(i, t.generation);
+                    }
+                    let why = match ending {
+                        Ending::Released => "released its channel",
+                        Ending::Corrupt => "corrupted its channel",
+                        Ending::Stopped => "was disconnected: the worker stops",
+                    };
+                    // A process's objects live as long as any of its
+                    // channels (its threads share them).
+                    let others = live.iter().flatten().any(|o| o.owner == t.owner);
+                    cleanup(
+                        &handles,
+                        dispatcher,
+                        i,
+                        t.owner,
+                        (!others).then_some(&session),
+                        why,
+                    );
                 }
-                if slot.is_none()
-                    && let Ok(Some(ch)) = region.attach(i)
-                {
+                if stopping || live[idx].is_some() {
+                    continue;
+                }
+                if let Ok(Some(ch)) = region.attach(i) {
                     tracing::info!(region = %region.path().display(), channel = i, generation = ch.generation(), "guest attached");
-                    *slot = Some(Live {
-                        ch,
-                        session: Session::default(),
+                    let generation = ch.generation();
+                    let owner = region.status(i).map_or(0, |st| st.owner_pid);
+                    let handles = &handles;
+                    let thread = std::thread::Builder::new()
+                        .name(format!("ava-ch{i}"))
+                        .spawn_scoped(s, move || {
+                            serve_channel(ch, owner, handles, dispatcher, opts, stop)
+                        })
+                        .expect("spawn a channel thread");
+                    live[idx] = Some(Served {
+                        generation,
+                        owner,
+                        thread,
                     });
                 }
             }
-            for (i, generation) in tracker.stale(region, opts.stale_after) {
-                if let Some(l) = live[i as usize].take() {
-                    cleanup(&handles, dispatcher, i, &l, "stopped beating");
-                }
-                let _ = region.reclaim(i, generation);
+            if stopping && live.iter().all(Option::is_none) {
+                break;
             }
-        }
-        let mut served = 0;
-        for (i, slot) in live.iter_mut().enumerate() {
-            let Some(l) = slot else { continue };
-            match serve_pending(
-                &mut l.ch,
-                &mut l.session,
-                &handles,
-                dispatcher,
-                &mut buf,
-                &opts.wait,
-            ) {
-                Ok(n) => served += n,
-                Err(e) => {
-                    // Corruption or departure: this guest only.
-                    if l.ch.is_current() {
-                        tracing::warn!(channel = i, "dropping channel: {e}");
-                        let generation = l.ch.generation();
-                        cleanup(&handles, dispatcher, i as u32, l, "corrupted its channel");
-                        let _ = region.reclaim(i as u32, generation);
-                    } else {
-                        cleanup(&handles, dispatcher, i as u32, l, "released its channel");
-                    }
-                    *slot = None;
+            if !stopping {
+                // A dead guest's channel is reclaimed; its thread then sees
+                // the channel change hands and ends.
+                for (i, generation) in tracker.stale(region, opts.stale_after) {
+                    tracing::warn!(channel = i, "guest stopped beating");
+                    let _ = region.reclaim(i, generation);
                 }
             }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        if served > 0 {
-            idle = transport::Backoff::new(&opts.wait);
-        } else {
-            let _ = idle.snooze(None);
+    });
+}
+
+/// Serves one channel until its guest leaves, breaks the protocol, or the
+/// worker stops.
+fn serve_channel(
+    mut ch: WorkerChannel,
+    owner: u32,
+    handles: &Arc<Mutex<HandleTable>>,
+    dispatcher: &dyn Dispatcher,
+    opts: &ServeOptions,
+    stop: &AtomicBool,
+) -> (Session, Ending) {
+    let mut session = Session {
+        owner,
+        ..Session::default()
+    };
+    let mut buf = Vec::with_capacity(4096);
+    let mut idle = transport::Backoff::new(&opts.wait);
+    let mut polls = 0u32;
+    loop {
+        polls = polls.wrapping_add(1);
+        // Checked now and then, not on every poll.
+        if (idle.is_sleeping() || polls.is_multiple_of(4096))
+            && (stop.load(Ordering::Relaxed) || !ch.is_current())
+        {
+            let ending = if ch.is_current() {
+                Ending::Stopped
+            } else {
+                Ending::Released
+            };
+            return (session, ending);
+        }
+        match serve_pending(
+            &mut ch,
+            &mut session,
+            handles,
+            dispatcher,
+            &mut buf,
+            &opts.wait,
+        ) {
+            Ok(0) => {
+                let _ = idle.snooze(None);
+            }
+            Ok(_) => idle = transport::Backoff::new(&opts.wait),
+            Err(e) => {
+                if ch.is_current() {
+                    tracing::warn!(channel = ch.index(), "dropping channel: {e}");
+                    return (session, Ending::Corrupt);
+                }
+                return (session, Ending::Released);
+            }
         }
     }
 }
 
+/// Logs a channel's end and, if `last` holds its session (the owner's last
+/// channel), destroys every object the owner created.
 fn cleanup(
     handles: &Mutex<HandleTable>,
     dispatcher: &dyn Dispatcher,
     channel: u32,
-    l: &Live,
+    owner: u32,
+    last: Option<&Session>,
     why: &str,
 ) {
-    let owned = handles
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain_owner(channel);
-    tracing::info!(
-        channel,
-        calls = l.session.calls,
-        rejected = l.session.rejected,
-        freed = owned.len(),
-        "guest {why}"
-    );
+    let owned = match last {
+        Some(_) => handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain_owner(owner),
+        None => Vec::new(),
+    };
+    tracing::info!(channel, owner, freed = owned.len(), "guest {why}");
     for (kind, host, refs) in owned {
         for _ in 0..refs {
             dispatcher.destroy(kind, host);

@@ -143,11 +143,23 @@ fn threads_remoted_equals_native() {
     );
 }
 
-/// `errors.c` prints the code of each bad call. `clSetKernelArg` is remoted
-/// asynchronously (docs/opencl.md): the guest library returns `CL_SUCCESS`
-/// at once and the driver's error does not reach the application, so its
-/// line may show 0 remotely, which counts as one more mismatch in the
-/// sample's summary and exit status. Every other line must be identical.
+/// One thread blocks in `clWaitForEvents` on a user event that another
+/// thread completes: each thread has its own channel, served by its own
+/// worker thread, so the second thread is not held up by the first.
+#[test]
+fn cross_thread_remoted_equals_native() {
+    check_sample(
+        "cross_thread",
+        &[
+            "waiter saw status 0 (CL_COMPLETE = 0)",
+            "completer kernel sum: 1547776",
+            "cross_thread OK",
+        ],
+    );
+}
+
+/// `errors.c` prints the code of each bad call; every line, the summary and
+/// the exit status must be identical.
 #[test]
 fn errors_remoted_equals_native() {
     let mut stack = common::Stack::start("sample-errors");
