@@ -13,18 +13,9 @@
 
 use std::path::PathBuf;
 
-/// The generated OpenCL entry points and types.
-#[allow(
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    dead_code,
-    unused_parens,
-    unused_imports,
-    clippy::all
-)]
-pub mod opencl {
-    include!(concat!(env!("OUT_DIR"), "/opencl_guest.rs"));
+remoting::generated! {
+    /// The generated OpenCL entry points and types.
+    pub mod opencl = "opencl_guest.rs";
 }
 
 /// Finds the region when `AVA_REGION` is unset: the first ivshmem PCI

@@ -23,3 +23,32 @@ pub const ID_TAG_MASK: u64 = 0xFFFF << 48;
 /// Blobs up to this size travel inline in the rings; larger ones through the
 /// channel's data arena.
 pub const INLINE_MAX: usize = 8 << 10;
+
+/// Includes code that `lapis::codegen::build_script` generated into
+/// `OUT_DIR` as a module, with the lints that generated C-API code needs
+/// (C names, unused helpers) allowed:
+///
+/// ```ignore
+/// remoting::generated! {
+///     /// The generated OpenCL entry points.
+///     pub mod opencl = "opencl_guest.rs";
+/// }
+/// ```
+#[macro_export]
+macro_rules! generated {
+    ($(#[$meta:meta])* $vis:vis mod $name:ident = $file:literal;) => {
+        $(#[$meta])*
+        #[allow(
+            non_camel_case_types,
+            non_upper_case_globals,
+            non_snake_case,
+            dead_code,
+            unused_parens,
+            unused_imports,
+            clippy::all
+        )]
+        $vis mod $name {
+            include!(concat!(env!("OUT_DIR"), "/", $file));
+        }
+    };
+}

@@ -8,18 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The generated guest side.
-#[allow(
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    dead_code,
-    unused_parens,
-    unused_imports,
-    clippy::all
-)]
-mod remote {
-    include!(concat!(env!("OUT_DIR"), "/testapi_guest.rs"));
+remoting::generated! {
+    /// The generated guest side.
+    mod remote = "testapi_guest.rs";
 }
 
 /// Direct calls into the library, resolved with libloading.

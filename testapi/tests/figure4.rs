@@ -3,30 +3,12 @@
 //! generated guest functions fail with the transport error value; the
 //! generated dispatcher rejects what the host library does not provide.
 
-#[allow(
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    dead_code,
-    unused_parens,
-    unused_imports,
-    clippy::all
-)]
-mod guest {
-    include!(concat!(env!("OUT_DIR"), "/figure4_guest.rs"));
+remoting::generated! {
+    mod guest = "figure4_guest.rs";
 }
 
-#[allow(
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    dead_code,
-    unused_parens,
-    unused_imports,
-    clippy::all
-)]
-mod worker {
-    include!(concat!(env!("OUT_DIR"), "/figure4_worker.rs"));
+remoting::generated! {
+    mod worker = "figure4_worker.rs";
 }
 
 use remoting::worker::{DispatchError, Dispatcher};

@@ -7,17 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-#[allow(
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    dead_code,
-    unused_parens,
-    unused_imports,
-    clippy::all
-)]
-mod remote {
-    include!(concat!(env!("OUT_DIR"), "/testapi_guest.rs"));
+remoting::generated! {
+    mod remote = "testapi_guest.rs";
 }
 
 struct Worker(Child, PathBuf);

@@ -6,16 +6,7 @@ pub mod backend;
 pub mod guards;
 pub mod server;
 
-/// The generated OpenCL dispatcher and types.
-#[allow(
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    dead_code,
-    unused_parens,
-    unused_imports,
-    clippy::all
-)]
-pub mod opencl {
-    include!(concat!(env!("OUT_DIR"), "/opencl_worker.rs"));
+remoting::generated! {
+    /// The generated OpenCL dispatcher and types.
+    pub mod opencl = "opencl_worker.rs";
 }

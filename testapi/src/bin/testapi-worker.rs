@@ -7,18 +7,9 @@
 
 use std::sync::atomic::AtomicBool;
 
-/// The generated dispatcher.
-#[allow(
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    dead_code,
-    unused_parens,
-    unused_imports,
-    clippy::all
-)]
-mod testapi {
-    include!(concat!(env!("OUT_DIR"), "/testapi_worker.rs"));
+remoting::generated! {
+    /// The generated dispatcher.
+    mod testapi = "testapi_worker.rs";
 }
 
 fn main() -> anyhow::Result<()> {
