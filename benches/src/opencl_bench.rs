@@ -343,6 +343,76 @@ fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> any
     Ok(())
 }
 
+/// Kernel launch latency measured by a separate C program
+/// (`samples/opencl/launch_latency.c`), run natively and through the guest
+/// library in alternating rounds, each in its own process: the in-process
+/// figures above share one process between two OpenCL runtimes.
+fn launch_latency(region: &Path, quick: bool) -> anyhow::Result<Vec<BenchResult>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/opencl/launch_latency.c");
+    let exe = std::env::temp_dir().join(format!("ava-launch-latency-{}", std::process::id()));
+    let st = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .arg("-lOpenCL")
+        .status()
+        .context("compiling launch_latency.c (cc)")?;
+    anyhow::ensure!(st.success(), "compiling {} failed", src.display());
+    let n = if quick { "1000" } else { "5000" };
+    let guestlib = sibling("libava_opencl.so")?;
+    let run = |remote: bool| -> anyhow::Result<(f64, f64)> {
+        let mut c = Command::new(&exe);
+        c.arg(n);
+        if remote {
+            c.env("AVA_REGION", region).env("LD_PRELOAD", &guestlib);
+        } else {
+            c.env_remove("LD_PRELOAD");
+        }
+        let out = c.output().context("running launch_latency")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(out.status.success(), "launch_latency failed: {text}");
+        let field = |k: &str| -> anyhow::Result<f64> {
+            let mut w = text.split_whitespace();
+            while let Some(x) = w.next() {
+                if x == k {
+                    return Ok(w.next().context("value")?.parse()?);
+                }
+            }
+            anyhow::bail!("no {k} in {text}")
+        };
+        Ok((field("p50_us")?, field("enqueue_mean_us")?))
+    };
+    let rounds = 3;
+    let (mut native, mut remote) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        eprintln!(
+            "[launch latency {}/{rounds}] native, then remoted (separate processes)",
+            r + 1
+        );
+        native.push(run(false)?);
+        remote.push(run(true)?);
+    }
+    let _ = std::fs::remove_file(&exe);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let np50 = median(&mut native.iter().map(|x| x.0 * 1e3).collect());
+    let rp50 = median(&mut remote.iter().map(|x| x.0 * 1e3).collect());
+    let nenq = median(&mut native.iter().map(|x| x.1 * 1e3).collect());
+    let renq = median(&mut remote.iter().map(|x| x.1 * 1e3).collect());
+    let mut out = vec![
+        BenchResult::value("launch_finish_native", "ns", np50),
+        BenchResult::value("launch_finish_remoted", "ns", rp50),
+        BenchResult::value("enqueue_native", "ns", nenq),
+        BenchResult::value("enqueue_remoted", "ns", renq),
+        BenchResult::value("launch_overhead", "ns", rp50 - np50),
+    ];
+    compare(&mut out, "launch_finish_remoted", "launch_finish_native");
+    compare(&mut out, "enqueue_remoted", "enqueue_native");
+    Ok(out)
+}
+
 struct Worker(Child, PathBuf);
 
 impl Drop for Worker {
@@ -406,6 +476,7 @@ pub fn run(quick: bool, native_lib: &str) -> anyhow::Result<Vec<BenchResult>> {
     }
     let mut results = na.results("native");
     results.extend(ra.results("remoted"));
+    results.extend(launch_latency(&region, quick)?);
     let names: Vec<String> = results
         .iter()
         .filter_map(|r| r.name.strip_suffix("_remoted").map(str::to_string))
