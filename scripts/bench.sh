@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-ensure_packages pocl-opencl-icd ocl-icd-libopencl1 clinfo
+ensure_packages pocl-opencl-icd ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers clinfo gcc
 cargo build --release --locked -p ava-bench -p ava-worker -p ava-guestlib
 ./target/release/ava-bench transport "$@"
 ./target/release/ava-bench opencl "$@"

@@ -49,7 +49,7 @@ echo "--- remoted:"; AVA_REGION="$REGION" LD_PRELOAD="$GUESTLIB" "$WORK/vecadd"
 
 echo
 echo "==> per-call latency, native vs remoted (ava-bench opencl --quick)"
-./target/release/ava-bench opencl --quick 2>/dev/null | grep -E "name|query|kernel"
+./target/release/ava-bench opencl --quick 2>/dev/null | grep -E "name|query|launch|enqueue"
 
 echo
 echo "==> worker log"
