@@ -29,11 +29,11 @@
 //! before looking at it and checks every length, reporting
 //! [`RingError::Corrupt`] instead of trusting it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::RingError;
-use crate::shm::Shm;
+use crate::shm::{RingMem, Shm};
 use crate::wait::{Backoff, WaitStrategy};
 
 /// Size of a record header.
@@ -71,39 +71,11 @@ fn record_header(len: usize) -> u64 {
     (u64::from(!len) << 32) | u64::from(len)
 }
 
-/// The atomic header word at free-running position `pos` (8-aligned).
-#[inline]
-fn header_word<'a>(shm: &'a Shm, l: &RingLayout, pos: u64) -> &'a AtomicU64 {
-    shm.atomic_u64(l.data + ((pos as usize) & (l.size - 1)))
-}
-
-/// Copies `src` into the ring at free-running position `pos`, wrapping.
-#[inline]
-fn copy_in(shm: &Shm, l: &RingLayout, pos: u64, src: &[u8]) {
-    let off = (pos as usize) & (l.size - 1);
-    let first = src.len().min(l.size - off);
-    shm.write(l.data + off, &src[..first]);
-    if first < src.len() {
-        shm.write(l.data, &src[first..]);
-    }
-}
-
-/// Copies `dst.len()` bytes out of the ring from position `pos`, wrapping.
-#[inline]
-fn copy_out(shm: &Shm, l: &RingLayout, pos: u64, dst: &mut [u8]) {
-    let off = (pos as usize) & (l.size - 1);
-    let first = dst.len().min(l.size - off);
-    shm.read(l.data + off, &mut dst[..first]);
-    if first < dst.len() {
-        shm.read(l.data, &mut dst[first..]);
-    }
-}
-
 /// The writing end of a ring. Exactly one may exist per ring.
 #[derive(Debug)]
 pub struct Producer {
-    shm: Shm,
-    layout: RingLayout,
+    mem: RingMem,
+    size: usize,
     head: u64,
     cached_tail: u64,
 }
@@ -113,38 +85,32 @@ impl Producer {
     ///
     /// Callers that create a fresh ring zero both counters first.
     pub(crate) fn new(shm: Shm, layout: RingLayout) -> Producer {
-        let head = shm.atomic_u64(layout.head).load(Ordering::Acquire);
-        let tail = shm.atomic_u64(layout.tail).load(Ordering::Acquire);
+        let mem = RingMem::new(&shm, layout.data, layout.size, layout.head, layout.tail);
+        let head = mem.head().load(Ordering::Acquire);
+        let tail = mem.tail().load(Ordering::Acquire);
         Producer {
-            shm,
-            layout,
+            mem,
+            size: layout.size,
             head,
             cached_tail: tail,
         }
     }
 
-    fn tail(&self) -> &AtomicU64 {
-        self.shm.atomic_u64(self.layout.tail)
-    }
-
-    fn header_word(&self, pos: u64) -> &AtomicU64 {
-        header_word(&self.shm, &self.layout, pos)
-    }
-
     /// Largest message that fits.
     pub fn max_message(&self) -> usize {
-        self.layout.max_message()
+        self.size - 2 * RECORD_HEADER
     }
 
     /// Bytes free as of the last look at the consumer's counter.
+    #[inline]
     fn free_cached(&self) -> usize {
-        self.layout.size - (self.head - self.cached_tail) as usize
+        self.size - (self.head - self.cached_tail) as usize
     }
 
     /// Refreshes the cached tail. The consumer is untrusted: its counter must
     /// not go backwards nor run ahead of what was published.
     fn refresh(&mut self) -> Result<(), RingError> {
-        let tail = self.tail().load(Ordering::Acquire);
+        let tail = self.mem.tail().load(Ordering::Acquire);
         if tail < self.cached_tail || tail > self.head {
             return Err(RingError::Corrupt("consumer counter out of range"));
         }
@@ -158,61 +124,63 @@ impl Producer {
     #[inline]
     pub fn try_send_parts(&mut self, parts: &[&[u8]]) -> Result<bool, RingError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        if !self.reserve(len)? {
+            return Ok(false);
+        }
+        let mut pos = self.head + RECORD_HEADER as u64;
+        for part in parts {
+            self.mem.write(pos, part);
+            pos += part.len() as u64;
+        }
+        self.publish(len);
+        Ok(true)
+    }
+
+    /// Checks that a message of `len` bytes fits now (refreshing the
+    /// consumer's counter if the cached one says it does not).
+    #[inline]
+    fn reserve(&mut self, len: usize) -> Result<bool, RingError> {
         if len > self.max_message() {
             return Err(RingError::TooLarge {
                 len,
                 max: self.max_message(),
             });
         }
-        let need = RECORD_HEADER + padded(len);
-        // One more word: the next record's header, zeroed below.
-        if self.free_cached() < need + RECORD_HEADER {
+        // One more word: the next record's header, zeroed in `publish`.
+        let need = 2 * RECORD_HEADER + padded(len);
+        if self.free_cached() < need {
             self.refresh()?;
-            if self.free_cached() < need + RECORD_HEADER {
+            if self.free_cached() < need {
                 return Ok(false);
             }
         }
-        // Write order matters to latency: the consumer polls the header's
-        // cache line, so everything beyond that line goes first, then the
-        // zeroed header word where the next record will start (it must read
-        // as empty before this record becomes visible), then the rest of the
-        // header's line and, last, the header itself. The polled line is thus
-        // taken from the consumer once, not once per store.
-        let start = self.head + RECORD_HEADER as u64;
-        let line_end = (self.head | 63) + 1;
-        self.write_parts(parts, start, line_end, u64::MAX);
-        self.header_word(self.head + need as u64)
-            .store(0, Ordering::Relaxed);
-        self.write_parts(parts, start, 0, line_end);
-        self.header_word(self.head)
-            .store(record_header(len), Ordering::Release);
-        self.head += need as u64;
-        self.shm
-            .atomic_u64(self.layout.head)
-            .store(self.head, Ordering::Release);
         Ok(true)
     }
 
-    /// Copies the bytes of `parts`, laid out from position `start`, that fall
-    /// in positions `lo..hi`.
+    /// Publishes the record of `len` bytes whose payload is written: zeroes
+    /// the header word where the next record will start (it must read as
+    /// empty before this record becomes visible), then stores the header,
+    /// last: the consumer polls it.
     #[inline]
-    fn write_parts(&self, parts: &[&[u8]], start: u64, lo: u64, hi: u64) {
-        let mut pos = start;
-        for part in parts {
-            let end = pos + part.len() as u64;
-            let (a, b) = (pos.max(lo), end.min(hi));
-            if a < b {
-                let slice = &part[(a - pos) as usize..(b - pos) as usize];
-                copy_in(&self.shm, &self.layout, a, slice);
-            }
-            pos = end;
-        }
+    fn publish(&mut self, len: usize) {
+        let need = (RECORD_HEADER + padded(len)) as u64;
+        self.mem.word(self.head + need).store(0, Ordering::Relaxed);
+        self.mem
+            .word(self.head)
+            .store(record_header(len), Ordering::Release);
+        self.head += need;
+        self.mem.head().store(self.head, Ordering::Relaxed);
     }
 
     /// Sends `msg` if it fits now; `Ok(false)` when the ring is full.
     #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<bool, RingError> {
-        self.try_send_parts(&[msg])
+        if !self.reserve(msg.len())? {
+            return Ok(false);
+        }
+        self.mem.write(self.head + RECORD_HEADER as u64, msg);
+        self.publish(msg.len());
+        Ok(true)
     }
 
     /// Sends a message, waiting for space with `wait`; gives up with
@@ -234,57 +202,61 @@ impl Producer {
     }
 
     /// [`Producer::send_parts`] with a single part.
+    #[inline]
     pub fn send(
         &mut self,
         msg: &[u8],
         wait: &WaitStrategy,
         timeout: Option<Duration>,
     ) -> Result<(), RingError> {
-        self.send_parts(&[msg], wait, timeout)
+        if self.try_send(msg)? {
+            return Ok(());
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut backoff = Backoff::new(wait);
+        loop {
+            backoff.snooze(deadline)?;
+            if self.try_send(msg)? {
+                return Ok(());
+            }
+        }
     }
 }
 
 /// The reading end of a ring. Exactly one may exist per ring.
 #[derive(Debug)]
 pub struct Consumer {
-    shm: Shm,
-    layout: RingLayout,
+    mem: RingMem,
+    size: usize,
     tail: u64,
 }
 
 impl Consumer {
     pub(crate) fn new(shm: Shm, layout: RingLayout) -> Consumer {
-        let tail = shm.atomic_u64(layout.tail).load(Ordering::Acquire);
-        Consumer { shm, layout, tail }
+        let mem = RingMem::new(&shm, layout.data, layout.size, layout.head, layout.tail);
+        let tail = mem.tail().load(Ordering::Acquire);
+        Consumer {
+            mem,
+            size: layout.size,
+            tail,
+        }
     }
 
     /// Largest message the ring can carry.
     pub fn max_message(&self) -> usize {
-        self.layout.max_message()
-    }
-
-    /// The header word at the consumer's position: 0 while nothing is there.
-    #[inline]
-    fn peek(&self) -> u64 {
-        header_word(&self.shm, &self.layout, self.tail).load(Ordering::Acquire)
+        self.size - 2 * RECORD_HEADER
     }
 
     /// Whether a message is ready.
     pub fn has_message(&mut self) -> Result<bool, RingError> {
-        Ok(self.peek() != 0)
+        Ok(self.mem.word(self.tail).load(Ordering::Acquire) != 0)
     }
 
     /// Receives the next message into `out` (replacing its contents), if one
     /// is ready. Returns `Ok(false)` when the ring is empty.
     #[inline]
     pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<bool, RingError> {
-        let header = self.peek();
-        // Touch the following cache line in the same poll: a message that
-        // spans two lines then has both transferred at once, instead of the
-        // second only after the header was seen.
-        std::hint::black_box(
-            header_word(&self.shm, &self.layout, self.tail + 64).load(Ordering::Relaxed),
-        );
+        let header = self.mem.word(self.tail).load(Ordering::Acquire);
         if header == 0 {
             return Ok(false);
         }
@@ -296,19 +268,11 @@ impl Consumer {
         if len > self.max_message() {
             return Err(RingError::Corrupt("record longer than the ring"));
         }
-        let need = RECORD_HEADER + padded(len);
         // Resizing without clearing first: same-sized messages cost no memset.
         out.resize(len, 0);
-        copy_out(
-            &self.shm,
-            &self.layout,
-            self.tail + RECORD_HEADER as u64,
-            out,
-        );
-        self.tail += need as u64;
-        self.shm
-            .atomic_u64(self.layout.tail)
-            .store(self.tail, Ordering::Release);
+        self.mem.read(self.tail + RECORD_HEADER as u64, out);
+        self.tail += (RECORD_HEADER + padded(len)) as u64;
+        self.mem.tail().store(self.tail, Ordering::Release);
         Ok(true)
     }
 
@@ -320,13 +284,16 @@ impl Consumer {
         wait: &WaitStrategy,
         timeout: Option<Duration>,
     ) -> Result<(), RingError> {
+        if self.try_recv(out)? {
+            return Ok(());
+        }
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut backoff = Backoff::new(wait);
         loop {
+            backoff.snooze(deadline)?;
             if self.try_recv(out)? {
                 return Ok(());
             }
-            backoff.snooze(deadline)?;
         }
     }
 }

@@ -142,7 +142,7 @@ impl Shm {
     }
 
     #[inline(always)]
-    fn check(&self, offset: usize, len: usize, align: usize) {
+    pub(crate) fn check(&self, offset: usize, len: usize, align: usize) {
         let end = offset.checked_add(len);
         assert!(
             end.is_some_and(|e| e <= self.len()) && offset.is_multiple_of(align),
@@ -211,5 +211,153 @@ impl Shm {
         self.check(offset, len, 1);
         // SAFETY: in bounds per `check`; `add` stays inside the mapping.
         unsafe { self.base.add(offset) }
+    }
+}
+
+/// One ring's memory inside a mapping — its data area (a power of two in
+/// size) and its two counters — validated once, so that the per-message
+/// accesses need no further checks: every position is masked into the data
+/// area, and words are 8-aligned by construction.
+#[derive(Debug, Clone)]
+pub(crate) struct RingMem {
+    /// Keeps the mapping alive.
+    _shm: Shm,
+    data: *mut u8,
+    mask: usize,
+    head: *const AtomicU64,
+    tail: *const AtomicU64,
+}
+
+// SAFETY: the pointers lie in the mapping kept alive by `_shm`, and are only
+// used for atomics and raw copies, as `Shm` itself (which is Send + Sync).
+unsafe impl Send for RingMem {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for RingMem {}
+
+impl RingMem {
+    /// The ring with data at `data..data+size` and counters at `head` and
+    /// `tail`. Panics if any of them lies outside the mapping or is
+    /// misaligned, or if `size` is not a power of two of at least 64.
+    pub(crate) fn new(shm: &Shm, data: usize, size: usize, head: usize, tail: usize) -> RingMem {
+        assert!(size.is_power_of_two() && size >= 64, "ring size {size}");
+        shm.check(data, size, 8);
+        shm.check(head, 8, 8);
+        shm.check(tail, 8, 8);
+        RingMem {
+            data: shm.ptr(data, size),
+            mask: size - 1,
+            head: shm.atomic_u64(head),
+            tail: shm.atomic_u64(tail),
+            _shm: shm.clone(),
+        }
+    }
+
+    /// The producer's counter.
+    #[inline(always)]
+    pub(crate) fn head(&self) -> &AtomicU64 {
+        // SAFETY: validated in `new`; the mapping outlives `self`.
+        unsafe { &*self.head }
+    }
+
+    /// The consumer's counter.
+    #[inline(always)]
+    pub(crate) fn tail(&self) -> &AtomicU64 {
+        // SAFETY: validated in `new`; the mapping outlives `self`.
+        unsafe { &*self.tail }
+    }
+
+    /// The 8-byte word at free-running position `pos` (rounded down to 8).
+    #[inline(always)]
+    pub(crate) fn word(&self, pos: u64) -> &AtomicU64 {
+        let off = (pos as usize) & self.mask & !7;
+        // SAFETY: `off + 8 <= size` (the size is a multiple of 8) and `off`
+        // is 8-aligned in an 8-aligned data area inside the mapping.
+        unsafe { &*(self.data.add(off) as *const AtomicU64) }
+    }
+
+    /// Copies `src` (at most the ring's size) to position `pos`, wrapping.
+    #[inline(always)]
+    pub(crate) fn write(&self, pos: u64, src: &[u8]) {
+        assert!(src.len() <= self.mask + 1);
+        let off = (pos as usize) & self.mask;
+        if src.len() <= SMALL && off + src.len() <= self.mask + 1 && off.is_multiple_of(8) {
+            // SAFETY: inside the data area, 8-aligned at `off`.
+            unsafe { small_write(src, self.data.add(off)) };
+            return;
+        }
+        let first = src.len().min(self.mask + 1 - off);
+        // SAFETY: `off + first <= size` and `src.len() - first <= size`: both
+        // pieces lie in the data area; `src` is private memory.
+        unsafe {
+            copy(src.as_ptr(), self.data.add(off), first);
+            copy(src.as_ptr().add(first), self.data, src.len() - first);
+        }
+    }
+
+    /// Copies `dst.len()` bytes (at most the ring's size) from position
+    /// `pos`, wrapping. The source may change underneath: only copied.
+    #[inline(always)]
+    pub(crate) fn read(&self, pos: u64, dst: &mut [u8]) {
+        assert!(dst.len() <= self.mask + 1);
+        let off = (pos as usize) & self.mask;
+        if dst.len() <= SMALL && off + dst.len() <= self.mask + 1 && off.is_multiple_of(8) {
+            // SAFETY: inside the data area, 8-aligned at `off`.
+            unsafe { small_read(self.data.add(off), dst) };
+            return;
+        }
+        let first = dst.len().min(self.mask + 1 - off);
+        // SAFETY: as in `write`, with `dst` private memory.
+        unsafe {
+            copy(self.data.add(off), dst.as_mut_ptr(), first);
+            copy(self.data, dst.as_mut_ptr().add(first), dst.len() - first);
+        }
+    }
+}
+
+/// Messages up to this size are copied inline, word by word.
+const SMALL: usize = 128;
+
+/// Copies `dst.len() <= SMALL` bytes from 8-aligned shared memory, a
+/// volatile word at a time, then the last bytes one by one.
+///
+/// # Safety
+/// `src` must be 8-aligned and valid for reading `dst.len()` bytes.
+#[inline(always)]
+unsafe fn small_read(src: *const u8, dst: &mut [u8]) {
+    let words = dst.len() / 8;
+    let d = dst.as_mut_ptr();
+    for i in 0..words {
+        // SAFETY: `src + 8i` is 8-aligned and in range; `d + 8i` is in
+        // range of the private buffer (written unaligned).
+        unsafe {
+            let w = std::ptr::read_volatile(src.add(i * 8).cast::<u64>());
+            std::ptr::write_unaligned(d.add(i * 8).cast::<u64>(), w);
+        }
+    }
+    for i in words * 8..dst.len() {
+        // SAFETY: in range.
+        unsafe { *d.add(i) = std::ptr::read_volatile(src.add(i)) };
+    }
+}
+
+/// Copies `src.len() <= SMALL` bytes into 8-aligned shared memory, a
+/// volatile word at a time, then the last bytes one by one.
+///
+/// # Safety
+/// `dst` must be 8-aligned and valid for writing `src.len()` bytes.
+#[inline(always)]
+unsafe fn small_write(src: &[u8], dst: *mut u8) {
+    let words = src.len() / 8;
+    let s = src.as_ptr();
+    for i in 0..words {
+        // SAFETY: as in `small_read`, the other way round.
+        unsafe {
+            let w = std::ptr::read_unaligned(s.add(i * 8).cast::<u64>());
+            std::ptr::write_volatile(dst.add(i * 8).cast::<u64>(), w);
+        }
+    }
+    for i in words * 8..src.len() {
+        // SAFETY: in range.
+        unsafe { std::ptr::write_volatile(dst.add(i), *s.add(i)) };
     }
 }
