@@ -40,9 +40,10 @@ const BW_ROUNDS: u64 = 4;
 const RTT_ROUNDS: u64 = 8;
 /// Bulk transfer sizes.
 const SIZES: [usize; 6] = [4 << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20];
-/// Pipelining unit of bulk transfers, and how many are in flight.
-const CHUNK: usize = 64 << 10;
-const SLOTS: usize = 8;
+/// Pipelining unit of bulk transfers, and how many are in flight: the
+/// arena holds that many, a window that stays within a core's L2 cache.
+const CHUNK: usize = 128 << 10;
+const SLOTS: usize = 4;
 
 /// A scratch file in `/dev/shm` (or the temp dir), removed on drop.
 struct ScratchFile(PathBuf);
