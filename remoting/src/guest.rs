@@ -70,6 +70,9 @@ pub struct Connection {
     /// Callback messages received while a call held the channel; run once
     /// it is released, so that a callback may itself call the API.
     pending_callbacks: Mutex<Vec<Vec<u8>>>,
+    /// Whether `pending_callbacks` may hold something (checked without the
+    /// lock after every call).
+    callbacks_pending: std::sync::atomic::AtomicBool,
     trackers: Mutex<Trackers>,
     metadata: Mutex<HashMap<(u64, &'static str), Vec<i64>>>,
     /// How long a call waits for a worker whose heartbeat does not move
@@ -231,6 +234,7 @@ impl Connection {
             callback_targets: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             pending_callbacks: Mutex::new(Vec::new()),
+            callbacks_pending: std::sync::atomic::AtomicBool::new(false),
             trackers: Mutex::new(HashMap::new()),
             metadata: Mutex::new(HashMap::new()),
             worker_timeout: std::env::var("AVA_WORKER_TIMEOUT_MS")
@@ -296,6 +300,12 @@ impl Connection {
     /// generated code after each call (with the channel released) and by
     /// the background thread.
     pub fn run_callbacks(&self) {
+        // A plain load first: this runs after every call.
+        if !self.callbacks_pending.load(Ordering::Relaxed)
+            || !self.callbacks_pending.swap(false, Ordering::Acquire)
+        {
+            return;
+        }
         loop {
             let batch = std::mem::take(
                 &mut *self

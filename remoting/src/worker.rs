@@ -196,7 +196,9 @@ impl Outbox {
 
     /// Takes every queued message (cheap when there is none).
     pub fn take(&self) -> Vec<Vec<u8>> {
-        if !self.pending.swap(false, Ordering::Acquire) {
+        // A plain load first: this runs on every poll, and an atomic
+        // read-modify-write there would cost more than the poll itself.
+        if !self.pending.load(Ordering::Relaxed) || !self.pending.swap(false, Ordering::Acquire) {
             return Vec::new();
         }
         std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()))
@@ -247,6 +249,16 @@ impl CallbackTarget {
     }
 }
 
+impl Session {
+    /// The state of a new channel of guest process `owner`.
+    pub fn new(owner: u32) -> Session {
+        Session {
+            owner,
+            ..Session::default()
+        }
+    }
+}
+
 /// Per-channel state kept between calls.
 #[derive(Debug, Default)]
 pub struct Session {
@@ -263,6 +275,8 @@ pub struct Session {
     /// The guest process on this channel (its pid as it reports it): the
     /// owner of the handles its calls create.
     pub owner: u32,
+    /// The reply buffer, reused from call to call.
+    reply: Vec<u8>,
 }
 
 /// An output buffer prepared for the host function.
@@ -646,25 +660,18 @@ pub fn serve_pending(
     wait: &WaitStrategy,
 ) -> Result<usize, RingError> {
     let mut n = 0;
-    let mut reply = Vec::new();
     let timeout = Some(std::time::Duration::from_secs(30));
     flush_outbox(ch, session, wait)?;
     while ch.rx.try_recv(buf)? {
         n += 1;
         let owner = session.owner;
-        if let Some(r) = handle_message(
-            buf,
-            session,
-            handles,
-            &ch.arena,
-            owner,
-            dispatcher,
-            std::mem::take(&mut reply),
-        ) {
+        let reply = std::mem::take(&mut session.reply);
+        if let Some(r) = handle_message(buf, session, handles, &ch.arena, owner, dispatcher, reply)
+        {
             // Callbacks fired during the call reach the guest before its reply.
             flush_outbox(ch, session, wait)?;
             ch.tx.send(&r, wait, timeout)?;
-            reply = r;
+            session.reply = r;
         }
     }
     Ok(n)

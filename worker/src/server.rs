@@ -168,10 +168,7 @@ fn serve_channel(
     opts: &ServeOptions,
     stop: &AtomicBool,
 ) -> (Session, Ending) {
-    let mut session = Session {
-        owner,
-        ..Session::default()
-    };
+    let mut session = Session::new(owner);
     let mut buf = Vec::with_capacity(4096);
     let mut idle = transport::Backoff::new(&opts.wait);
     let mut polls = 0u32;
