@@ -21,8 +21,8 @@ pub enum CallError {
     #[error("transport failure: {0}")]
     Ring(#[from] RingError),
     /// The worker stopped beating while a call waited.
-    #[error("the worker is not responding (no heartbeat for {0:?})")]
-    WorkerGone(Duration),
+    #[error("the worker is not responding (heartbeat stuck at {1} for {0:?})")]
+    WorkerGone(Duration, u64),
     /// The reply could not be decoded.
     #[error("malformed reply: {0}")]
     Wire(#[from] WireError),
@@ -76,7 +76,8 @@ pub struct Connection {
     trackers: Mutex<Trackers>,
     metadata: Mutex<HashMap<(u64, &'static str), Vec<i64>>>,
     /// How long a call waits for a worker whose heartbeat does not move
-    /// (`AVA_WORKER_TIMEOUT_MS`, default 10 s).
+    /// (`AVA_WORKER_TIMEOUT_MS`, default 30 s: generous, since a slow worker
+    /// on an overloaded host is not a dead one).
     pub worker_timeout: Duration,
 }
 
@@ -240,7 +241,7 @@ impl Connection {
             worker_timeout: std::env::var("AVA_WORKER_TIMEOUT_MS")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .map_or(Duration::from_secs(10), Duration::from_millis),
+                .map_or(Duration::from_secs(30), Duration::from_millis),
         }
     }
 
@@ -548,7 +549,7 @@ impl Inner {
                     beat = now;
                     since = Instant::now();
                 } else if since.elapsed() > conn.worker_timeout {
-                    return Err(CallError::WorkerGone(since.elapsed()));
+                    return Err(CallError::WorkerGone(since.elapsed(), beat));
                 }
             }
             backoff.snooze(None)?;
