@@ -529,6 +529,7 @@ impl Inner {
         let mut backoff = transport::Backoff::new(&wait);
         let mut beat = self.ch.worker_heartbeat();
         let mut since = Instant::now();
+        let mut last_look = since;
         loop {
             if self.ch.rx.try_recv(out)? {
                 let (h, _) = Decoder::new(out)?;
@@ -545,11 +546,17 @@ impl Inner {
                     return Err(CallError::Ring(RingError::Disconnected));
                 }
                 let now = self.ch.worker_heartbeat();
-                if now != beat {
+                let t = Instant::now();
+                // A long gap between two looks means this process (or the
+                // whole VM, or host) was not running: the worker did not get
+                // to beat either, so the gap does not count against it.
+                let paused = t.duration_since(last_look) > Duration::from_secs(1);
+                last_look = t;
+                if now != beat || paused {
                     beat = now;
-                    since = Instant::now();
-                } else if since.elapsed() > conn.worker_timeout {
-                    return Err(CallError::WorkerGone(since.elapsed(), beat));
+                    since = t;
+                } else if t.duration_since(since) > conn.worker_timeout {
+                    return Err(CallError::WorkerGone(t.duration_since(since), beat));
                 }
             }
             backoff.snooze(None)?;
