@@ -17,10 +17,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, ShmFile, stdout_ok};
+use common::{ChildGuard, ShmFile, script, serial, stdout_ok, vmtest_dir};
 use nix::sys::signal::Signal;
 
 /// The kernel and initramfs every test VM boots.
@@ -29,31 +29,8 @@ struct VmKit {
     initrd: PathBuf,
 }
 
-fn vmtest_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../vmtest")
-}
-
 fn work_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("vmtest")
-}
-
-/// Runs a vmtest script; panics with its output when it fails.
-fn script(name: &str, args: &[&str]) -> String {
-    let path = vmtest_dir().join(name);
-    let out = Command::new("bash")
-        .arg(&path)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed ({}):\n{}{}",
-        path.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Installs the tools, fetches the kernel and builds the initramfs, once.
@@ -93,13 +70,6 @@ fn kit() -> &'static VmKit {
         eprintln!("vm kit ready in {:.1}s: {}", t.elapsed().as_secs_f64(), kernel.display());
         VmKit { kernel, initrd }
     })
-}
-
-/// One VM at a time per test (the two-VM test runs its two together), so
-/// that the timings mean something on a small machine.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A booting VM (`vmtest/run-vm.sh`), killed with its QEMU if dropped early.

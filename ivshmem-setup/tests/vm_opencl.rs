@@ -36,10 +36,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, ShmFile, stdout_ok};
+use common::{ChildGuard, ShmFile, script, serial, stdout_ok, vmtest_dir};
 use nix::sys::signal::Signal;
 
 /// Size of each VM's region (a power of two: it is also the BAR size).
@@ -48,10 +48,6 @@ const REGION_SIZE: &str = "64M";
 const SAMPLE_N: &str = "262144";
 /// Seconds a VM may run before run-vm.sh kills it.
 const VM_TIMEOUT_S: u64 = 300;
-
-fn vmtest_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../vmtest")
-}
 
 fn work_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("vmtest-opencl")
@@ -75,25 +71,6 @@ fn built(name: &str) -> PathBuf {
         p.display()
     );
     p
-}
-
-/// Runs a vmtest script; panics with its output when it fails.
-fn script(name: &str, args: &[&str]) -> String {
-    let path = vmtest_dir().join(name);
-    let out = Command::new("bash")
-        .arg(&path)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed ({}):\n{}{}",
-        path.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn have(tool: &str) -> bool {
@@ -314,13 +291,6 @@ fn kit() -> &'static Kit {
             native_vecadd: vecadd.map(|(_, out)| out),
         }
     })
-}
-
-/// One test at a time, so that the timings mean something on a small
-/// machine (the two-VM test runs its two VMs together).
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn timed<T>(name: &str, f: impl FnOnce() -> T) -> T {

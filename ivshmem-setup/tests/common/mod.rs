@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -157,4 +158,35 @@ impl Drop for ChildGuard {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// The `vmtest` scripts.
+pub fn vmtest_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../vmtest")
+}
+
+/// Runs a vmtest script; panics with its output when it fails.
+pub fn script(name: &str, args: &[&str]) -> String {
+    let path = vmtest_dir().join(name);
+    let out = Command::new("bash")
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed ({}):\n{}{}",
+        path.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// One test at a time, so that the timings mean something on a small
+/// machine (the two-VM test runs its two VMs together).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
