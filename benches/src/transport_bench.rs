@@ -76,7 +76,17 @@ fn histogram() -> Histogram<u64> {
 /// Times `rounds` calls of `round`, dropping the first tenth as warm-up.
 fn time_rounds(
     rounds: u64,
+    round: impl FnMut(u64) -> anyhow::Result<()>,
+) -> anyhow::Result<Histogram<u64>> {
+    time_checked_rounds(rounds, round, |_| Ok(()))
+}
+
+/// Like [`time_rounds`], with a check of each round's result made outside
+/// the timed part (a bare ping-pong checks nothing either).
+fn time_checked_rounds(
+    rounds: u64,
     mut round: impl FnMut(u64) -> anyhow::Result<()>,
+    mut check: impl FnMut(u64) -> anyhow::Result<()>,
 ) -> anyhow::Result<Histogram<u64>> {
     let mut h = histogram();
     let warm = rounds / 10;
@@ -84,6 +94,7 @@ fn time_rounds(
         let t = Instant::now();
         round(i)?;
         let ns = t.elapsed().as_nanos() as u64;
+        check(i)?;
         if i >= warm {
             h.record(ns.max(1))?;
         }
@@ -177,15 +188,26 @@ fn ring_rtt(n: u64, core: usize, len: usize) -> anyhow::Result<Histogram<u64>> {
     )?;
     let mut ch = region.claim()?;
     let mut child = peer::spawn("ring-echo", core, &[file.arg()])?;
+    // Message `i`: its number, then zeros.
     let mut msg = vec![0u8; len];
-    let mut reply = Vec::with_capacity(len);
-    let h = time_rounds(n, |i| {
-        msg[..8].copy_from_slice(&i.to_le_bytes());
-        ch.tx.send(&msg, &WAIT, None)?;
-        ch.rx.recv(&mut reply, &WAIT, None)?;
-        anyhow::ensure!(reply == msg, "echo mismatch");
-        Ok(())
-    })?;
+    let reply = std::cell::RefCell::new(Vec::with_capacity(len));
+    let h = time_checked_rounds(
+        n,
+        |i| {
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            ch.tx.send(&msg, &WAIT, None)?;
+            ch.rx.recv(&mut reply.borrow_mut(), &WAIT, None)?;
+            Ok(())
+        },
+        |i| {
+            let r = reply.borrow();
+            anyhow::ensure!(
+                r.len() == len && r[..8] == i.to_le_bytes() && r[8..].iter().all(|&b| b == 0),
+                "echo mismatch in round {i}"
+            );
+            Ok(())
+        },
+    )?;
     ch.tx.send(&[], &WAIT, None)?;
     anyhow::ensure!(child.wait()?.success(), "ring peer failed");
     Ok(h)
