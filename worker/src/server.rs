@@ -1,7 +1,9 @@
-//! Serving regions: one poller thread per region (a VM), so that one VM's
-//! blocking call never stalls another VM. Each poller attaches to channels
-//! as guests claim them, executes their commands in order, and frees
-//! everything a guest owned when its channel is released or goes stale.
+//! Serving regions: per region (a VM) a supervisor thread that attaches to
+//! channels as guests claim them and gives each its own serving thread, so
+//! that a blocking call stalls only the guest thread that made it; the
+//! supervisor also notices dead guests and frees everything a guest process
+//! owned when its last channel ends. One more thread beats every region's
+//! heartbeat.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -233,7 +235,9 @@ fn cleanup(
     }
 }
 
-/// Serves every region in `paths` with one pinned thread each until `stop`.
+/// Serves every region in `paths` until `stop`: a supervisor per region,
+/// pinned round-robin to `opts.cores` (its channel threads inherit the
+/// pinning), and a heartbeat thread.
 pub fn serve(
     paths: &[PathBuf],
     config: &RegionConfig,
