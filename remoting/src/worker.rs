@@ -381,7 +381,8 @@ impl CallCtx<'_> {
         self.table().lookup(id, kind)
     }
 
-    /// The id for a host object returned by the call (registered if new).
+    /// The id for a host object returned by the call, or found in a query's
+    /// result (registered if new; a NULL object is id 0).
     pub fn register(&self, kind: u16, host: u64) -> u64 {
         let ch = self.owner;
         self.table().register(kind, host, ch)
@@ -401,13 +402,6 @@ impl CallCtx<'_> {
     /// `deallocate`: one reference fewer to `id`.
     pub fn release(&self, id: u64) {
         self.table().release(id);
-    }
-
-    /// Translates a host object back to the guest's id if it is known
-    /// (for handles inside query results); 0 if not.
-    pub fn id_of(&self, kind: u16, host: u64) -> u64 {
-        let ch = self.owner;
-        self.table().register(kind, host, ch)
     }
 
     /// The bytes of an input blob, copied out of shared memory.

@@ -547,7 +547,7 @@ fn function(
                             .collect();
                         let _ = writeln!(
                             o,
-                            "    if __ok && {} {{ for __i in 0..{pn}_out.len() / 8 {{ if let Some(__h) = {pn}_out.word(__i) {{ {pn}_out.set_word(__i, cx.id_of(kind::{handle}, __h)); }} }} }}",
+                            "    if __ok && {} {{ for __i in 0..{pn}_out.len() / 8 {{ if let Some(__h) = {pn}_out.word(__i) {{ {pn}_out.set_word(__i, cx.register(kind::{handle}, __h)); }} }} }}",
                             c.join(" && ")
                         );
                     }
