@@ -55,8 +55,15 @@ pub struct RingLayout {
 impl RingLayout {
     /// Largest payload this ring can carry.
     pub fn max_message(&self) -> usize {
-        self.size - 2 * RECORD_HEADER
+        max_message(self.size)
     }
+}
+
+/// Largest payload of a ring of `size` bytes: its own header and the next
+/// record's (zeroed before publishing) must fit beside it.
+#[inline]
+fn max_message(size: usize) -> usize {
+    size - 2 * RECORD_HEADER
 }
 
 #[inline]
@@ -98,7 +105,7 @@ impl Producer {
 
     /// Largest message that fits.
     pub fn max_message(&self) -> usize {
-        self.size - 2 * RECORD_HEADER
+        max_message(self.size)
     }
 
     /// Bytes free as of the last look at the consumer's counter.
@@ -244,7 +251,7 @@ impl Consumer {
 
     /// Largest message the ring can carry.
     pub fn max_message(&self) -> usize {
-        self.size - 2 * RECORD_HEADER
+        max_message(self.size)
     }
 
     /// Whether a message is ready.
