@@ -99,9 +99,10 @@ pub fn serve_region(
                 let i = idx as u32;
                 if live[idx].as_ref().is_some_and(|t| t.thread.is_finished()) {
                     let t = live[idx].take().expect("checked");
+                    let owner = t.owner;
                     let (session, ending) = t.thread.join().unwrap_or_else(|_| {
                         tracing::error!(channel = i, "channel thread panicked");
-                        (Session::default(), Ending::Corrupt)
+                        (Session::new(owner), Ending::Corrupt)
                     });
                     if ending == Ending::Corrupt {
                         let _ = region.reclaim(i, t.generation);
@@ -113,15 +114,8 @@ pub fn serve_region(
                     };
                     // A process's objects live as long as any of its
                     // channels (its threads share them).
-                    let others = live.iter().flatten().any(|o| o.owner == t.owner);
-                    cleanup(
-                        &handles,
-                        dispatcher,
-                        i,
-                        t.owner,
-                        (!others).then_some(&session),
-                        why,
-                    );
+                    let others = live.iter().flatten().any(|o| o.owner == owner);
+                    cleanup(&handles, dispatcher, i, &session, !others, why);
                 }
                 if stopping || live[idx].is_some() {
                     continue;
@@ -210,24 +204,33 @@ fn serve_channel(
     }
 }
 
-/// Logs a channel's end and, if `last` holds its session (the owner's last
-/// channel), destroys every object the owner created.
+/// Logs a channel's end and, if it was its owner's `last` channel, destroys
+/// every object the owner created.
 fn cleanup(
     handles: &Mutex<HandleTable>,
     dispatcher: &dyn Dispatcher,
     channel: u32,
-    owner: u32,
-    last: Option<&Session>,
+    session: &Session,
+    last: bool,
     why: &str,
 ) {
-    let owned = match last {
-        Some(_) => handles
+    let owner = session.owner;
+    let owned = if last {
+        handles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .drain_owner(owner),
-        None => Vec::new(),
+            .drain_owner(owner)
+    } else {
+        Vec::new()
     };
-    tracing::info!(channel, owner, freed = owned.len(), "guest {why}");
+    tracing::info!(
+        channel,
+        owner,
+        calls = session.calls,
+        rejected = session.rejected,
+        freed = owned.len(),
+        "guest {why}"
+    );
     for (kind, host, refs) in owned {
         for _ in 0..refs {
             dispatcher.destroy(kind, host);
