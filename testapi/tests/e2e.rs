@@ -4,9 +4,9 @@
 //! on the same library. Every result must be equal.
 
 use std::ffi::{CString, c_char, c_void};
-use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod common;
 
 remoting::generated! {
     /// The generated guest side.
@@ -30,22 +30,10 @@ struct Direct {
     visit: unsafe extern "C" fn(*mut c_void, remote::ta_notify, *mut c_void) -> i32,
 }
 
-fn library_path() -> PathBuf {
-    // Integration tests run from target/<profile>/deps, where cargo also
-    // leaves the cdylib it built for them; a plain build puts it one up.
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    [deps, deps.parent().unwrap()]
-        .iter()
-        .map(|d| d.join("libava_testapi.so"))
-        .find(|p| p.exists())
-        .expect("libava_testapi.so is built beside the tests")
-}
-
 impl Direct {
     fn load() -> Direct {
         // SAFETY: the test library has no initialisers of note.
-        let lib = unsafe { libloading::Library::new(library_path()) }
+        let lib = unsafe { libloading::Library::new(common::library_path()) }
             .expect("libava_testapi.so is built");
         macro_rules! sym {
             ($n:literal) => {
@@ -68,16 +56,6 @@ impl Direct {
             visit: sym!("ta_visit"),
             _lib: lib,
         }
-    }
-}
-
-struct Worker(Child, PathBuf);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_file(&self.1);
     }
 }
 
@@ -192,22 +170,9 @@ macro_rules! scenario {
 
 #[test]
 fn every_result_equals_a_direct_call() {
-    let region = std::env::temp_dir().join(format!("ava-testapi-{}", std::process::id()));
-    let _ = std::fs::remove_file(&region);
-    let child = Command::new(env!("CARGO_BIN_EXE_testapi-worker"))
-        .arg(&region)
-        .arg(library_path())
-        .spawn()
-        .expect("start testapi-worker");
-    let _worker = Worker(child, region.clone());
-    for _ in 0..500 {
-        if transport::Region::open(&region).is_ok_and(|r| r.worker_heartbeat() > 0) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let worker = common::Worker::start("testapi", &[]);
     // SAFETY: set before any other thread exists that reads the environment.
-    unsafe { std::env::set_var("AVA_REGION", &region) };
+    unsafe { std::env::set_var("AVA_REGION", &worker.region) };
 
     let d = Direct::load();
     let direct = scenario!(

@@ -19,9 +19,9 @@ fn platform_part(out: &str) -> String {
 #[test]
 fn clinfo_remoted_equals_native() {
     let stack = common::Stack::start("clinfo");
-    let native = common::run(Command::new("clinfo"), Duration::from_secs(60));
+    let native = common::run_capture(Command::new("clinfo"), Duration::from_secs(60));
     assert!(native.status.success(), "native clinfo failed");
-    let remote = common::run(stack.remote("clinfo"), Duration::from_secs(120));
+    let remote = common::run_capture(stack.remote("clinfo"), Duration::from_secs(120));
     assert!(
         remote.status.success(),
         "remoted clinfo failed: {}",
@@ -49,7 +49,7 @@ fn clinfo_remoted_equals_native() {
         );
     }
     // The list form too.
-    let native = common::run(
+    let native = common::run_capture(
         {
             let mut c = Command::new("clinfo");
             c.arg("-l");
@@ -57,7 +57,7 @@ fn clinfo_remoted_equals_native() {
         },
         Duration::from_secs(60),
     );
-    let remote = common::run(
+    let remote = common::run_capture(
         {
             let mut c = stack.remote("clinfo");
             c.arg("-l");

@@ -374,7 +374,7 @@ fn a_hostile_guest_hurts_only_itself() {
     assert_eq!(Decoder::new(&reply).unwrap().0.kind, MsgKind::AsyncError);
 
     // Another guest is served meanwhile and afterwards.
-    let ok = common::run(
+    let ok = common::run_capture(
         {
             let mut c = stack.remote("clinfo");
             c.arg("-l");
@@ -396,7 +396,7 @@ fn a_hostile_guest_hurts_only_itself() {
     shm.write(at, &[5, 0, 0, 0, 0x5a, 0x5a, 0x5a, 0x5a]);
     std::thread::sleep(Duration::from_millis(300));
     assert!(stack.alive(), "the worker survived");
-    let native = common::run(
+    let native = common::run_capture(
         {
             let mut c = Command::new("clinfo");
             c.arg("-l");
@@ -404,7 +404,7 @@ fn a_hostile_guest_hurts_only_itself() {
         },
         Duration::from_secs(60),
     );
-    let remote = common::run(
+    let remote = common::run_capture(
         {
             let mut c = stack.remote("clinfo");
             c.arg("-l");

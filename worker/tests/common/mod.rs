@@ -122,28 +122,6 @@ impl Drop for Stack {
     }
 }
 
-/// Runs a command to completion with a timeout, returning its output.
-pub fn run(mut cmd: Command, timeout: Duration) -> Output {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn command");
-    let start = Instant::now();
-    loop {
-        match child.try_wait().expect("wait") {
-            Some(_) => return child.wait_with_output().expect("output"),
-            None if start.elapsed() > timeout => {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
-                panic!(
-                    "command timed out after {timeout:?}\nstdout:\n{}\nstderr:\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            None => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
 /// Compiles a C sample from `samples/opencl/NAME.c` into the temp dir.
 pub fn build_sample(name: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -168,8 +146,9 @@ pub fn build_sample(name: &str) -> PathBuf {
     out
 }
 
-/// Like [`run`], but reads stdout and stderr while the command runs, so a
-/// command that prints more than a pipe holds (64 KiB) does not block.
+/// Runs a command to completion with a timeout, returning its output. Reads
+/// stdout and stderr while the command runs, so a command that prints more
+/// than a pipe holds (64 KiB) does not block.
 pub fn run_capture(mut cmd: Command, timeout: Duration) -> Output {
     use std::io::Read;
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
