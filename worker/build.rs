@@ -8,6 +8,7 @@ fn main() {
         transport_error: -5,
         locate_region: String::new(),
         guards: "crate::guards".into(),
+        ..Options::default()
     };
     let spec = std::env::var("AVA_OPENCL_SPEC").unwrap_or_else(|_| "../specs/opencl.lapis".into());
     println!("cargo:rerun-if-env-changed=AVA_OPENCL_SPEC");

@@ -13,6 +13,8 @@
 
 use std::path::PathBuf;
 
+mod fast_paths;
+
 remoting::generated! {
     /// The generated OpenCL entry points and types.
     pub mod opencl = "opencl_guest.rs";

@@ -126,6 +126,7 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<(Region, RegionConfig
         channels = config.channels,
         ring = config.cmd_ring_size,
         arena = config.arena_size,
+        heap = config.heap_size,
         "region created"
     );
     Ok((region, config))
@@ -253,6 +254,13 @@ impl fmt::Display for Inspection {
             "arena:       {} bytes ({}) per channel",
             h.arena_size,
             human_size(h.arena_size)
+        )?;
+        writeln!(
+            f,
+            "heap:        {} bytes ({}) at offset {}",
+            h.heap_size,
+            human_size(h.heap_size),
+            h.heap_offset
         )?;
         let worker = match (self.worker_pid, self.worker_alive) {
             (0, _) => "none".to_owned(),

@@ -219,13 +219,13 @@ fn run(cli: Cli) -> Result<()> {
             };
             let (_, config) = host::create(&path, &opts)?;
             println!(
-                "created {} ({}): {} channel(s), {} rings, {} arena each; layout uses {}",
+                "created {} ({}): {} channel(s), {} rings, {} arena each, {} buffer heap",
                 path.display(),
                 human_size(size),
                 config.channels,
                 human_size(config.cmd_ring_size),
                 human_size(config.arena_size),
-                human_size(config.total_size())
+                human_size(config.heap_size)
             );
         }
         Command::Inspect { path } => print!("{}", host::inspect(&path)?),

@@ -280,6 +280,7 @@ mod tests {
             cmd_ring_size: 4096,
             resp_ring_size: 4096,
             arena_size: 4096,
+            heap_size: 0,
         }
     }
 

@@ -1,9 +1,10 @@
 //! Choosing a region layout that fits an ivshmem BAR.
 //!
 //! The region file is the BAR: its size must be a power of two (PCI BARs
-//! are). The channels share it evenly; with no arena size given, each
-//! channel's data arena takes whatever its share leaves after the control
-//! page and the two rings, rounded down to whole pages.
+//! are). With no arena size given, the channels share half of it evenly:
+//! each channel's data arena takes whatever its share leaves after the
+//! control page and the two rings, rounded down to whole pages. Whatever
+//! the channels leave becomes the buffer heap.
 
 use transport::RegionConfig;
 use transport::layout::{CH_CONTROL, PAGE};
@@ -128,15 +129,16 @@ pub fn plan(req: &SizeRequest) -> Result<RegionConfig, SizingError> {
     let arena = match req.arena_size {
         Some(a) => a,
         None => {
-            let share = size.saturating_sub(PAGE) / channels / PAGE * PAGE;
+            let share = (size / 2).saturating_sub(PAGE) / channels / PAGE * PAGE;
             share.saturating_sub(fixed).max(PAGE)
         }
     };
-    let config = RegionConfig {
+    let mut config = RegionConfig {
         channels: req.channels,
         cmd_ring_size: req.ring_size,
         resp_ring_size: req.ring_size,
         arena_size: arena,
+        heap_size: 0,
     };
     let needed = config.total_size();
     if needed > size {
@@ -153,6 +155,7 @@ pub fn plan(req: &SizeRequest) -> Result<RegionConfig, SizingError> {
             size_h: human_size(size),
         });
     }
+    config.heap_size = (size - needed) / PAGE * PAGE;
     Ok(config)
 }
 
@@ -168,10 +171,10 @@ mod tests {
             (4, 64 << 10, 64 << 10)
         );
         assert_eq!(c.arena_size % PAGE, 0);
-        let total = c.total_size();
-        assert!(total <= 16 << 20);
-        // Less than one page per channel is left unused.
-        assert!((16 << 20) - total < 4 * PAGE + PAGE, "{total}");
+        // The channels take half; the heap fills the rest exactly.
+        assert_eq!(c.total_size(), 16 << 20);
+        assert!(c.heap_size >= 8 << 20, "{c:?}");
+        assert!(c.arena_size >= 3 << 20, "{c:?}");
     }
 
     #[test]
@@ -185,6 +188,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.arena_size, 1 << 20);
         assert_eq!(c.channels, 2);
+        assert_eq!(c.total_size(), 8 << 20);
     }
 
     #[test]

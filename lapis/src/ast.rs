@@ -392,6 +392,32 @@ impl Function {
         })
     }
 
+    /// The `implement(NAME)` function the worker runs instead of the real
+    /// one, if any.
+    pub fn implement(&self) -> Option<&Ident> {
+        self.annots.iter().find_map(|a| match &a.kind {
+            FnAnnotKind::Implement(g) => Some(g),
+            _ => None,
+        })
+    }
+
+    /// The `fast_path(NAME)` function the guest tries first, if any.
+    pub fn fast_path(&self) -> Option<&Ident> {
+        self.annots.iter().find_map(|a| match &a.kind {
+            FnAnnotKind::FastPath(g) => Some(g),
+            _ => None,
+        })
+    }
+
+    /// Whether the function is `internal`: part of the protocol between the
+    /// two sides, not exported by the guest library and not in the host
+    /// library.
+    pub fn is_internal(&self) -> bool {
+        self.annots
+            .iter()
+            .any(|a| matches!(a.kind, FnAnnotKind::Internal))
+    }
+
     /// The `argument(..)` blocks, in source order.
     pub fn arguments(&self) -> impl Iterator<Item = &ArgumentBlock> {
         self.annots.iter().filter_map(|a| match &a.kind {
@@ -460,6 +486,17 @@ pub enum FnAnnotKind {
     /// arguments before the real function, for rules a spec cannot state
     /// (e.g. that a kernel argument's bytes name a live buffer).
     Guard(Ident),
+    /// `implement(NAME);` the worker runs a hand-written function with the
+    /// call's decoded arguments instead of the host library's function.
+    Implement(Ident),
+    /// `fast_path(NAME);` the guest library first runs a hand-written
+    /// function with the application's arguments; when it returns a value,
+    /// that is the call's result and nothing else is sent.
+    FastPath(Ident),
+    /// `internal;` a function of the protocol itself: the guest library
+    /// does not export it (its own code calls it) and the host library
+    /// does not have it, so it needs `implement(NAME)`.
+    Internal,
 }
 
 /// `contextual_argument TYPE NAME = expr;`: an argument the application

@@ -583,6 +583,7 @@ impl<'e, 'd> FnChecker<'e, 'd> {
         let mut mode: Option<(CallMode, Span)> = None;
         let mut success: Option<Span> = None;
         let mut unsupported: Option<Span> = None;
+        let mut hooks: HashMap<&'static str, Span> = HashMap::new();
         let mut ret_block: Option<Span> = None;
         let mut blocks: HashMap<String, Span> = HashMap::new();
         let mut arg_props: Vec<(String, Props, Span, bool)> = Vec::new();
@@ -601,6 +602,19 @@ impl<'e, 'd> FnChecker<'e, 'd> {
             }
             match &mut a.kind {
                 FnAnnotKind::Guard(_) => {}
+                FnAnnotKind::Implement(_) | FnAnnotKind::FastPath(_) | FnAnnotKind::Internal => {
+                    let kw = match a.kind {
+                        FnAnnotKind::Implement(_) => "implement",
+                        FnAnnotKind::FastPath(_) => "fast_path",
+                        _ => "internal",
+                    };
+                    if let Some(s0) = hooks.insert(kw, span) {
+                        self.err(
+                            Diagnostic::error(span, format!("duplicate `{kw}`"))
+                                .with_secondary(s0, "first given here"),
+                        );
+                    }
+                }
                 FnAnnotKind::Sync | FnAnnotKind::Async => {
                     let m = if matches!(a.kind, FnAnnotKind::Sync) {
                         CallMode::Sync
@@ -808,8 +822,27 @@ impl<'e, 'd> FnChecker<'e, 'd> {
             }
         }
 
-        if unsupported.is_some() {
+        if let Some(u) = unsupported {
+            if let Some((kw, s0)) = hooks.iter().next() {
+                self.err(
+                    Diagnostic::error(*s0, format!("`{kw}` on an `unsupported` function"))
+                        .with_label("never runs")
+                        .with_secondary(u, "the function is unsupported here"),
+                );
+            }
             return;
+        }
+        if let Some(s0) = hooks.get("internal")
+            && !hooks.contains_key("implement")
+        {
+            self.err(
+                Diagnostic::error(
+                    *s0,
+                    format!("internal function `{}` needs `implement(NAME)`", f.name.name),
+                )
+                .with_label("the host library has no such function")
+                .with_note("help: name the worker-side function that carries it out, e.g. `implement(my_function);`"),
+            );
         }
         let is_async = matches!(mode, Some((CallMode::Async, _)));
         if is_async && success.is_none() && ret.as_ref().is_some_and(|r| !r.is_void()) {

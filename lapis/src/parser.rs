@@ -245,6 +245,9 @@ const FN_KEYWORDS: &[&str] = &[
     "consumes_rc",
     "unsupported",
     "guard",
+    "implement",
+    "fast_path",
+    "internal",
     "argument",
     "contextual_argument",
     "return",
@@ -735,6 +738,20 @@ impl Builder<'_> {
                         let mut a = self.exact_args(&name, args, &block, 1, "guard(NAME)")?;
                         let g = self.name_arg(a.remove(0), "the name of a worker-side check")?;
                         FnAnnotKind::Guard(g)
+                    }
+                    "implement" => {
+                        let mut a = self.exact_args(&name, args, &block, 1, "implement(NAME)")?;
+                        let g = self.name_arg(a.remove(0), "the name of a worker-side function")?;
+                        FnAnnotKind::Implement(g)
+                    }
+                    "fast_path" => {
+                        let mut a = self.exact_args(&name, args, &block, 1, "fast_path(NAME)")?;
+                        let g = self.name_arg(a.remove(0), "the name of a guest-side function")?;
+                        FnAnnotKind::FastPath(g)
+                    }
+                    "internal" => {
+                        self.no_args(&name, &args, &block)?;
+                        FnAnnotKind::Internal
                     }
                     "argument" => {
                         let Some((bargs, bspan)) = block else {

@@ -61,6 +61,8 @@ type Trackers = HashMap<(&'static str, u64), Vec<(u64, u64)>>;
 /// A guest process's connection: one claimed channel, shared by its threads.
 pub struct Connection {
     inner: Mutex<Inner>,
+    /// The region's buffer heap (empty when the region has none).
+    heap: transport::Arena,
     heartbeat: transport::Heartbeat,
     next_guest_id: AtomicU64,
     index: u32,
@@ -219,6 +221,7 @@ impl Connection {
         let alloc = ArenaAllocator::new(ch.arena.size());
         let heartbeat = ch.heartbeat();
         Connection {
+            heap: ch.heap.clone(),
             heartbeat,
             inner: Mutex::new(Inner {
                 ch,
@@ -251,6 +254,13 @@ impl Connection {
     pub fn beat(&self) {
         // Not through the channel's lock: a call may hold it for minutes.
         self.heartbeat.beat();
+    }
+
+    /// The region's buffer heap: storage of device buffers the worker
+    /// placed in shared memory, at offsets it names in its replies. Empty
+    /// when the region has none.
+    pub fn heap(&self) -> &transport::Arena {
+        &self.heap
     }
 
     /// The channel index this connection owns.

@@ -8,6 +8,7 @@
 //! encoding both share.
 
 pub mod guest;
+pub mod heap;
 pub mod wire;
 pub mod worker;
 

@@ -275,6 +275,9 @@ pub struct Session {
     /// The guest process on this channel (its pid as it reports it): the
     /// owner of the handles its calls create.
     pub owner: u32,
+    /// The region's buffer heap, when it has one and the backend places
+    /// buffers in it.
+    pub heap: Option<Arc<crate::heap::Heap>>,
     /// The reply buffer, reused from call to call.
     reply: Vec<u8>,
 }

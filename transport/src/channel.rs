@@ -147,6 +147,8 @@ pub struct GuestChannel {
     pub rx: Consumer,
     /// The channel's data arena.
     pub arena: Arena,
+    /// The region's buffer heap (shared by all channels; may be empty).
+    pub heap: Arena,
 }
 
 impl GuestChannel {
@@ -175,6 +177,7 @@ impl GuestChannel {
             tx: Producer::new(shm.clone(), cmd),
             rx: Consumer::new(shm.clone(), resp),
             arena: Arena::new(shm.clone(), l.arena, l.arena_size),
+            heap: crate::region::heap_of(shm, header),
             shm: shm.clone(),
             header: *header,
             index,
@@ -269,6 +272,8 @@ pub struct WorkerChannel {
     pub tx: Producer,
     /// The channel's data arena (untrusted contents).
     pub arena: Arena,
+    /// The region's buffer heap (shared by all channels; may be empty).
+    pub heap: Arena,
 }
 
 impl WorkerChannel {
@@ -283,6 +288,7 @@ impl WorkerChannel {
             rx: Consumer::new(shm.clone(), cmd),
             tx: Producer::new(shm.clone(), resp),
             arena: Arena::new(shm.clone(), l.arena, l.arena_size),
+            heap: crate::region::heap_of(shm, header),
             shm: shm.clone(),
             header: *header,
             index,

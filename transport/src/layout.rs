@@ -6,7 +6,14 @@
 //! offset 256    worker owner pid (u64)
 //! offset 4096   channel 0: control page, command ring, response ring, arena
 //!               channel 1 …                  (each `channel_stride` bytes)
+//! heap_offset   the buffer heap (`heap_size` bytes, may be empty)
 //! ```
+//!
+//! The heap holds the storage of device buffers that the worker places in
+//! shared memory (see `docs/transport.md`): the guest reads and writes them
+//! in place, with one copy, once the worker has said that no command of the
+//! device is using them. Only the worker allocates in it, from bookkeeping
+//! kept in its own memory.
 //!
 //! Each channel's control page holds, 128 bytes apart so that no two writers
 //! share a cache line (or an adjacent-line prefetch pair):
@@ -19,7 +26,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// First eight bytes of every region.
 pub const MAGIC: [u8; 8] = *b"AVA-SHM\0";
 /// The layout version this build writes and accepts.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Page size that every area is aligned to.
 pub const PAGE: u64 = 4096;
 /// Spacing between independently written atomics.
@@ -73,6 +80,10 @@ pub struct RegionHeader {
     pub resp_ring_size: u64,
     /// Bytes of each channel's data arena (a multiple of [`PAGE`]).
     pub arena_size: u64,
+    /// Offset of the buffer heap (right after the last channel).
+    pub heap_offset: u64,
+    /// Bytes of the buffer heap (a multiple of [`PAGE`]; 0: no heap).
+    pub heap_size: u64,
 }
 
 /// Geometry of one channel, derived from the header.
@@ -101,14 +112,16 @@ impl RegionHeader {
         cmd_ring_size: u64,
         resp_ring_size: u64,
         arena_size: u64,
+        heap_size: u64,
     ) -> RegionHeader {
         let stride = CH_CONTROL + cmd_ring_size + resp_ring_size + arena_size;
         let stride = stride.div_ceil(PAGE) * PAGE;
+        let heap_offset = PAGE + stride * u64::from(channels);
         RegionHeader {
             magic: MAGIC,
             version: VERSION,
             header_size: size_of::<RegionHeader>() as u32,
-            total_size: PAGE + stride * u64::from(channels),
+            total_size: heap_offset + heap_size,
             channel_count: channels,
             reserved: 0,
             channel_offset: PAGE,
@@ -116,6 +129,8 @@ impl RegionHeader {
             cmd_ring_size,
             resp_ring_size,
             arena_size,
+            heap_offset,
+            heap_size,
         }
     }
 
@@ -141,20 +156,31 @@ impl RegionHeader {
                 self.arena_size
             ));
         }
+        if !self.heap_size.is_multiple_of(PAGE) || self.heap_size > 1 << 48 {
+            return Err(format!(
+                "heap size {} is not page-aligned or too large",
+                self.heap_size
+            ));
+        }
         let expect = RegionHeader::for_config(
             self.channel_count,
             self.cmd_ring_size,
             self.resp_ring_size,
             self.arena_size,
+            self.heap_size,
         );
-        if (self.channel_offset, self.channel_stride, self.total_size)
-            != (
-                expect.channel_offset,
-                expect.channel_stride,
-                expect.total_size,
-            )
-        {
-            return Err("channel offsets do not match the ring and arena sizes".into());
+        if (
+            self.channel_offset,
+            self.channel_stride,
+            self.heap_offset,
+            self.total_size,
+        ) != (
+            expect.channel_offset,
+            expect.channel_stride,
+            expect.heap_offset,
+            expect.total_size,
+        ) {
+            return Err("offsets do not match the ring, arena and heap sizes".into());
         }
         if self.total_size > map_len {
             return Err(format!(
@@ -189,22 +215,23 @@ mod tests {
 
     #[test]
     fn header_size_is_stable() {
-        assert_eq!(size_of::<RegionHeader>(), 72);
+        assert_eq!(size_of::<RegionHeader>(), 88);
     }
 
     #[test]
     fn derived_layout_validates() {
-        let h = RegionHeader::for_config(4, 1 << 16, 1 << 16, 1 << 20);
+        let h = RegionHeader::for_config(4, 1 << 16, 1 << 16, 1 << 20, 8 * PAGE);
         assert_eq!(h.validate(h.total_size), Ok(()));
         assert!(h.validate(h.total_size - 1).is_err());
         let c = h.channel(3);
         assert_eq!(c.base as u64 % PAGE, 0);
-        assert!((c.arena + c.arena_size) as u64 <= h.total_size);
+        assert_eq!((c.arena + c.arena_size) as u64, h.heap_offset);
+        assert_eq!(h.heap_offset + h.heap_size, h.total_size);
     }
 
     #[test]
     fn inconsistent_headers_are_rejected() {
-        let good = RegionHeader::for_config(2, 4096, 4096, 8192);
+        let good = RegionHeader::for_config(2, 4096, 4096, 8192, 4096);
         for bad in [
             RegionHeader {
                 channel_count: 0,
@@ -224,6 +251,14 @@ mod tests {
             },
             RegionHeader {
                 header_size: 8,
+                ..good
+            },
+            RegionHeader {
+                heap_size: 100,
+                ..good
+            },
+            RegionHeader {
+                heap_offset: good.heap_offset + 4096,
                 ..good
             },
         ] {

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::Error;
+use crate::arena::Arena;
 use crate::channel::{self, ChannelStatus, GuestChannel, WorkerChannel};
 use crate::layout::{self, RegionHeader};
 use crate::shm::Shm;
@@ -22,17 +23,22 @@ pub struct RegionConfig {
     pub resp_ring_size: u64,
     /// Bytes of each channel's data arena (a multiple of 4096).
     pub arena_size: u64,
+    /// Bytes of the region's buffer heap (a multiple of 4096; 0 for none),
+    /// where the worker may place device buffers that the guest then reads
+    /// and writes in place.
+    pub heap_size: u64,
 }
 
 impl Default for RegionConfig {
-    /// Four channels with 64 KiB rings and a 2 MiB arena each: about 8.5 MiB,
-    /// which fits a 16 MiB ivshmem BAR.
+    /// Four channels with 64 KiB rings and a 2 MiB arena each, and no heap:
+    /// about 8.5 MiB, which fits a 16 MiB ivshmem BAR.
     fn default() -> Self {
         RegionConfig {
             channels: 4,
             cmd_ring_size: 64 << 10,
             resp_ring_size: 64 << 10,
             arena_size: 2 << 20,
+            heap_size: 0,
         }
     }
 }
@@ -49,6 +55,7 @@ impl RegionConfig {
             self.cmd_ring_size,
             self.resp_ring_size,
             self.arena_size,
+            self.heap_size,
         )
     }
 }
@@ -137,6 +144,12 @@ impl Region {
     /// The validated header.
     pub fn header(&self) -> &RegionHeader {
         &self.header
+    }
+
+    /// The buffer heap, seen through the same bounds-checked view as an
+    /// arena (empty when the region has none).
+    pub fn heap(&self) -> Arena {
+        heap_of(&self.shm, &self.header)
     }
 
     /// The backing file's path.
@@ -238,4 +251,13 @@ impl Region {
         self.check_index(index)?;
         Ok(channel::free(&self.shm, &self.header, index, generation))
     }
+}
+
+/// The heap of a region with `header`, mapped by `shm`.
+pub(crate) fn heap_of(shm: &Shm, header: &RegionHeader) -> Arena {
+    Arena::new(
+        shm.clone(),
+        header.heap_offset as usize,
+        header.heap_size as usize,
+    )
 }

@@ -50,6 +50,7 @@ fn consumer_survives_a_scribbling_process() {
         cmd_ring_size: 4096,
         resp_ring_size: 4096,
         arena_size: 4096,
+        heap_size: 0,
     };
     let region = Region::create(&path, &config).unwrap();
     let mut guest = region.claim().unwrap();

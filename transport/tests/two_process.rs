@@ -45,6 +45,7 @@ fn ten_million_messages_in_order() {
         cmd_ring_size: 1 << 16,
         resp_ring_size: 4096,
         arena_size: 4096,
+        heap_size: 0,
     };
     let region = Region::create(&path, &config).unwrap();
     let mut peer = common::spawn_peer(

@@ -83,3 +83,190 @@ pub unsafe fn kernel_arg(
     }
     Ok(())
 }
+
+/// What `avaBufferAccess` returns when a buffer cannot be read or written
+/// in place; the guest library then makes the ordinary call.
+pub const NOT_IN_HEAP: opencl::cl_int = 1;
+
+/// Whether every device of `context` is a CPU, whose buffers can live in
+/// ordinary (here: shared) memory given with `CL_MEM_USE_HOST_PTR`.
+fn cpu_context(api: &Api, context: opencl::cl_context) -> bool {
+    let (Some(ctx_info), Some(dev_info)) = (api.clGetContextInfo, api.clGetDeviceInfo) else {
+        return false;
+    };
+    let mut devices: [opencl::cl_device_id; 16] = [std::ptr::null_mut(); 16];
+    let mut bytes = 0usize;
+    // SAFETY: `context` is a live context of this guest (translated); the
+    // output is a local array of the size passed.
+    let rc = unsafe {
+        ctx_info(
+            context,
+            opencl::CL_CONTEXT_DEVICES,
+            size_of_val(&devices),
+            devices.as_mut_ptr().cast(),
+            &mut bytes,
+        )
+    };
+    if rc != 0 || bytes == 0 || bytes > size_of_val(&devices) {
+        return false;
+    }
+    devices[..bytes / size_of::<opencl::cl_device_id>()]
+        .iter()
+        .all(|&d| {
+            let mut ty: opencl::cl_device_type = 0;
+            // SAFETY: `d` came from the driver; the output is a local.
+            let rc = unsafe {
+                dev_info(
+                    d,
+                    opencl::CL_DEVICE_TYPE,
+                    size_of_val(&ty),
+                    (&mut ty as *mut opencl::cl_device_type).cast(),
+                    std::ptr::null_mut(),
+                )
+            };
+            rc == 0 && ty & opencl::CL_DEVICE_TYPE_CPU != 0
+        })
+}
+
+/// Frees a buffer's heap storage when the driver destroys the buffer.
+unsafe extern "C" fn free_storage(mem: opencl::cl_mem, user_data: *mut c_void) {
+    if user_data.is_null() {
+        return;
+    }
+    // SAFETY: `create_buffer` passed a leaked `Box<Arc<Heap>>` as user data,
+    // and the driver calls a destructor callback once.
+    let heap = unsafe { Box::from_raw(user_data.cast::<std::sync::Arc<remoting::heap::Heap>>()) };
+    heap.detach(mem as u64);
+}
+
+/// `clCreateBuffer`: on a CPU device, with room in the region's heap, the
+/// buffer's storage is placed in the heap (`CL_MEM_USE_HOST_PTR` over
+/// shared memory, with the guest's initial data copied there), so that
+/// `avaBufferAccess` can give the guest the buffer in place. Buffers with
+/// host-access restrictions, or that do not fit, are created as asked.
+///
+/// # Safety
+/// The arguments are those the dispatcher would pass to `clCreateBuffer`:
+/// `host_ptr` is NULL or holds `size` readable bytes; `errcode_ret` is NULL
+/// or writable.
+pub unsafe fn create_buffer(
+    api: &Api,
+    cx: &mut CallCtx<'_>,
+    context: opencl::cl_context,
+    flags: opencl::cl_mem_flags,
+    size: usize,
+    host_ptr: *mut c_void,
+    errcode_ret: *mut opencl::cl_int,
+) -> Result<opencl::cl_mem, DispatchError> {
+    let create = api
+        .clCreateBuffer
+        .ok_or(DispatchError::Unavailable("clCreateBuffer"))?;
+    let restricted = opencl::CL_MEM_USE_HOST_PTR
+        | opencl::CL_MEM_HOST_NO_ACCESS
+        | opencl::CL_MEM_HOST_READ_ONLY
+        | opencl::CL_MEM_HOST_WRITE_ONLY;
+    let placed = match &cx.session.heap {
+        Some(heap) if flags & restricted == 0 && cpu_context(api, context) => heap
+            .reserve(size as u64)
+            .map(|(block, ptr)| (heap.clone(), block, ptr)),
+        _ => None,
+    };
+    let Some((heap, block, storage)) = placed else {
+        // SAFETY: the caller's guarantees, passed on unchanged.
+        return Ok(unsafe { create(context, flags, size, host_ptr, errcode_ret) });
+    };
+    if flags & opencl::CL_MEM_COPY_HOST_PTR != 0 && !host_ptr.is_null() {
+        // SAFETY: `host_ptr` holds `size` bytes (the caller's guarantee) and
+        // `storage` is a fresh heap block of at least `size` bytes; they
+        // cannot overlap (worker memory against shared memory).
+        unsafe { std::ptr::copy_nonoverlapping(host_ptr.cast::<u8>(), storage, size) };
+    }
+    let flags = (flags & !(opencl::CL_MEM_COPY_HOST_PTR | opencl::CL_MEM_ALLOC_HOST_PTR))
+        | opencl::CL_MEM_USE_HOST_PTR;
+    // SAFETY: `storage` is page-aligned shared memory of at least `size`
+    // bytes that stays mapped, and reserved for this buffer, until the
+    // driver calls the buffer's destructor.
+    let mem = unsafe { create(context, flags, size, storage.cast(), errcode_ret) };
+    if mem.is_null() {
+        heap.unreserve(block);
+        return Ok(mem);
+    }
+    heap.attach(mem as u64, block, size as u64, context as u64);
+    let user_data = Box::into_raw(Box::new(heap.clone()));
+    let rc = match api.clSetMemObjectDestructorCallback {
+        // SAFETY: a live buffer; `free_storage` takes back the box once.
+        Some(set) => unsafe { set(mem, Some(free_storage), user_data.cast()) },
+        None => opencl::CL_INVALID_OPERATION,
+    };
+    if rc != 0 {
+        // The storage stays reserved for good rather than be freed under a
+        // live buffer.
+        // SAFETY: the driver did not take the box.
+        drop(unsafe { Box::from_raw(user_data) });
+        tracing::warn!(
+            rc,
+            "no destructor callback: the buffer's heap storage is never freed"
+        );
+    }
+    Ok(mem)
+}
+
+/// `avaBufferAccess` (see `specs/opencl.lapis`): when `buffer` lives in the
+/// heap, `command_queue` is of its context and the range is inside it,
+/// waits for the queue to finish and returns the range's heap offset;
+/// otherwise [`NOT_IN_HEAP`], for the guest to make the ordinary call
+/// (which then reports any error exactly as the driver does).
+///
+/// # Safety
+/// `heap_offset` is NULL or writable (the dispatcher's guarantee).
+pub unsafe fn buffer_access(
+    api: &Api,
+    cx: &mut CallCtx<'_>,
+    command_queue: opencl::cl_command_queue,
+    buffer: opencl::cl_mem,
+    offset: usize,
+    size: usize,
+    heap_offset: *mut opencl::cl_ulong,
+) -> Result<opencl::cl_int, DispatchError> {
+    let (Some(heap), Some(queue_info), Some(finish)) = (
+        cx.session.heap.as_ref(),
+        api.clGetCommandQueueInfo,
+        api.clFinish,
+    ) else {
+        return Ok(NOT_IN_HEAP);
+    };
+    let Some(p) = heap.placement(buffer as u64) else {
+        return Ok(NOT_IN_HEAP);
+    };
+    let inside = size > 0
+        && (offset as u64)
+            .checked_add(size as u64)
+            .is_some_and(|e| e <= p.len);
+    if !inside || heap_offset.is_null() {
+        return Ok(NOT_IN_HEAP);
+    }
+    let mut context: opencl::cl_context = std::ptr::null_mut();
+    // SAFETY: a live queue of this guest (translated); the output is a local.
+    let rc = unsafe {
+        queue_info(
+            command_queue,
+            opencl::CL_QUEUE_CONTEXT,
+            size_of_val(&context),
+            (&mut context as *mut opencl::cl_context).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != 0 || context as u64 != p.tag {
+        return Ok(NOT_IN_HEAP);
+    }
+    // Every command enqueued before this call (by any thread, including
+    // this channel's earlier asynchronous calls, which the worker has
+    // already made) completes before the guest touches the bytes.
+    // SAFETY: a live queue.
+    if unsafe { finish(command_queue) } != 0 {
+        return Ok(NOT_IN_HEAP);
+    }
+    // SAFETY: checked non-NULL; the dispatcher sized it for one cl_ulong.
+    unsafe { heap_offset.write_unaligned(p.offset + offset as u64) };
+    Ok(0)
+}

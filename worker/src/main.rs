@@ -34,6 +34,12 @@ struct Cli {
     /// Arena size per channel (bytes) of a region created by the worker.
     #[arg(long, default_value_t = 32 << 20)]
     arena_size: u64,
+    /// Smallest buffer heap (bytes) of a region created by the worker: the
+    /// shared memory that holds device buffers the guest reads and writes
+    /// in place. The region file is rounded up to a power of two and the
+    /// heap takes what the channels leave. 0: no heap.
+    #[arg(long, default_value_t = 64 << 20)]
+    heap_size: u64,
     /// Seconds without a heartbeat after which a guest is taken for dead.
     #[arg(long, default_value_t = 5)]
     stale_after: u64,
@@ -59,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         cmd_ring_size: cli.ring_size,
         resp_ring_size: cli.ring_size,
         arena_size: cli.arena_size,
+        heap_size: cli.heap_size,
     };
     let action = nix::sys::signal::SigAction::new(
         nix::sys::signal::SigHandler::Handler(on_signal),

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use remoting::heap::Heap;
 use remoting::worker::{Dispatcher, HandleTable, Session, serve_pending};
 use transport::{LivenessTracker, Region, RegionConfig, WaitStrategy, WorkerChannel};
 
@@ -36,16 +37,20 @@ impl Default for ServeOptions {
 }
 
 /// Opens the region at `path`, creating it with `config` when the file does
-/// not exist, and takes its worker lease.
+/// not exist, and takes its worker lease. A created region's file is a
+/// power of two (ivshmem BARs are, so QEMU can map it as it is); when
+/// `config` asks for a heap, the heap grows to fill the file.
 pub fn open_region(path: &Path, config: &RegionConfig) -> anyhow::Result<Region> {
     let region = if path.exists() {
         Region::open(path)?
     } else {
-        // ivshmem BARs are powers of two: size the file so that QEMU can
-        // map it as it is.
         let size = config.total_size().next_power_of_two();
-        tracing::info!(path = %path.display(), size, "creating region");
-        Region::create(path, config)?;
+        let mut config = *config;
+        if config.heap_size > 0 {
+            config.heap_size += size - config.total_size();
+        }
+        tracing::info!(path = %path.display(), size, heap = config.heap_size, "creating region");
+        Region::create(path, &config)?;
         std::fs::OpenOptions::new()
             .write(true)
             .open(path)
@@ -90,6 +95,8 @@ pub fn serve_region(
     stop: &AtomicBool,
 ) {
     let handles = Arc::new(Mutex::new(HandleTable::new()));
+    // The region's buffer heap, shared by its channels.
+    let heap = (region.heap().size() > 0).then(|| Arc::new(Heap::new(region.heap())));
     let mut tracker = LivenessTracker::new();
     std::thread::scope(|s| {
         let mut live: Vec<Option<Served<'_>>> = (0..region.channel_count()).map(|_| None).collect();
@@ -125,10 +132,11 @@ pub fn serve_region(
                     let generation = ch.generation();
                     let owner = region.status(i).map_or(0, |st| st.owner_pid);
                     let handles = &handles;
+                    let heap = heap.clone();
                     let thread = std::thread::Builder::new()
                         .name(format!("ava-ch{i}"))
                         .spawn_scoped(s, move || {
-                            serve_channel(ch, owner, handles, dispatcher, opts, stop)
+                            serve_channel(ch, owner, handles, heap, dispatcher, opts, stop)
                         })
                         .expect("spawn a channel thread");
                     live[idx] = Some(Served {
@@ -160,11 +168,13 @@ fn serve_channel(
     mut ch: WorkerChannel,
     owner: u32,
     handles: &Arc<Mutex<HandleTable>>,
+    heap: Option<Arc<Heap>>,
     dispatcher: &dyn Dispatcher,
     opts: &ServeOptions,
     stop: &AtomicBool,
 ) -> (Session, Ending) {
     let mut session = Session::new(owner);
+    session.heap = heap;
     let mut buf = Vec::with_capacity(4096);
     let mut idle = transport::Backoff::new(&opts.wait);
     let mut polls = 0u32;

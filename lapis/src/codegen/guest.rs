@@ -271,15 +271,35 @@ fn function(
     let sync = f.mode() == CallMode::Sync;
     let _ = writeln!(
         o,
-        "/// `{proto}` — remoted {}.\n#[unsafe(no_mangle)]\n#[allow(unused_variables, unused_mut, unused_unsafe, clippy::all)]\npub unsafe extern \"C\" fn {name}({}){} {{",
+        "/// `{proto}` — {}remoted {}.\n{}#[allow(unused_variables, unused_mut, unused_unsafe, clippy::all)]\npub unsafe extern \"C\" fn {name}({}){} {{",
+        if f.is_internal() {
+            "internal to the guest library, "
+        } else {
+            ""
+        },
         if sync {
             "synchronously"
         } else {
             "asynchronously"
         },
+        if f.is_internal() {
+            ""
+        } else {
+            "#[unsafe(no_mangle)]\n"
+        },
         params.join(", "),
         rust::ret(f.ret.ty())
     );
+    if let Some(fp) = f.fast_path() {
+        let args: Vec<&str> = f.params.iter().map(|p| p.name.name.as_str()).collect();
+        let _ = writeln!(
+            o,
+            "    // SAFETY: the fast path gets the application's own arguments.\n    if let Some(__r) = unsafe {{ {}::{}({}) }} {{ return __r; }}",
+            opts.fast_paths,
+            fp.name,
+            args.join(", ")
+        );
+    }
     if let Some(reason) = f.unsupported() {
         let reason = if reason.is_empty() {
             "not remoted"

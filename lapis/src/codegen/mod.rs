@@ -66,10 +66,15 @@ pub struct Options {
     /// Path of a `fn() -> Result<PathBuf, String>` the guest calls to find
     /// its region when `AVA_REGION` is unset.
     pub locate_region: String,
-    /// Path of the module holding the worker's `guard(NAME)` functions:
+    /// Path of the module holding the worker's `guard(NAME)` functions,
     /// `unsafe fn NAME(api: &Api, cx: &CallCtx, <the call's arguments>) ->
-    /// Result<(), DispatchError>`.
+    /// Result<(), DispatchError>`, and its `implement(NAME)` functions,
+    /// `unsafe fn NAME(api: &Api, cx: &mut CallCtx, <the call's arguments>)
+    /// -> Result<RET, DispatchError>`.
     pub guards: String,
+    /// Path of the module holding the guest's `fast_path(NAME)` functions:
+    /// `unsafe fn NAME(<the call's arguments>) -> Option<RET>`.
+    pub fast_paths: String,
 }
 
 impl Default for Options {
@@ -79,6 +84,7 @@ impl Default for Options {
             transport_error: -1,
             locate_region: "::remoting::guest::no_region".into(),
             guards: "crate::guards".into(),
+            fast_paths: "crate::fast_paths".into(),
         }
     }
 }

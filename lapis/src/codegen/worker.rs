@@ -336,8 +336,14 @@ fn function(
     let n = WorkerNames { plan };
     let _ = writeln!(
         o,
-        "#[allow(non_snake_case, unused_variables, unused_mut, unused_parens, clippy::all)]\nfn call_{name}(api: &Api, d: &mut Decoder<'_>, cx: &mut CallCtx<'_>) -> Result<(), DispatchError> {{\n    let __f = api.{name}.ok_or(DispatchError::Unavailable({name:?}))?;"
+        "#[allow(non_snake_case, unused_variables, unused_mut, unused_parens, clippy::all)]\nfn call_{name}(api: &Api, d: &mut Decoder<'_>, cx: &mut CallCtx<'_>) -> Result<(), DispatchError> {{"
     );
+    if f.implement().is_none() {
+        let _ = writeln!(
+            o,
+            "    let __f = api.{name}.ok_or(DispatchError::Unavailable({name:?}))?;"
+        );
+    }
     // 1. Decode, in argument order.
     for (i, a) in plan.args.iter().enumerate() {
         let p = &f.params[i];
@@ -485,11 +491,24 @@ fn function(
             args.join(", ")
         );
     }
-    let _ = writeln!(
-        o,
-        "    // SAFETY: every pointer argument points to worker memory of the size the\n    // specification requires (checked above), or is NULL.\n    let __ret = unsafe {{ __f({}) }};",
-        args.join(", ")
-    );
+    match f.implement() {
+        Some(imp) => {
+            let _ = writeln!(
+                o,
+                "    // SAFETY: the worker-side implementation gets the arguments the real\n    // function would: each pointer points to worker memory of the size the\n    // specification requires (checked above), or is NULL.\n    let __ret = unsafe {{ {}::{}(api, cx, {}) }}?;",
+                opts.guards,
+                imp.name,
+                args.join(", ")
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "    // SAFETY: every pointer argument points to worker memory of the size the\n    // specification requires (checked above), or is NULL.\n    let __ret = unsafe {{ __f({}) }};",
+                args.join(", ")
+            );
+        }
+    }
     let rt = f.ret.ty();
     let ok = if rt.strip_alias().handle().is_some() || rt.strip_alias().is_pointer() {
         "!__ret.is_null()".to_string()

@@ -1,0 +1,102 @@
+//! Hand-written fast paths that the OpenCL spec names with
+//! `fast_path(NAME)`: each runs first, with the application's arguments,
+//! and returns `None` to let the generated remote call go ahead.
+//!
+//! Reads and large blocking writes of a buffer that the worker placed in
+//! the region's heap are made in place: one `avaBufferAccess` call (the
+//! worker waits until the queue has finished and names where the bytes
+//! are), then one copy between the application's memory and the heap.
+//! The ordinary path takes two copies (through the channel's arena) and a
+//! device command.
+
+use std::sync::Arc;
+
+use remoting::guest::Connection;
+
+use crate::opencl::{self, cl_bool, cl_command_queue, cl_event, cl_int, cl_mem, cl_uint};
+
+/// Smallest blocking write made in place: below it the ordinary write,
+/// which is asynchronous and returns at once, costs less.
+const MIN_WRITE: usize = 64 << 10;
+
+/// Asks the worker for the heap offset of `buffer`'s bytes
+/// `[offset, offset + size)`, once its queue has finished.
+fn in_heap(
+    queue: cl_command_queue,
+    buffer: cl_mem,
+    offset: usize,
+    size: usize,
+) -> Option<(Arc<Connection>, u64)> {
+    let conn = remoting::guest::connection(crate::locate_region).ok()?;
+    if conn.heap().size() == 0 {
+        return None;
+    }
+    let mut at: u64 = 0;
+    // SAFETY: `at` is a live u64 for the call's one output.
+    let rc = unsafe { opencl::avaBufferAccess(queue, buffer, offset, size, &mut at) };
+    (rc == opencl::CL_SUCCESS).then_some((conn, at))
+}
+
+/// `clEnqueueReadBuffer` with no events, from a buffer in the heap.
+///
+/// # Safety
+/// OpenCL's contract: `ptr` points to `size` writable bytes.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn read_buffer(
+    command_queue: cl_command_queue,
+    buffer: cl_mem,
+    _blocking_read: cl_bool,
+    offset: usize,
+    size: usize,
+    ptr: *mut std::ffi::c_void,
+    num_events_in_wait_list: cl_uint,
+    event_wait_list: *const cl_event,
+    event: *mut cl_event,
+) -> Option<cl_int> {
+    if ptr.is_null()
+        || size == 0
+        || num_events_in_wait_list != 0
+        || !event_wait_list.is_null()
+        || !event.is_null()
+    {
+        return None;
+    }
+    let (conn, at) = in_heap(command_queue, buffer, offset, size)?;
+    // SAFETY: the caller's contract.
+    let dst = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), size) };
+    conn.heap().read(at, dst).ok()?;
+    Some(opencl::CL_SUCCESS)
+}
+
+/// `clEnqueueWriteBuffer`, blocking, of at least [`MIN_WRITE`] bytes, with
+/// no events, to a buffer in the heap.
+///
+/// # Safety
+/// OpenCL's contract: `ptr` points to `size` readable bytes.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn write_buffer(
+    command_queue: cl_command_queue,
+    buffer: cl_mem,
+    blocking_write: cl_bool,
+    offset: usize,
+    size: usize,
+    ptr: *const std::ffi::c_void,
+    num_events_in_wait_list: cl_uint,
+    event_wait_list: *const cl_event,
+    event: *mut cl_event,
+) -> Option<cl_int> {
+    if blocking_write == 0
+        || ptr.is_null()
+        || size < MIN_WRITE
+        || num_events_in_wait_list != 0
+        || !event_wait_list.is_null()
+        || !event.is_null()
+    {
+        return None;
+    }
+    let (conn, at) = in_heap(command_queue, buffer, offset, size)?;
+    // SAFETY: the caller's contract.
+    let src = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), size) };
+    conn.heap().write(at, src).ok()?;
+    Some(opencl::CL_SUCCESS)
+}
