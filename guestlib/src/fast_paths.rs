@@ -19,14 +19,18 @@ use crate::opencl::{self, cl_bool, cl_command_queue, cl_event, cl_int, cl_mem, c
 /// which is asynchronous and returns at once, costs less.
 const MIN_WRITE: usize = 64 << 10;
 
+/// What the worker said of an access.
+enum Access {
+    /// The bytes are at this heap offset, and no command is using them.
+    InPlace(Arc<Connection>, u64),
+    /// The call fails with this error (what the driver would return).
+    Error(cl_int),
+}
+
 /// Asks the worker for the heap offset of `buffer`'s bytes
-/// `[offset, offset + size)`, once its queue has finished.
-fn in_heap(
-    queue: cl_command_queue,
-    buffer: cl_mem,
-    offset: usize,
-    size: usize,
-) -> Option<(Arc<Connection>, u64)> {
+/// `[offset, offset + size)`, once its queue has finished. `None`: the
+/// buffer is not in the heap (or the region has none).
+fn in_heap(queue: cl_command_queue, buffer: cl_mem, offset: usize, size: usize) -> Option<Access> {
     let conn = remoting::guest::connection(crate::locate_region).ok()?;
     if conn.heap().size() == 0 {
         return None;
@@ -34,7 +38,11 @@ fn in_heap(
     let mut at: u64 = 0;
     // SAFETY: `at` is a live u64 for the call's one output.
     let rc = unsafe { opencl::avaBufferAccess(queue, buffer, offset, size, &mut at) };
-    (rc == opencl::CL_SUCCESS).then_some((conn, at))
+    match rc {
+        opencl::CL_SUCCESS => Some(Access::InPlace(conn, at)),
+        e if e < 0 => Some(Access::Error(e)),
+        _ => None,
+    }
 }
 
 /// `clEnqueueReadBuffer` with no events, from a buffer in the heap.
@@ -61,10 +69,14 @@ pub unsafe fn read_buffer(
     {
         return None;
     }
-    let (conn, at) = in_heap(command_queue, buffer, offset, size)?;
+    let (conn, at) = match in_heap(command_queue, buffer, offset, size)? {
+        Access::InPlace(conn, at) => (conn, at),
+        Access::Error(e) => return Some(e),
+    };
     // SAFETY: the caller's contract.
     let dst = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), size) };
     conn.heap().read(at, dst).ok()?;
+    tracing::trace!(size, "read in place");
     Some(opencl::CL_SUCCESS)
 }
 
@@ -94,9 +106,13 @@ pub unsafe fn write_buffer(
     {
         return None;
     }
-    let (conn, at) = in_heap(command_queue, buffer, offset, size)?;
+    let (conn, at) = match in_heap(command_queue, buffer, offset, size)? {
+        Access::InPlace(conn, at) => (conn, at),
+        Access::Error(e) => return Some(e),
+    };
     // SAFETY: the caller's contract.
     let src = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), size) };
     conn.heap().write(at, src).ok()?;
+    tracing::trace!(size, "written in place");
     Some(opencl::CL_SUCCESS)
 }

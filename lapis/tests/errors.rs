@@ -626,3 +626,68 @@ fn rendering_underlines_and_helps() {
     assert!(r.contains("did you mean `in`"), "{r}");
     assert!(!r.contains('\u{1b}'), "plain rendering has no colors");
 }
+
+bad!(
+    internal_without_implement,
+    "cl_int f(size_t n) {\n    internal;\n}\n",
+    2,
+    5,
+    "internal function `f` needs `implement(NAME)`"
+);
+bad!(
+    duplicate_implement,
+    "cl_int f(size_t n) {\n    implement(a);\n    implement(b);\n}\n",
+    3,
+    5,
+    "duplicate `implement`"
+);
+bad!(
+    fast_path_on_unsupported,
+    "cl_int f(size_t n) {\n    unsupported;\n    fast_path(quick);\n}\n",
+    3,
+    5,
+    "`fast_path` on an `unsupported` function"
+);
+bad!(
+    implement_needs_a_name,
+    "cl_int f(size_t n) {\n    implement(1);\n}\n",
+    2,
+    15,
+    "the name of a worker-side function"
+);
+
+#[test]
+fn hooks_generate_calls_to_hand_written_code() {
+    let text = format!(
+        "{PRELUDE}cl_int f(size_t n, size_t* out) {{\n    internal;\n    implement(f_impl);\n    argument(out) {{ out; }}\n}}\ncl_int g(size_t n) {{\n    fast_path(g_fast);\n}}\n"
+    );
+    let spec = lapis::parse_str("ok.lapis", &text).unwrap_or_else(|d| panic!("{d}"));
+    let guest = lapis::codegen::generate(&spec, lapis::codegen::Side::Guest).unwrap();
+    let worker = lapis::codegen::generate(&spec, lapis::codegen::Side::Worker).unwrap();
+    // The internal function is not exported; the other one is, and tries
+    // its fast path first.
+    let exported = |name: &str| {
+        let at = guest
+            .find(&format!("pub unsafe extern \"C\" fn {name}("))
+            .unwrap();
+        let doc = guest[..at].rfind("/// `").unwrap();
+        guest[doc..at].contains("#[unsafe(no_mangle)]")
+    };
+    assert!(!exported("f"), "{guest}");
+    assert!(exported("g"), "{guest}");
+    let g_body = &guest[guest.find("fn g(").unwrap()..];
+    assert!(
+        g_body
+            .contains("if let Some(__r) = unsafe { crate::fast_paths::g_fast(n) } { return __r; }"),
+        "{g_body}"
+    );
+    // The worker calls the implementation instead of the host symbol.
+    let call_f = &worker[worker.find("fn call_f(").unwrap()..worker.find("fn call_g(").unwrap()];
+    assert!(
+        call_f.contains("crate::guards::f_impl(api, cx, n, out) }?;"),
+        "{call_f}"
+    );
+    assert!(!call_f.contains("api.f.ok_or"), "{call_f}");
+    let call_g = &worker[worker.find("fn call_g(").unwrap()..];
+    assert!(call_g.contains("api.g.ok_or"), "{call_g}");
+}

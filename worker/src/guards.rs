@@ -165,17 +165,23 @@ pub unsafe fn create_buffer(
         | opencl::CL_MEM_HOST_NO_ACCESS
         | opencl::CL_MEM_HOST_READ_ONLY
         | opencl::CL_MEM_HOST_WRITE_ONLY;
+    // Initial data given exactly when asked for: anything else is the
+    // driver's error to report (CL_INVALID_HOST_PTR), from the plain call.
+    let data_ok = (flags & opencl::CL_MEM_COPY_HOST_PTR != 0) != host_ptr.is_null();
     let placed = match &cx.session.heap {
-        Some(heap) if flags & restricted == 0 && cpu_context(api, context) => heap
+        Some(heap) if flags & restricted == 0 && data_ok && cpu_context(api, context) => heap
             .reserve(size as u64)
             .map(|(block, ptr)| (heap.clone(), block, ptr)),
         _ => None,
     };
     let Some((heap, block, storage)) = placed else {
+        if cx.session.heap.is_some() {
+            tracing::debug!(size, "buffer in the device's own memory");
+        }
         // SAFETY: the caller's guarantees, passed on unchanged.
         return Ok(unsafe { create(context, flags, size, host_ptr, errcode_ret) });
     };
-    if flags & opencl::CL_MEM_COPY_HOST_PTR != 0 && !host_ptr.is_null() {
+    if !host_ptr.is_null() {
         // SAFETY: `host_ptr` holds `size` bytes (the caller's guarantee) and
         // `storage` is a fresh heap block of at least `size` bytes; they
         // cannot overlap (worker memory against shared memory).
@@ -192,6 +198,7 @@ pub unsafe fn create_buffer(
         return Ok(mem);
     }
     heap.attach(mem as u64, block, size as u64, context as u64);
+    tracing::debug!(size, offset = block.offset, "buffer placed in the heap");
     let user_data = Box::into_raw(Box::new(heap.clone()));
     let rc = match api.clSetMemObjectDestructorCallback {
         // SAFETY: a live buffer; `free_storage` takes back the box once.
@@ -213,9 +220,11 @@ pub unsafe fn create_buffer(
 
 /// `avaBufferAccess` (see `specs/opencl.lapis`): when `buffer` lives in the
 /// heap, `command_queue` is of its context and the range is inside it,
-/// waits for the queue to finish and returns the range's heap offset;
-/// otherwise [`NOT_IN_HEAP`], for the guest to make the ordinary call
-/// (which then reports any error exactly as the driver does).
+/// waits for the queue to finish and returns the range's heap offset. For
+/// a buffer in the heap, a range out of bounds is `CL_INVALID_VALUE` and a
+/// queue of another context `CL_INVALID_CONTEXT`, as the driver says for a
+/// read or write. Anything else is [`NOT_IN_HEAP`], for the guest to make
+/// the ordinary call (which reports any error as the driver does).
 ///
 /// # Safety
 /// `heap_offset` is NULL or writable (the dispatcher's guarantee).
@@ -238,12 +247,15 @@ pub unsafe fn buffer_access(
     let Some(p) = heap.placement(buffer as u64) else {
         return Ok(NOT_IN_HEAP);
     };
+    if heap_offset.is_null() {
+        return Ok(NOT_IN_HEAP);
+    }
     let inside = size > 0
         && (offset as u64)
             .checked_add(size as u64)
             .is_some_and(|e| e <= p.len);
-    if !inside || heap_offset.is_null() {
-        return Ok(NOT_IN_HEAP);
+    if !inside {
+        return Ok(opencl::CL_INVALID_VALUE);
     }
     let mut context: opencl::cl_context = std::ptr::null_mut();
     // SAFETY: a live queue of this guest (translated); the output is a local.
@@ -256,8 +268,11 @@ pub unsafe fn buffer_access(
             std::ptr::null_mut(),
         )
     };
-    if rc != 0 || context as u64 != p.tag {
+    if rc != 0 {
         return Ok(NOT_IN_HEAP);
+    }
+    if context as u64 != p.tag {
+        return Ok(opencl::CL_INVALID_CONTEXT);
     }
     // Every command enqueued before this call (by any thread, including
     // this channel's earlier asynchronous calls, which the worker has

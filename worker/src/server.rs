@@ -246,6 +246,14 @@ fn cleanup(
             dispatcher.destroy(kind, host);
         }
     }
+    if last && let Some(heap) = &session.heap {
+        tracing::info!(
+            owner,
+            in_use = heap.in_use(),
+            size = heap.size(),
+            "buffer heap after the guest's cleanup"
+        );
+    }
 }
 
 /// Serves every region in `paths` until `stop`: a supervisor per region,

@@ -58,7 +58,7 @@ impl Stack {
             .arg(&region)
             .args(["--arena-size", "8388608"])
             .args(args)
-            .env("AVA_LOG", "info,remoting=debug")
+            .env("AVA_LOG", "info,remoting=debug,ava_worker::guards=debug")
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start ava-worker");
