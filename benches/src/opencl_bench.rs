@@ -120,6 +120,8 @@ struct Setup {
 }
 
 const MAX_SIZE: usize = 16 << 20;
+/// Sizes of the bandwidth measurements.
+const SIZES: [usize; 5] = [4 << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20];
 const CL_DEVICE_TYPE_ALL: u64 = 0xFFFF_FFFF;
 const CL_DEVICE_MAX_COMPUTE_UNITS: u32 = 0x1002;
 const CL_MEM_READ_WRITE: u64 = 1;
@@ -295,9 +297,8 @@ fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> any
     })?;
     acc.kernel.add(&h)?;
     let mut host = vec![7u8; MAX_SIZE];
-    for size in [4usize << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20] {
-        let reps =
-            ((if quick { 256usize << 20 } else { 2usize << 30 }) / size / rounds).clamp(4, 20_000);
+    for size in SIZES {
+        let reps = reps(size, quick, rounds);
         for (dir, name) in [(0, "write"), (1, "read")] {
             let t = Instant::now();
             for _ in 0..reps {
@@ -341,6 +342,29 @@ fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> any
         }
     }
     Ok(())
+}
+
+/// One round of plain `memcpy`s of the bandwidth sizes, as many as
+/// [`measure`] makes of each read and write.
+fn memcpy_round(acc: &mut Acc, src: &[u8], dst: &mut [u8], quick: bool, rounds: usize) {
+    for size in SIZES {
+        let reps = reps(size, quick, rounds);
+        let t = Instant::now();
+        for _ in 0..reps {
+            dst[..size].copy_from_slice(&src[..size]);
+            std::hint::black_box(&mut *dst);
+        }
+        acc.add_bw(
+            format!("memcpy_bw_{}", crate::transport_bench::size_name(size)),
+            (size * reps) as u64,
+            t.elapsed().as_secs_f64(),
+        );
+    }
+}
+
+/// Transfers of `size` bytes per bandwidth measurement in one round.
+fn reps(size: usize, quick: bool, rounds: usize) -> usize {
+    ((if quick { 256usize << 20 } else { 2usize << 30 }) / size / rounds).clamp(4, 20_000)
 }
 
 /// Kernel launch latency measured by a separate C program
@@ -464,7 +488,8 @@ pub fn run(quick: bool, native_lib: &str) -> anyhow::Result<Vec<BenchResult>> {
     // Native and remoted rounds alternate, so that a noisy neighbour
     // affects both alike.
     let rounds = 4;
-    let (mut na, mut ra) = (Acc::new(), Acc::new());
+    let (mut na, mut ra, mut copies) = (Acc::new(), Acc::new(), Acc::new());
+    let (src, mut dst) = (vec![7u8; MAX_SIZE], vec![1u8; MAX_SIZE]);
     for r in 0..rounds {
         eprintln!(
             "[round {}/{rounds}] native ({native_lib}), then remoted (over {})",
@@ -473,9 +498,15 @@ pub fn run(quick: bool, native_lib: &str) -> anyhow::Result<Vec<BenchResult>> {
         );
         measure(&native, &ns, &mut na, quick, rounds)?;
         measure(&remote, &rs, &mut ra, quick, rounds)?;
+        memcpy_round(&mut copies, &src, &mut dst, quick, rounds);
     }
     let mut results = na.results("native");
     results.extend(ra.results("remoted"));
+    // One plain memcpy of each size: the limit a single copy sets, which
+    // the remoted in-place reads and writes approach.
+    for (name, bytes, secs) in &copies.bw {
+        results.push(BenchResult::value(name, "B/s", *bytes as f64 / secs));
+    }
     results.extend(launch_latency(&region, quick)?);
     let names: Vec<String> = results
         .iter()
