@@ -416,3 +416,119 @@ fn a_hostile_guest_hurts_only_itself() {
     assert!(stack.log().contains("dropping channel"), "{}", stack.log());
     drop(evil);
 }
+
+/// Sends `avaBufferAccess(queue, buffer, offset, size, &out)` as raw bytes
+/// on `ch`; returns the call's status and, when it succeeded, its return
+/// value and heap offset.
+fn raw_access(
+    ch: &mut transport::GuestChannel,
+    queue: u64,
+    buffer: u64,
+    offset: u64,
+    size: u64,
+) -> (u32, Option<(i32, u64)>) {
+    let wait = WaitStrategy::BALANCED;
+    let timeout = Some(Duration::from_secs(10));
+    let msg = call(ava_worker::opencl::func::avaBufferAccess, |e| {
+        e.u64(queue);
+        e.u64(buffer);
+        e.u64(offset);
+        e.u64(size);
+        e.u8(remoting::wire::BLOB_INLINE);
+        e.u64(8);
+    });
+    ch.tx.send(&msg, &wait, timeout).unwrap();
+    let mut reply = Vec::new();
+    ch.rx.recv(&mut reply, &wait, timeout).unwrap();
+    let (h, mut d) = Decoder::new(&reply).unwrap();
+    if h.flags != Status::Ok as u32 {
+        return (h.flags, None);
+    }
+    let at = match d.blob().unwrap() {
+        remoting::wire::Blob::Inline(b) => u64::from_le_bytes(b.try_into().unwrap()),
+        other => panic!("heap offset came back as {other:?}"),
+    };
+    let rc = d.u64().unwrap() as i32;
+    (h.flags, Some((rc, at)))
+}
+
+#[test]
+fn heap_access_is_checked_and_names_only_the_buffer() {
+    let mut stack = common::Stack::start("heapaccess");
+    // SAFETY: set before the guest library's first call, in this thread.
+    unsafe { std::env::set_var("AVA_REGION", &stack.region) };
+    let g = Guest::load();
+    let null = std::ptr::null_mut::<c_void>();
+    let (ctx, queue, buf, other) = unsafe {
+        let mut platform: Id = null;
+        assert_eq!((g.get_platform_ids)(1, &mut platform, std::ptr::null_mut()), 0);
+        let mut device: Id = null;
+        assert_eq!(
+            (g.get_device_ids)(platform, 0xFFFF_FFFF, 1, &mut device, std::ptr::null_mut()),
+            0
+        );
+        let mut err = 0;
+        let ctx = (g.create_context)(std::ptr::null(), 1, &device, std::ptr::null(), null, &mut err);
+        assert_eq!(err, 0);
+        let queue = (g.create_queue)(ctx, device, 0, &mut err);
+        assert_eq!(err, 0);
+        let buf = (g.create_buffer)(ctx, 1, 1 << 20, null, &mut err);
+        assert_eq!(err, 0);
+        let other = (g.create_buffer)(ctx, 1, 1 << 20, null, &mut err);
+        assert_eq!(err, 0);
+        (ctx, queue, buf, other)
+    };
+    let (q, b, o) = (queue as u64, buf as u64, other as u64);
+    // A second channel of this process (same owner: same objects), used
+    // to send what the guest library never would.
+    let region = Region::open(&stack.region).unwrap();
+    let heap = region.header().heap_size;
+    let mut evil = region.claim().unwrap();
+
+    let (status, r) = raw_access(&mut evil, q, b, 4096, 4096);
+    assert_eq!(status, Status::Ok as u32);
+    let (rc, at_b) = r.unwrap();
+    assert_eq!(rc, 0);
+    let (_, r) = raw_access(&mut evil, q, o, 0, 1 << 20);
+    let (rc, at_o) = r.unwrap();
+    assert_eq!(rc, 0);
+    // Each range lies inside the heap, and the two buffers do not overlap.
+    assert!(at_b + 4096 <= heap && at_o + (1 << 20) <= heap, "{at_b} {at_o} {heap}");
+    let b_start = at_b - 4096;
+    assert!(b_start + (1 << 20) <= at_o || at_o + (1 << 20) <= b_start);
+
+    // Ranges outside the buffer, however they wrap, are the driver's
+    // CL_INVALID_VALUE; nothing is named.
+    for (off, size) in [
+        (0, (1 << 20) + 1),
+        ((1 << 20) - 1, 2),
+        (u64::MAX - 8, 16),
+        (8, u64::MAX),
+        (0, 0),
+    ] {
+        let (status, r) = raw_access(&mut evil, q, b, off, size);
+        assert_eq!(status, Status::Ok as u32, "{off} {size}");
+        assert_eq!(r.unwrap().0, CL_INVALID_VALUE, "{off} {size}");
+    }
+    // Wrong and unknown handles: the handle errors, from the generated checks.
+    let (status, _) = raw_access(&mut evil, b, b, 0, 16);
+    assert_eq!(status, Status::ApiError as u32);
+    let (status, _) = raw_access(&mut evil, q, q, 0, 16);
+    assert_eq!(status, Status::ApiError as u32);
+    let (status, _) = raw_access(&mut evil, q, 0xA7A0_0000_0BAD_F00D, 0, 16);
+    assert_eq!(status, Status::ApiError as u32);
+    // A context handle where a buffer belongs.
+    let (status, _) = raw_access(&mut evil, q, ctx as u64, 0, 16);
+    assert_eq!(status, Status::ApiError as u32);
+    drop(evil);
+    assert!(stack.alive(), "the worker survived");
+
+    // Released buffers leave the heap: their ranges are no longer named.
+    unsafe {
+        assert_eq!((g.release_mem)(buf), 0);
+        assert_eq!((g.release_mem)(other), 0);
+    }
+    let mut evil = region.claim().unwrap();
+    let (status, _) = raw_access(&mut evil, q, b, 0, 16);
+    assert_eq!(status, Status::ApiError as u32, "a released buffer");
+}
