@@ -45,6 +45,35 @@ fn in_heap(queue: cl_command_queue, buffer: cl_mem, offset: usize, size: usize) 
     }
 }
 
+/// The conditions both fast paths share (data, no events), then the access
+/// and `copy` between the application and the heap at the offset the worker
+/// named. `None`: take the ordinary path.
+#[allow(clippy::too_many_arguments)]
+fn in_place(
+    queue: cl_command_queue,
+    buffer: cl_mem,
+    offset: usize,
+    size: usize,
+    has_data: bool,
+    num_events_in_wait_list: cl_uint,
+    event_wait_list: *const cl_event,
+    event: *mut cl_event,
+    copy: impl FnOnce(&transport::Arena, u64) -> bool,
+) -> Option<cl_int> {
+    if !has_data
+        || size == 0
+        || num_events_in_wait_list != 0
+        || !event_wait_list.is_null()
+        || !event.is_null()
+    {
+        return None;
+    }
+    match in_heap(queue, buffer, offset, size)? {
+        Access::InPlace(conn, at) => copy(conn.heap(), at).then_some(opencl::CL_SUCCESS),
+        Access::Error(e) => Some(e),
+    }
+}
+
 /// `clEnqueueReadBuffer` with no events, from a buffer in the heap.
 ///
 /// # Safety
@@ -61,23 +90,23 @@ pub unsafe fn read_buffer(
     event_wait_list: *const cl_event,
     event: *mut cl_event,
 ) -> Option<cl_int> {
-    if ptr.is_null()
-        || size == 0
-        || num_events_in_wait_list != 0
-        || !event_wait_list.is_null()
-        || !event.is_null()
-    {
-        return None;
-    }
-    let (conn, at) = match in_heap(command_queue, buffer, offset, size)? {
-        Access::InPlace(conn, at) => (conn, at),
-        Access::Error(e) => return Some(e),
-    };
-    // SAFETY: the caller's contract.
-    let dst = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), size) };
-    conn.heap().read(at, dst).ok()?;
-    tracing::trace!(size, "read in place");
-    Some(opencl::CL_SUCCESS)
+    in_place(
+        command_queue,
+        buffer,
+        offset,
+        size,
+        !ptr.is_null(),
+        num_events_in_wait_list,
+        event_wait_list,
+        event,
+        |heap, at| {
+            // SAFETY: the caller's contract (`ptr` is not NULL here).
+            let dst = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), size) };
+            let ok = heap.read(at, dst).is_ok();
+            tracing::trace!(size, ok, "read in place");
+            ok
+        },
+    )
 }
 
 /// `clEnqueueWriteBuffer`, blocking, of at least [`MIN_WRITE`] bytes, with
@@ -97,22 +126,21 @@ pub unsafe fn write_buffer(
     event_wait_list: *const cl_event,
     event: *mut cl_event,
 ) -> Option<cl_int> {
-    if blocking_write == 0
-        || ptr.is_null()
-        || size < MIN_WRITE
-        || num_events_in_wait_list != 0
-        || !event_wait_list.is_null()
-        || !event.is_null()
-    {
-        return None;
-    }
-    let (conn, at) = match in_heap(command_queue, buffer, offset, size)? {
-        Access::InPlace(conn, at) => (conn, at),
-        Access::Error(e) => return Some(e),
-    };
-    // SAFETY: the caller's contract.
-    let src = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), size) };
-    conn.heap().write(at, src).ok()?;
-    tracing::trace!(size, "written in place");
-    Some(opencl::CL_SUCCESS)
+    in_place(
+        command_queue,
+        buffer,
+        offset,
+        size,
+        blocking_write != 0 && !ptr.is_null() && size >= MIN_WRITE,
+        num_events_in_wait_list,
+        event_wait_list,
+        event,
+        |heap, at| {
+            // SAFETY: the caller's contract (`ptr` is not NULL here).
+            let src = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), size) };
+            let ok = heap.write(at, src).is_ok();
+            tracing::trace!(size, ok, "written in place");
+            ok
+        },
+    )
 }
