@@ -37,7 +37,7 @@ const FULL: Plan = Plan {
 /// Alternating rounds of the bandwidth measurements.
 const BW_ROUNDS: u64 = 4;
 /// Alternating rounds of the round-trip measurements.
-const RTT_ROUNDS: u64 = 8;
+const RTT_ROUNDS: u64 = 16;
 /// Bulk transfer sizes.
 const SIZES: [usize; 6] = [4 << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20];
 /// Pipelining unit of bulk transfers, and how many are in flight: the
@@ -113,14 +113,25 @@ pub fn run(quick: bool, cores: [usize; 2]) -> anyhow::Result<Vec<BenchResult>> {
     // and both must see the same placements.
     let (mut pp, mut rr, mut r56) = (histogram(), histogram(), histogram());
     let per_round = plan.rtt_rounds / RTT_ROUNDS;
+    // Each round's ring p50 over its own ping-pong p50: a paired
+    // comparison, which a placement change between rounds does not skew
+    // (pooled p50s of rounds at different placements can fall in
+    // different modes).
+    let (mut paired, mut paired56) = (Vec::new(), Vec::new());
     for r in 0..RTT_ROUNDS {
         eprintln!(
             "[1-2/6] round {}/{RTT_ROUNDS}: cache-line ping-pong, ring request/response ...",
             r + 1
         );
-        pp.add(pingpong(per_round, cores[1])?)?;
-        rr.add(ring_rtt(per_round, cores[1], MSG)?)?;
-        r56.add(ring_rtt(per_round, cores[1], ONE_LINE)?)?;
+        let p = pingpong(per_round, cores[1])?;
+        let q = ring_rtt(per_round, cores[1], MSG)?;
+        let q56 = ring_rtt(per_round, cores[1], ONE_LINE)?;
+        let base = p.value_at_quantile(0.5).max(1) as f64;
+        paired.push(q.value_at_quantile(0.5) as f64 / base);
+        paired56.push(q56.value_at_quantile(0.5) as f64 / base);
+        pp.add(p)?;
+        rr.add(q)?;
+        r56.add(q56)?;
     }
     results.push(BenchResult::latency("pingpong_rtt", &pp));
     results.push(BenchResult::latency("ring_rtt", &rr));
@@ -128,6 +139,16 @@ pub fn run(quick: bool, cores: [usize; 2]) -> anyhow::Result<Vec<BenchResult>> {
     // cache line, as the ping-pong's word does: shows what the second line
     // of a 64-byte message costs.
     results.push(BenchResult::latency("ring_rtt_56b", &r56));
+    results.push(BenchResult::value(
+        "ring_rtt_paired",
+        "x",
+        median(&mut paired),
+    ));
+    results.push(BenchResult::value(
+        "ring_56b_paired",
+        "x",
+        median(&mut paired56),
+    ));
     eprintln!("[3/6] Unix socket request/response ...");
     results.push(BenchResult::latency("unix_rtt", &unix_rtt(plan, cores[1])?));
     eprintln!("[4/6] TCP loopback request/response ...");
@@ -155,6 +176,12 @@ pub fn run(quick: bool, cores: [usize; 2]) -> anyhow::Result<Vec<BenchResult>> {
         );
     }
     Ok(results)
+}
+
+/// The median of `v` (not empty).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn pingpong(n: u64, core: usize) -> anyhow::Result<Histogram<u64>> {
