@@ -10,7 +10,8 @@
 //! - `sample_in_vm_equals_native`: `samples/opencl/vm_vecadd.c` (and
 //!   `vecadd.c`, when the tree has it), compiled on the host against
 //!   `-lOpenCL`, prints the same in the VM as natively, and its channel is
-//!   released when it exits.
+//!   released when it exits. Its buffers lived in the region's heap (read
+//!   and written in place through the BAR) and were freed.
 //! - `two_vms_share_one_worker_on_two_regions`: two VMs at once, each on its
 //!   own region, one worker serving both; each QEMU maps its own region and
 //!   no other.
@@ -347,7 +348,8 @@ impl Worker {
         for r in regions {
             cmd.arg("--region").arg(r);
         }
-        cmd.env("AVA_LOG", "info").env("NO_COLOR", "1");
+        cmd.env("AVA_LOG", "info,ava_worker::guards=debug")
+            .env("NO_COLOR", "1");
         let log = dir.join(format!("{tag}.log"));
         let mut guard = ChildGuard::spawn(cmd, tag, &dir.join(format!("{tag}.out")), &log);
         let pid = guard.id();
@@ -693,6 +695,17 @@ fn sample_in_vm_equals_native() {
         }
         worker.assert_served(shm.path());
         worker.assert_released(&shm);
+        // The region's heap (half of the BAR) held the sample's buffers,
+        // which the guest library read and wrote in place through the BAR,
+        // and it is empty again once the guest has gone.
+        let log = worker.log();
+        assert!(log.contains("buffer placed in the heap"), "{log}");
+        assert!(
+            log.lines()
+                .any(|l| l.contains("buffer heap after the guest's cleanup")
+                    && l.contains("in_use=0")),
+            "{log}"
+        );
         worker.stop();
     });
 }
