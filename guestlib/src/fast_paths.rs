@@ -15,10 +15,6 @@ use remoting::guest::Connection;
 
 use crate::opencl::{self, cl_bool, cl_command_queue, cl_event, cl_int, cl_mem, cl_uint};
 
-/// Smallest blocking write made in place: below it the ordinary write,
-/// which is asynchronous and returns at once, costs less.
-const MIN_WRITE: usize = 64 << 10;
-
 /// What the worker said of an access.
 enum Access {
     /// The bytes are at this heap offset, and no command is using them.
@@ -109,8 +105,10 @@ pub unsafe fn read_buffer(
     )
 }
 
-/// `clEnqueueWriteBuffer`, blocking, of at least [`MIN_WRITE`] bytes, with
-/// no events, to a buffer in the heap.
+/// `clEnqueueWriteBuffer`, blocking, with no events, to a buffer in the
+/// heap. (A blocking write waits for the queue's earlier commands natively
+/// too; made in place it also returns the driver's error for a bad range,
+/// which an asynchronous write can only log.)
 ///
 /// # Safety
 /// OpenCL's contract: `ptr` points to `size` readable bytes.
@@ -131,7 +129,7 @@ pub unsafe fn write_buffer(
         buffer,
         offset,
         size,
-        blocking_write != 0 && !ptr.is_null() && size >= MIN_WRITE,
+        blocking_write != 0 && !ptr.is_null(),
         num_events_in_wait_list,
         event_wait_list,
         event,

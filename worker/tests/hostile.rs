@@ -50,6 +50,17 @@ struct Guest {
         *const Id,
         *mut Id,
     ) -> i32,
+    enqueue_write: unsafe extern "C" fn(
+        Id,
+        Id,
+        u32,
+        usize,
+        usize,
+        *const c_void,
+        u32,
+        *const Id,
+        *mut Id,
+    ) -> i32,
     finish: unsafe extern "C" fn(Id) -> i32,
     create_program:
         unsafe extern "C" fn(Id, u32, *mut *const std::ffi::c_char, *const usize, *mut i32) -> Id,
@@ -97,6 +108,7 @@ impl Guest {
             release_mem: sym!(lib, "clReleaseMemObject"),
             create_queue: sym!(lib, "clCreateCommandQueue"),
             enqueue_read: sym!(lib, "clEnqueueReadBuffer"),
+            enqueue_write: sym!(lib, "clEnqueueWriteBuffer"),
             finish: sym!(lib, "clFinish"),
             create_program: sym!(lib, "clCreateProgramWithSource"),
             build_program: sym!(lib, "clBuildProgram"),
@@ -520,6 +532,44 @@ fn heap_access_is_checked_and_names_only_the_buffer(
     assert_eq!(status, Status::ApiError as u32);
     drop(evil);
     assert!(stack.alive(), "the worker survived");
+
+    // Through the guest library: a blocking write to a buffer in the heap is
+    // made in place, and one past the end gets the driver's error (an
+    // asynchronous write could only log it).
+    let data: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
+    let mut back = vec![0u8; 4096];
+    unsafe {
+        let write = |off: usize, len: usize| {
+            (g.enqueue_write)(
+                queue,
+                buf,
+                1,
+                off,
+                len,
+                data.as_ptr().cast(),
+                0,
+                std::ptr::null(),
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(write(8192, 4096), 0);
+        assert_eq!(write((1 << 20) - 8, 16), CL_INVALID_VALUE);
+        assert_eq!(
+            (g.enqueue_read)(
+                queue,
+                buf,
+                1,
+                8192,
+                4096,
+                back.as_mut_ptr().cast(),
+                0,
+                std::ptr::null(),
+                std::ptr::null_mut()
+            ),
+            0
+        );
+    }
+    assert_eq!(back, data);
 
     // Released buffers leave the heap: their ranges are no longer named.
     unsafe {
