@@ -25,11 +25,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// First eight bytes of every region.
 pub const MAGIC: [u8; 8] = *b"AVA-SHM\0";
-/// The layout version this build writes and accepts. Version 2 added the
-/// buffer heap and moved the zeroing of ring space from the producer (the
-/// next record's header, before each record) to the consumer (the records
-/// it read, before giving their space back): ends of different versions
-/// must not meet.
+/// The layout version this build writes and accepts (2 added the buffer
+/// heap).
 pub const VERSION: u32 = 2;
 /// Page size that every area is aligned to.
 pub const PAGE: u64 = 4096;

@@ -183,22 +183,22 @@ pub unsafe fn create_buffer(
     };
     if !host_ptr.is_null() {
         // SAFETY: `host_ptr` holds `size` bytes (the caller's guarantee) and
-        // `storage` is a fresh heap block of at least `size` bytes; they
-        // cannot overlap (worker memory against shared memory).
+        // `storage` is a fresh heap block of at least `size` bytes. They
+        // cannot overlap: `host_ptr` is worker memory or lies in the
+        // channel's arena, and the arenas and the heap are disjoint areas
+        // of the region.
         unsafe { std::ptr::copy_nonoverlapping(host_ptr.cast::<u8>(), storage, size) };
     }
-    let flags = (flags & !(opencl::CL_MEM_COPY_HOST_PTR | opencl::CL_MEM_ALLOC_HOST_PTR))
+    let use_flags = (flags & !(opencl::CL_MEM_COPY_HOST_PTR | opencl::CL_MEM_ALLOC_HOST_PTR))
         | opencl::CL_MEM_USE_HOST_PTR;
     // SAFETY: `storage` is page-aligned shared memory of at least `size`
     // bytes that stays mapped, and reserved for this buffer, until the
     // driver calls the buffer's destructor.
-    let mem = unsafe { create(context, flags, size, storage.cast(), errcode_ret) };
+    let mem = unsafe { create(context, use_flags, size, storage.cast(), errcode_ret) };
     if mem.is_null() {
         heap.unreserve(block);
         return Ok(mem);
     }
-    heap.attach(mem as u64, block, size as u64, context as u64);
-    tracing::debug!(size, offset = block.offset, "buffer placed in the heap");
     let user_data = Box::into_raw(Box::new(heap.clone()));
     let rc = match api.clSetMemObjectDestructorCallback {
         // SAFETY: a live buffer; `free_storage` takes back the box once.
@@ -206,20 +206,27 @@ pub unsafe fn create_buffer(
         None => opencl::CL_INVALID_OPERATION,
     };
     if rc != 0 {
-        // The storage stays reserved for good rather than be freed under a
-        // live buffer.
+        // Without a destructor the storage could not be freed when the
+        // buffer goes: give the buffer up and create it as asked.
         // SAFETY: the driver did not take the box.
         drop(unsafe { Box::from_raw(user_data) });
-        tracing::warn!(
-            rc,
-            "no destructor callback: the buffer's heap storage is never freed"
-        );
+        if let Some(release) = api.clReleaseMemObject {
+            // SAFETY: the buffer just created, which nothing else holds.
+            unsafe { release(mem) };
+            heap.unreserve(block);
+        }
+        tracing::warn!(rc, "no destructor callback: buffer left in device memory");
+        // SAFETY: the caller's guarantees, passed on unchanged.
+        return Ok(unsafe { create(context, flags, size, host_ptr, errcode_ret) });
     }
+    heap.attach(mem as u64, block, size as u64, context as u64);
+    tracing::debug!(size, offset = block.offset, "buffer placed in the heap");
     Ok(mem)
 }
 
 /// `avaBufferAccess` (see `specs/opencl.lapis`): when `buffer` lives in the
-/// heap, `command_queue` is of its context and the range is inside it,
+/// heap, `command_queue` is in order and of its context and the range is
+/// inside it,
 /// waits for the queue to finish and returns the range's heap offset. For
 /// a buffer in the heap, a range out of bounds is `CL_INVALID_VALUE` and a
 /// queue of another context `CL_INVALID_CONTEXT`, as the driver says for a
@@ -273,6 +280,23 @@ pub unsafe fn buffer_access(
     }
     if context as u64 != p.tag {
         return Ok(opencl::CL_INVALID_CONTEXT);
+    }
+    // On an out-of-order queue a read or write without events need not wait
+    // for earlier commands (one may wait for a user event the application
+    // sets later): `clFinish` could wait where the driver would not.
+    let mut props: opencl::cl_command_queue_properties = 0;
+    // SAFETY: as above, with a local of the size passed.
+    let rc = unsafe {
+        queue_info(
+            command_queue,
+            opencl::CL_QUEUE_PROPERTIES,
+            size_of_val(&props),
+            (&mut props as *mut opencl::cl_command_queue_properties).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != 0 || props & opencl::CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE != 0 {
+        return Ok(NOT_IN_HEAP);
     }
     // Every command enqueued before this call (by any thread, including
     // this channel's earlier asynchronous calls, which the worker has
