@@ -76,6 +76,7 @@ fn buffers_in_the_heap_are_read_and_written_in_place() {
     assert!(!log.contains("device's own memory"), "{log}");
     // Every buffer's storage went back when the driver destroyed it.
     assert!(log.contains("in_use=0"), "{}", common::tail(&log, 10));
+    let _ = std::fs::remove_file(&exe);
 }
 
 #[test]
@@ -87,6 +88,7 @@ fn without_a_heap_every_call_takes_the_ordinary_path() {
     assert!(!guest_log.contains("in place"), "{guest_log}");
     let log = stack.log();
     assert!(!log.contains("buffer placed in the heap"), "{log}");
+    let _ = std::fs::remove_file(&exe);
 }
 
 #[test]
@@ -113,4 +115,5 @@ fn a_small_heap_holds_what_fits_and_the_rest_uses_device_memory() {
     assert!(log.contains("buffer placed in the heap"), "{log}");
     assert!(log.contains("device's own memory"), "{log}");
     assert!(log.contains("in_use=0"), "{}", common::tail(&log, 10));
+    let _ = std::fs::remove_file(&exe);
 }

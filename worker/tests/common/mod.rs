@@ -127,7 +127,11 @@ pub fn build_sample(name: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../samples/opencl")
         .join(format!("{name}.c"));
-    let out = std::env::temp_dir().join(format!("ava-sample-{name}-{}", std::process::id()));
+    // One file per call: tests of one binary run in parallel, and one must
+    // not rewrite a program another is running.
+    static BUILT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = std::env::temp_dir().join(format!("ava-sample-{name}-{}-{n}", std::process::id()));
     let st = Command::new("cc")
         .args([
             "-O2",
