@@ -94,53 +94,26 @@ pub(crate) fn status(shm: &Shm, header: &RegionHeader, index: u32) -> ChannelSta
     }
 }
 
-/// The guard of a consumer of channel `l` owned under `generation`, with
-/// its busy word at channel-relative offset `busy`.
-fn owner_guard(shm: &Shm, l: &ChannelLayout, generation: u32, busy: usize) -> ring::OwnerGuard {
-    ring::OwnerGuard {
-        state: std::ptr::NonNull::from(shm.atomic_u64(l.base + layout::CH_STATE)),
-        owned: word(generation, CLAIMED),
-        busy: std::ptr::NonNull::from(shm.atomic_u64(l.base + busy)),
-        _shm: shm.clone(),
-    }
-}
-
 /// Frees a channel owned under `generation`: resets its rings, then makes it
 /// claimable under the next generation. Returns false when it was not owned
 /// under that generation (someone else released it first).
 pub(crate) fn free(shm: &Shm, header: &RegionHeader, index: u32, generation: u32) -> bool {
     let l = header.channel(index);
     let state = shm.atomic_u64(l.base + layout::CH_STATE);
-    // SeqCst: paired with the consumers' busy word (see `OwnerGuard`).
     if state
         .compare_exchange(
             word(generation, CLAIMED),
             word(generation, CLOSING),
-            Ordering::SeqCst,
-            Ordering::SeqCst,
+            Ordering::AcqRel,
+            Ordering::Acquire,
         )
         .is_err()
     {
         return false;
     }
-    // A consumer may be giving ring space back right now (it raised its
-    // busy word before it could see CLOSING): wait for it to finish, so
-    // that it never writes into the rings once they are reset. A consumer
-    // that died with the word raised is waited for a while only.
-    let busy = [
-        shm.atomic_u64(l.base + layout::CH_CMD_BUSY),
-        shm.atomic_u64(l.base + layout::CH_RESP_BUSY),
-    ];
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while busy.iter().any(|b| b.load(Ordering::SeqCst) != 0) && Instant::now() < deadline {
-        std::thread::yield_now();
-    }
     let (cmd, resp) = rings(&l);
     ring::reset(shm, &cmd);
     ring::reset(shm, &resp);
-    for b in busy {
-        b.store(0, Ordering::Relaxed);
-    }
     shm.atomic_u64(l.base + layout::CH_OWNER_PID)
         .store(0, Ordering::Relaxed);
     shm.atomic_u64(l.base + layout::CH_HEARTBEAT)
@@ -202,12 +175,7 @@ impl GuestChannel {
         let (cmd, resp) = rings(&l);
         Some(GuestChannel {
             tx: Producer::new(shm.clone(), cmd),
-            rx: Consumer::new(shm.clone(), resp).guarded(owner_guard(
-                shm,
-                &l,
-                generation,
-                layout::CH_RESP_BUSY,
-            )),
+            rx: Consumer::new(shm.clone(), resp),
             arena: Arena::new(shm.clone(), l.arena, l.arena_size),
             heap: crate::region::heap_of(shm, header),
             shm: shm.clone(),
@@ -317,12 +285,7 @@ impl WorkerChannel {
         let l = header.channel(index);
         let (cmd, resp) = rings(&l);
         Some(WorkerChannel {
-            rx: Consumer::new(shm.clone(), cmd).guarded(owner_guard(
-                shm,
-                &l,
-                s.generation,
-                layout::CH_CMD_BUSY,
-            )),
+            rx: Consumer::new(shm.clone(), cmd),
             tx: Producer::new(shm.clone(), resp),
             arena: Arena::new(shm.clone(), l.arena, l.arena_size),
             heap: crate::region::heap_of(shm, header),

@@ -18,18 +18,15 @@
 //! Each channel's control page holds, 128 bytes apart so that no two writers
 //! share a cache line (or an adjacent-line prefetch pair):
 //! the channel state word (generation << 32 | state), the owner pid, the
-//! guest heartbeat, then the command ring's head and tail, the response
-//! ring's head and tail, and the two rings' consumer-busy words.
+//! guest heartbeat, then the command ring's head and tail and the response
+//! ring's head and tail.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// First eight bytes of every region.
 pub const MAGIC: [u8; 8] = *b"AVA-SHM\0";
-/// The layout version this build writes and accepts. Version 2 added the
-/// buffer heap and the consumer-busy words, and moved the zeroing of ring
-/// space from the producer (the next record's header, before each record)
-/// to the consumer (the records it read, before giving their space back):
-/// ends of different versions must not meet, which `Region::open` ensures.
+/// The layout version this build writes and accepts (2 added the buffer
+/// heap).
 pub const VERSION: u32 = 2;
 /// Page size that every area is aligned to.
 pub const PAGE: u64 = 4096;
@@ -55,11 +52,6 @@ pub const CH_CMD_TAIL: usize = 3 * LINE;
 pub const CH_RESP_HEAD: usize = 4 * LINE;
 /// Channel-relative offset of the response ring's tail (guest writes).
 pub const CH_RESP_TAIL: usize = 5 * LINE;
-/// Channel-relative offset of the command ring consumer's busy word (the
-/// worker raises it while it zeroes and gives back ring space).
-pub const CH_CMD_BUSY: usize = 6 * LINE;
-/// Channel-relative offset of the response ring consumer's busy word.
-pub const CH_RESP_BUSY: usize = 7 * LINE;
 /// Size of a channel's control page.
 pub const CH_CONTROL: u64 = PAGE;
 

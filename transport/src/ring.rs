@@ -17,20 +17,13 @@
 //! position, which the producer stores last, with Release, after the payload.
 //! The notification thus travels in the same cache line as the first bytes
 //! of the message, and a round trip costs one cache-line transfer per
-//! direction, as a bare ping-pong does. This works because the free part of
-//! the ring is kept zero: the consumer zeroes the records it has read before
-//! it gives their space back (publishes its counter), so the word at the
-//! consumer's position is always either zero (nothing yet) or the header of
-//! the next record, never a leftover of an earlier lap. The producer keeps
-//! one word free beyond its records, so a ring of `size` bytes carries
-//! messages of up to `size - 16` bytes. (The head counter is still
-//! published, for inspection.)
-//!
-//! The consumer zeroes and publishes lazily — when it finds the ring empty,
-//! or once a quarter of the ring is waiting to be given back — so that the
-//! zeroing's cache traffic stays off the path of the next message. While
-//! it waits, it prefetches the line after the one it polls, so that a
-//! message spanning two lines arrives with both transfers at once.
+//! direction, as a bare ping-pong does. This works because, before it
+//! publishes a record, the producer zeroes the header word where the *next*
+//! record will start: the word at the consumer's position is therefore always
+//! either zero (nothing yet) or the header of the next record, never a
+//! leftover of the previous lap. That word is reserved, so a ring of `size`
+//! bytes carries messages of up to `size - 16` bytes. (The head counter is
+//! still published, for inspection.)
 //!
 //! The consumer treats the whole ring as hostile: it copies a record out
 //! before looking at it and checks every length, reporting
@@ -70,7 +63,7 @@ impl RingLayout {
 }
 
 /// Largest payload of a ring of `size` bytes: its own header and the next
-/// record's, which must stay in free space, must fit beside it.
+/// record's (zeroed before publishing) must fit beside it.
 #[inline]
 fn max_message(size: usize) -> usize {
     size - 2 * RECORD_HEADER
@@ -163,7 +156,7 @@ impl Producer {
                 max: self.max_message(),
             });
         }
-        // One more word: the next record's header must stay in free space.
+        // One more word: the next record's header, zeroed in `publish`.
         let need = 2 * RECORD_HEADER + padded(len);
         if self.free_cached() < need {
             self.refresh()?;
@@ -174,12 +167,14 @@ impl Producer {
         Ok(true)
     }
 
-    /// Publishes the record of `len` bytes whose payload is written: stores
-    /// the header, last (the consumer polls it). The word after the record
-    /// is free space, which the consumer keeps zero.
+    /// Publishes the record of `len` bytes whose payload is written: zeroes
+    /// the header word where the next record will start (it must read as
+    /// empty before this record becomes visible), then stores the header,
+    /// last: the consumer polls it.
     #[inline]
     fn publish(&mut self, len: usize) {
         let need = (RECORD_HEADER + padded(len)) as u64;
+        self.mem.word(self.head + need).store(0, Ordering::Relaxed);
         self.mem
             .word(self.head)
             .store(record_header(len), Ordering::Release);
@@ -243,45 +238,7 @@ impl Producer {
 pub struct Consumer {
     mem: RingMem,
     size: usize,
-    /// Where the next record starts.
     tail: u64,
-    /// The counter as last published: records before `tail` and from here
-    /// are read but not yet zeroed and given back.
-    published: u64,
-    /// For a ring of a channel: the ownership this consumer writes under.
-    guard: Option<OwnerGuard>,
-}
-
-/// What a channel's consumer checks before it writes to its ring: that the
-/// channel is still owned as when the consumer was made. It raises its busy
-/// word first, and the channel's release waits for the word to fall after
-/// marking the channel closing, so a consumer never writes into a ring that
-/// has been reset for its next owner (see `channel::free`).
-#[derive(Debug)]
-pub(crate) struct OwnerGuard {
-    /// The channel's state word, and the value it holds while owned.
-    pub(crate) state: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
-    pub(crate) owned: u64,
-    /// This ring's consumer-busy word.
-    pub(crate) busy: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
-    /// Keeps the mapping (and so both words) alive.
-    pub(crate) _shm: Shm,
-}
-
-// SAFETY: the pointers are atomics inside the mapping that `_shm` keeps
-// alive; atomics may be used from any thread.
-unsafe impl Send for OwnerGuard {}
-
-impl OwnerGuard {
-    fn state(&self) -> &std::sync::atomic::AtomicU64 {
-        // SAFETY: see the `Send` impl: a live, aligned atomic of the mapping.
-        unsafe { self.state.as_ref() }
-    }
-
-    fn busy(&self) -> &std::sync::atomic::AtomicU64 {
-        // SAFETY: as for `state`.
-        unsafe { self.busy.as_ref() }
-    }
 }
 
 impl Consumer {
@@ -292,47 +249,6 @@ impl Consumer {
             mem,
             size: layout.size,
             tail,
-            published: tail,
-            guard: None,
-        }
-    }
-
-    /// This consumer, writing to its ring only while `guard` holds.
-    pub(crate) fn guarded(mut self, guard: OwnerGuard) -> Consumer {
-        self.guard = Some(guard);
-        self
-    }
-
-    /// Zeroes the records read since the last call and gives their space
-    /// back to the producer. The zeroing is ordered before the counter
-    /// (Release), so the producer never writes into bytes that are still to
-    /// be zeroed.
-    ///
-    /// Nothing is written once the ring is no longer this consumer's: its
-    /// channel changed hands (the owner guard), or, for a bare ring, the
-    /// shared counter is no longer the one this consumer published.
-    #[inline]
-    pub fn release(&mut self) {
-        if self.published == self.tail || self.mem.tail().load(Ordering::Relaxed) != self.published
-        {
-            return;
-        }
-        if let Some(g) = &self.guard {
-            // Raise the busy word, then look at the state (both SeqCst): a
-            // release that marks the channel closing either is seen here, or
-            // sees the busy word and waits for it to fall.
-            g.busy().store(1, Ordering::SeqCst);
-            if g.state().load(Ordering::SeqCst) != g.owned {
-                g.busy().store(0, Ordering::Release);
-                return;
-            }
-        }
-        self.mem
-            .zero(self.published, (self.tail - self.published) as usize);
-        self.mem.tail().store(self.tail, Ordering::Release);
-        self.published = self.tail;
-        if let Some(g) = &self.guard {
-            g.busy().store(0, Ordering::Release);
         }
     }
 
@@ -352,7 +268,6 @@ impl Consumer {
     pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<bool, RingError> {
         let header = self.mem.word(self.tail).load(Ordering::Acquire);
         if header == 0 {
-            self.release();
             // A message longer than the rest of this line continues on the
             // next one: keep that line coming while waiting, so that both
             // arrive at once rather than one after the other.
@@ -367,18 +282,11 @@ impl Consumer {
         if len > self.max_message() {
             return Err(RingError::Corrupt("record longer than the ring"));
         }
-        let next = self.tail + (RECORD_HEADER + padded(len)) as u64;
-        if next - self.published > (self.size - RECORD_HEADER) as u64 {
-            // An honest producer stays a word short of the space given back.
-            return Err(RingError::Corrupt("record beyond the space given back"));
-        }
         // Resizing without clearing first: same-sized messages cost no memset.
         out.resize(len, 0);
         self.mem.read(self.tail + RECORD_HEADER as u64, out);
-        self.tail = next;
-        if (self.tail - self.published) as usize >= self.size / 4 {
-            self.release();
-        }
+        self.tail += (RECORD_HEADER + padded(len)) as u64;
+        self.mem.tail().store(self.tail, Ordering::Release);
         Ok(true)
     }
 
@@ -501,63 +409,6 @@ mod tests {
     }
 
     #[test]
-    fn read_records_are_zeroed_before_their_space_returns() {
-        let (_f, mut p, mut c, shm) = ring(256);
-        let mut out = Vec::new();
-        p.try_send(&[0xab; 40]).unwrap();
-        assert_eq!(c.try_recv(&mut out), Ok(true));
-        // Read, not yet given back: the producer still sees it as used.
-        assert_eq!(shm.atomic_u64(128).load(Ordering::Acquire), 0);
-        let mut bytes = [0u8; 48];
-        shm.read(1024, &mut bytes);
-        assert_ne!(bytes, [0; 48]);
-        // The next look finds the ring empty: zeroed, then given back.
-        assert_eq!(c.try_recv(&mut out), Ok(false));
-        shm.read(1024, &mut bytes);
-        assert_eq!(bytes, [0; 48]);
-        assert_eq!(shm.atomic_u64(128).load(Ordering::Acquire), 48);
-    }
-
-    #[test]
-    fn a_ring_reset_underneath_is_left_alone() {
-        let (_f, mut p, mut c, shm) = ring(256);
-        let mut out = Vec::new();
-        p.try_send(&[1; 8]).unwrap();
-        assert_eq!(c.try_recv(&mut out), Ok(true));
-        assert_eq!(c.try_recv(&mut out), Ok(false));
-        assert_eq!(shm.atomic_u64(128).load(Ordering::Acquire), 16);
-        p.try_send(&[2; 8]).unwrap();
-        assert_eq!(c.try_recv(&mut out), Ok(true));
-        // Before this consumer gave its second record back, the channel is
-        // released and its rings reset (counters back to 0); a new owner's
-        // bytes are where that record was.
-        shm.atomic_u64(0).store(0, Ordering::Release);
-        shm.atomic_u64(128).store(0, Ordering::Release);
-        shm.write(1024 + 16, &[7; 16]);
-        assert_eq!(c.try_recv(&mut out), Ok(false));
-        let mut bytes = [0u8; 16];
-        shm.read(1024 + 16, &mut bytes);
-        assert_eq!(bytes, [7; 16], "nothing zeroed");
-        assert_eq!(
-            shm.atomic_u64(128).load(Ordering::Acquire),
-            0,
-            "counter untouched"
-        );
-    }
-
-    #[test]
-    fn a_record_beyond_the_space_given_back_is_corrupt() {
-        let (_f, mut p, mut c, shm) = ring(256);
-        let mut out = Vec::new();
-        p.try_send(&[1; 8]).unwrap();
-        assert_eq!(c.try_recv(&mut out), Ok(true));
-        // Not given back yet (16 of 256 bytes read). A producer that writes
-        // a maximal record now runs past the space it was given.
-        shm.write(1024 + 16, &record_header(240).to_le_bytes());
-        assert!(matches!(c.try_recv(&mut out), Err(RingError::Corrupt(_))));
-    }
-
-    #[test]
     fn stale_header_lookalikes_from_earlier_laps_are_never_read() {
         // Payloads made only of valid-looking record headers, in sizes that
         // shift record boundaries from lap to lap: a consumer that read a
@@ -594,7 +445,6 @@ mod tests {
             let (_f, mut p, mut c, _) = ring(size);
             let mut model: VecDeque<Vec<u8>> = VecDeque::new();
             let mut used = 0usize;
-            let mut unpublished = 0usize;
             let mut counter = 0u8;
             let mut out = Vec::new();
             for op in ops {
@@ -620,19 +470,9 @@ mod tests {
                             Some(m) => {
                                 prop_assert!(got);
                                 prop_assert_eq!(&out, &m);
-                                // Space comes back once a quarter of the
-                                // ring is read, or when the ring is empty.
-                                unpublished += RECORD_HEADER + padded(m.len());
-                                if unpublished >= size / 4 {
-                                    used -= unpublished;
-                                    unpublished = 0;
-                                }
+                                used -= RECORD_HEADER + padded(m.len());
                             }
-                            None => {
-                                prop_assert!(!got);
-                                used -= unpublished;
-                                unpublished = 0;
-                            }
+                            None => prop_assert!(!got),
                         }
                     }
                 }

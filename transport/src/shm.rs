@@ -275,29 +275,6 @@ impl RingMem {
         unsafe { &*(self.data.add(off) as *const AtomicU64) }
     }
 
-    /// Zeroes `len` bytes (at most the ring's size) from position `pos`,
-    /// wrapping; both are multiples of 8 (whole records).
-    #[inline(always)]
-    pub(crate) fn zero(&self, pos: u64, len: usize) {
-        debug_assert!(pos.is_multiple_of(8) && len.is_multiple_of(8));
-        assert!(len <= self.mask + 1);
-        if len <= SMALL {
-            for i in (0..len as u64).step_by(8) {
-                self.word(pos + i)
-                    .store(0, std::sync::atomic::Ordering::Relaxed);
-            }
-            return;
-        }
-        let off = (pos as usize) & self.mask;
-        let first = len.min(self.mask + 1 - off);
-        // SAFETY: `off + first <= size` and `len - first <= size`: both
-        // pieces lie in the data area; a raw byte fill forms no reference.
-        unsafe {
-            std::ptr::write_bytes(self.data.add(off), 0, first);
-            std::ptr::write_bytes(self.data, 0, len - first);
-        }
-    }
-
     /// Hints the cache to fetch the line holding free-running position
     /// `pos` (rounded into the ring). A consumer waiting for a message calls
     /// it for the line after the one it polls: a message spanning both then
