@@ -2,10 +2,11 @@
 //! `fast_path(NAME)`: each runs first, with the application's arguments,
 //! and returns `None` to let the generated remote call go ahead.
 //!
-//! Reads and large blocking writes of a buffer that the worker placed in
-//! the region's heap are made in place: one `avaBufferAccess` call (the
-//! worker waits until the queue has finished and names where the bytes
-//! are), then one copy between the application's memory and the heap.
+//! Reads and blocking writes, with no events, of a buffer that the worker
+//! placed in the region's heap are made in place: one `avaBufferAccess`
+//! call (the worker waits until the queue has finished and names where the
+//! bytes are), then one copy between the application's memory and the
+//! heap.
 //! The ordinary path takes two copies (through the channel's arena) and a
 //! device command.
 

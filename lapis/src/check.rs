@@ -823,7 +823,9 @@ impl<'e, 'd> FnChecker<'e, 'd> {
         }
 
         if let Some(u) = unsupported {
-            if let Some((kw, s0)) = hooks.iter().next() {
+            // The first in source order, so the report does not depend on
+            // the map's order.
+            if let Some((kw, s0)) = hooks.iter().min_by_key(|(_, s)| s.start) {
                 self.err(
                     Diagnostic::error(*s0, format!("`{kw}` on an `unsupported` function"))
                         .with_label("never runs")

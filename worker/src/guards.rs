@@ -88,6 +88,32 @@ pub unsafe fn kernel_arg(
 /// in place; the guest library then makes the ordinary call.
 pub const NOT_IN_HEAP: opencl::cl_int = 1;
 
+/// One fixed-size value of a `clGet*Info` query on `object`, or `None` when
+/// the driver refuses it.
+///
+/// # Safety
+/// `object` is a live object of the kind `query` takes, and `T` is the
+/// type (and size) the driver writes for `param`.
+unsafe fn info<O, T: Default>(
+    query: unsafe extern "C" fn(O, cl_uint, usize, *mut c_void, *mut usize) -> opencl::cl_int,
+    object: O,
+    param: cl_uint,
+) -> Option<T> {
+    let mut value = T::default();
+    // SAFETY: the caller's guarantees; the output is a local of the size
+    // passed.
+    let rc = unsafe {
+        query(
+            object,
+            param,
+            size_of::<T>(),
+            (&mut value as *mut T).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    (rc == 0).then_some(value)
+}
+
 /// Whether every device of `context` is a CPU, whose buffers can live in
 /// ordinary (here: shared) memory given with `CL_MEM_USE_HOST_PTR`.
 fn cpu_context(api: &Api, context: opencl::cl_context) -> bool {
@@ -113,18 +139,11 @@ fn cpu_context(api: &Api, context: opencl::cl_context) -> bool {
     devices[..bytes / size_of::<opencl::cl_device_id>()]
         .iter()
         .all(|&d| {
-            let mut ty: opencl::cl_device_type = 0;
-            // SAFETY: `d` came from the driver; the output is a local.
-            let rc = unsafe {
-                dev_info(
-                    d,
-                    opencl::CL_DEVICE_TYPE,
-                    size_of_val(&ty),
-                    (&mut ty as *mut opencl::cl_device_type).cast(),
-                    std::ptr::null_mut(),
-                )
-            };
-            rc == 0 && ty & opencl::CL_DEVICE_TYPE_CPU != 0
+            // SAFETY: `d` came from the driver; CL_DEVICE_TYPE is a
+            // cl_device_type.
+            let ty: Option<opencl::cl_device_type> =
+                unsafe { info(dev_info, d, opencl::CL_DEVICE_TYPE) };
+            ty.is_some_and(|t| t & opencl::CL_DEVICE_TYPE_CPU != 0)
         })
 }
 
@@ -182,12 +201,13 @@ pub unsafe fn create_buffer(
         return Ok(unsafe { create(context, flags, size, host_ptr, errcode_ret) });
     };
     if !host_ptr.is_null() {
-        // SAFETY: `host_ptr` holds `size` bytes (the caller's guarantee) and
-        // `storage` is a fresh heap block of at least `size` bytes. They
-        // cannot overlap: `host_ptr` is worker memory or lies in the
-        // channel's arena, and the arenas and the heap are disjoint areas
-        // of the region.
-        unsafe { std::ptr::copy_nonoverlapping(host_ptr.cast::<u8>(), storage, size) };
+        // SAFETY: `host_ptr` holds `size` bytes (the caller's guarantee).
+        let data = unsafe { std::slice::from_raw_parts(host_ptr.cast::<u8>(), size) };
+        if heap.write(block.offset, data).is_err() {
+            heap.unreserve(block);
+            // SAFETY: the caller's guarantees, passed on unchanged.
+            return Ok(unsafe { create(context, flags, size, host_ptr, errcode_ret) });
+        }
     }
     let use_flags = (flags & !(opencl::CL_MEM_COPY_HOST_PTR | opencl::CL_MEM_ALLOC_HOST_PTR))
         | opencl::CL_MEM_USE_HOST_PTR;
@@ -226,8 +246,8 @@ pub unsafe fn create_buffer(
 
 /// `avaBufferAccess` (see `specs/opencl.lapis`): when `buffer` lives in the
 /// heap, `command_queue` is in order and of its context and the range is
-/// inside it,
-/// waits for the queue to finish and returns the range's heap offset. For
+/// inside it, waits for the queue to finish and returns the range's heap
+/// offset. For
 /// a buffer in the heap, a range out of bounds is `CL_INVALID_VALUE` and a
 /// queue of another context `CL_INVALID_CONTEXT`, as the driver says for a
 /// read or write. Anything else is [`NOT_IN_HEAP`], for the guest to make
@@ -264,38 +284,23 @@ pub unsafe fn buffer_access(
     if !inside {
         return Ok(opencl::CL_INVALID_VALUE);
     }
-    let mut context: opencl::cl_context = std::ptr::null_mut();
-    // SAFETY: a live queue of this guest (translated); the output is a local.
-    let rc = unsafe {
-        queue_info(
-            command_queue,
-            opencl::CL_QUEUE_CONTEXT,
-            size_of_val(&context),
-            (&mut context as *mut opencl::cl_context).cast(),
-            std::ptr::null_mut(),
-        )
-    };
-    if rc != 0 {
+    // SAFETY: a live queue of this guest (translated); CL_QUEUE_CONTEXT is
+    // a cl_context (read as its address).
+    let Some(context) =
+        (unsafe { info::<_, usize>(queue_info, command_queue, opencl::CL_QUEUE_CONTEXT) })
+    else {
         return Ok(NOT_IN_HEAP);
-    }
+    };
     if context as u64 != p.tag {
         return Ok(opencl::CL_INVALID_CONTEXT);
     }
     // On an out-of-order queue a read or write without events need not wait
     // for earlier commands (one may wait for a user event the application
     // sets later): `clFinish` could wait where the driver would not.
-    let mut props: opencl::cl_command_queue_properties = 0;
-    // SAFETY: as above, with a local of the size passed.
-    let rc = unsafe {
-        queue_info(
-            command_queue,
-            opencl::CL_QUEUE_PROPERTIES,
-            size_of_val(&props),
-            (&mut props as *mut opencl::cl_command_queue_properties).cast(),
-            std::ptr::null_mut(),
-        )
-    };
-    if rc != 0 || props & opencl::CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE != 0 {
+    // SAFETY: as above; CL_QUEUE_PROPERTIES is a cl_command_queue_properties.
+    let props: Option<opencl::cl_command_queue_properties> =
+        unsafe { info(queue_info, command_queue, opencl::CL_QUEUE_PROPERTIES) };
+    if props.is_none_or(|p| p & opencl::CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE != 0) {
         return Ok(NOT_IN_HEAP);
     }
     // Every command enqueued before this call (by any thread, including
