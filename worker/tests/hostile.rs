@@ -9,89 +9,21 @@ use std::ffi::c_void;
 use std::process::Command;
 use std::time::Duration;
 
+use ava_worker::opencl::{
+    Api, CL_INVALID_COMMAND_QUEUE, CL_INVALID_CONTEXT, CL_INVALID_DEVICE, CL_INVALID_MEM_OBJECT,
+    CL_INVALID_PLATFORM, CL_INVALID_VALUE,
+};
 use remoting::wire::{Decoder, Encoder, FLAG_SYNC, Header, MsgKind, Status};
 use transport::{Region, WaitStrategy};
 
 type Id = *mut c_void;
 
-const CL_INVALID_VALUE: i32 = -30;
-const CL_INVALID_DEVICE: i32 = -33;
-const CL_INVALID_CONTEXT: i32 = -34;
-const CL_INVALID_MEM_OBJECT: i32 = -38;
-const CL_INVALID_COMMAND_QUEUE: i32 = -36;
-const CL_INVALID_PLATFORM: i32 = -32;
-
-/// The remoted entry points, loaded from the guest library in this process.
+/// The remoted entry points, loaded from the guest library in this process
+/// into the function table generated from the same specification as the
+/// worker's (`ava_worker::opencl::Api`).
 struct Guest {
+    api: Api,
     _lib: libloading::Library,
-    get_platform_ids: unsafe extern "C" fn(u32, *mut Id, *mut u32) -> i32,
-    get_platform_info: unsafe extern "C" fn(Id, u32, usize, *mut c_void, *mut usize) -> i32,
-    get_device_ids: unsafe extern "C" fn(Id, u64, u32, *mut Id, *mut u32) -> i32,
-    get_device_info: unsafe extern "C" fn(Id, u32, usize, *mut c_void, *mut usize) -> i32,
-    create_context: unsafe extern "C" fn(
-        *const isize,
-        u32,
-        *const Id,
-        *const c_void,
-        *mut c_void,
-        *mut i32,
-    ) -> Id,
-    create_buffer: unsafe extern "C" fn(Id, u64, usize, *mut c_void, *mut i32) -> Id,
-    release_mem: unsafe extern "C" fn(Id) -> i32,
-    create_queue: unsafe extern "C" fn(Id, Id, u64, *mut i32) -> Id,
-    enqueue_read: unsafe extern "C" fn(
-        Id,
-        Id,
-        u32,
-        usize,
-        usize,
-        *mut c_void,
-        u32,
-        *const Id,
-        *mut Id,
-    ) -> i32,
-    enqueue_write: unsafe extern "C" fn(
-        Id,
-        Id,
-        u32,
-        usize,
-        usize,
-        *const c_void,
-        u32,
-        *const Id,
-        *mut Id,
-    ) -> i32,
-    finish: unsafe extern "C" fn(Id) -> i32,
-    create_program:
-        unsafe extern "C" fn(Id, u32, *mut *const std::ffi::c_char, *const usize, *mut i32) -> Id,
-    build_program: unsafe extern "C" fn(
-        Id,
-        u32,
-        *const Id,
-        *const std::ffi::c_char,
-        *const c_void,
-        *mut c_void,
-    ) -> i32,
-    create_kernel: unsafe extern "C" fn(Id, *const std::ffi::c_char, *mut i32) -> Id,
-    set_kernel_arg: unsafe extern "C" fn(Id, u32, usize, *const c_void) -> i32,
-    enqueue_ndrange: unsafe extern "C" fn(
-        Id,
-        Id,
-        u32,
-        *const usize,
-        *const usize,
-        *const usize,
-        u32,
-        *const Id,
-        *mut Id,
-    ) -> i32,
-}
-
-macro_rules! sym {
-    ($lib:expr, $n:literal) => {
-        // SAFETY: the symbol has the field's OpenCL signature.
-        unsafe { *$lib.get(concat!($n, "\0").as_bytes()).expect($n) }
-    };
 }
 
 impl Guest {
@@ -99,25 +31,17 @@ impl Guest {
         // SAFETY: loading the guest library runs no initialisers of note.
         let lib = unsafe { libloading::Library::new(common::guestlib()) }.expect("guest library");
         Guest {
-            get_platform_ids: sym!(lib, "clGetPlatformIDs"),
-            get_platform_info: sym!(lib, "clGetPlatformInfo"),
-            get_device_ids: sym!(lib, "clGetDeviceIDs"),
-            get_device_info: sym!(lib, "clGetDeviceInfo"),
-            create_context: sym!(lib, "clCreateContext"),
-            create_buffer: sym!(lib, "clCreateBuffer"),
-            release_mem: sym!(lib, "clReleaseMemObject"),
-            create_queue: sym!(lib, "clCreateCommandQueue"),
-            enqueue_read: sym!(lib, "clEnqueueReadBuffer"),
-            enqueue_write: sym!(lib, "clEnqueueWriteBuffer"),
-            finish: sym!(lib, "clFinish"),
-            create_program: sym!(lib, "clCreateProgramWithSource"),
-            build_program: sym!(lib, "clBuildProgram"),
-            create_kernel: sym!(lib, "clCreateKernel"),
-            set_kernel_arg: sym!(lib, "clSetKernelArg"),
-            enqueue_ndrange: sym!(lib, "clEnqueueNDRangeKernel"),
+            api: Api::load(&lib),
             _lib: lib,
         }
     }
+}
+
+/// The guest library's `$f`, which it must export.
+macro_rules! cl {
+    ($g:expr, $f:ident) => {
+        $g.api.$f.expect(stringify!($f))
+    };
 }
 
 fn call(func: u32, args: impl FnOnce(&mut Encoder)) -> Vec<u8> {
@@ -146,19 +70,19 @@ fn invalid_handles_sizes_and_nulls_get_opencl_errors() {
     unsafe {
         let mut platform: Id = null;
         assert_eq!(
-            (g.get_platform_ids)(1, &mut platform, std::ptr::null_mut()),
+            cl!(g, clGetPlatformIDs)(1, &mut platform, std::ptr::null_mut()),
             0
         );
         let mut device: Id = null;
         assert_eq!(
-            (g.get_device_ids)(platform, 0xFFFF_FFFF, 1, &mut device, std::ptr::null_mut()),
+            cl!(g, clGetDeviceIDs)(platform, 0xFFFF_FFFF, 1, &mut device, std::ptr::null_mut()),
             0
         );
         // Handles that are not this guest's: never dereferenced on the host.
         let mut units = 0u32;
         for h in [bogus, stale] {
             assert_eq!(
-                (g.get_device_info)(
+                cl!(g, clGetDeviceInfo)(
                     h,
                     0x1002,
                     4,
@@ -167,39 +91,32 @@ fn invalid_handles_sizes_and_nulls_get_opencl_errors() {
                 ),
                 CL_INVALID_DEVICE
             );
-            assert_eq!((g.release_mem)(h), CL_INVALID_MEM_OBJECT);
-            assert_eq!((g.finish)(h), CL_INVALID_COMMAND_QUEUE);
+            assert_eq!(cl!(g, clReleaseMemObject)(h), CL_INVALID_MEM_OBJECT);
+            assert_eq!(cl!(g, clFinish)(h), CL_INVALID_COMMAND_QUEUE);
             assert_eq!(
-                (g.get_platform_info)(h, 0x0902, 0, null, std::ptr::null_mut()),
+                cl!(g, clGetPlatformInfo)(h, 0x0902, 0, null, std::ptr::null_mut()),
                 CL_INVALID_PLATFORM
             );
         }
         // A handle of the wrong type (a device where a context is expected).
         let mut err = 0;
-        let b = (g.create_buffer)(device, 1, 64, null, &mut err);
+        let b = cl!(g, clCreateBuffer)(device, 1, 64, null, &mut err);
         assert!(b.is_null());
         assert_eq!(err, CL_INVALID_CONTEXT);
         // A released object is gone.
-        let ctx = (g.create_context)(
-            std::ptr::null(),
-            1,
-            &device,
-            std::ptr::null(),
-            null,
-            &mut err,
-        );
+        let ctx = cl!(g, clCreateContext)(std::ptr::null(), 1, &device, None, null, &mut err);
         assert_eq!(err, 0);
-        let buf = (g.create_buffer)(ctx, 1, 64, null, &mut err);
+        let buf = cl!(g, clCreateBuffer)(ctx, 1, 64, null, &mut err);
         assert_eq!(err, 0);
-        assert_eq!((g.release_mem)(buf), 0);
-        assert_eq!((g.release_mem)(buf), CL_INVALID_MEM_OBJECT);
+        assert_eq!(cl!(g, clReleaseMemObject)(buf), 0);
+        assert_eq!(cl!(g, clReleaseMemObject)(buf), CL_INVALID_MEM_OBJECT);
         // Sizes: a read beyond the buffer, as natively, is CL_INVALID_VALUE.
-        let buf = (g.create_buffer)(ctx, 1, 64, null, &mut err);
-        let q = (g.create_queue)(ctx, device, 0, &mut err);
+        let buf = cl!(g, clCreateBuffer)(ctx, 1, 64, null, &mut err);
+        let q = cl!(g, clCreateCommandQueue)(ctx, device, 0, &mut err);
         assert_eq!(err, 0);
         let mut host = [0u8; 128];
         assert_eq!(
-            (g.enqueue_read)(
+            cl!(g, clEnqueueReadBuffer)(
                 q,
                 buf,
                 1,
@@ -214,7 +131,7 @@ fn invalid_handles_sizes_and_nulls_get_opencl_errors() {
         );
         // NULL where a pointer is required.
         assert_eq!(
-            (g.enqueue_read)(
+            cl!(g, clEnqueueReadBuffer)(
                 q,
                 buf,
                 1,
@@ -228,13 +145,13 @@ fn invalid_handles_sizes_and_nulls_get_opencl_errors() {
             CL_INVALID_VALUE
         );
         assert_eq!(
-            (g.get_platform_ids)(0, std::ptr::null_mut(), std::ptr::null_mut()),
+            cl!(g, clGetPlatformIDs)(0, std::ptr::null_mut(), std::ptr::null_mut()),
             CL_INVALID_VALUE
         );
         // A size query with a too-small buffer.
         let mut small = [0u8; 2];
         assert_eq!(
-            (g.get_platform_info)(
+            cl!(g, clGetPlatformInfo)(
                 platform,
                 0x0902,
                 2,
@@ -250,30 +167,23 @@ fn invalid_handles_sizes_and_nulls_get_opencl_errors() {
         // and fails asynchronously, and the worker goes on.
         let src = std::ffi::CString::new("__kernel void k(__global int* a) { a[0] = 1; }").unwrap();
         let mut p = src.as_ptr();
-        let program = (g.create_program)(ctx, 1, &mut p, std::ptr::null(), &mut err);
+        let program = cl!(g, clCreateProgramWithSource)(ctx, 1, &mut p, std::ptr::null(), &mut err);
         assert_eq!(err, 0);
         assert_eq!(
-            (g.build_program)(
-                program,
-                1,
-                &device,
-                std::ptr::null(),
-                std::ptr::null(),
-                null
-            ),
+            cl!(g, clBuildProgram)(program, 1, &device, std::ptr::null(), None, null),
             0
         );
         let name = std::ffi::CString::new("k").unwrap();
-        let k = (g.create_kernel)(program, name.as_ptr(), &mut err);
+        let k = cl!(g, clCreateKernel)(program, name.as_ptr(), &mut err);
         assert_eq!(err, 0);
         let wild: u64 = 0x0000_7fff_dead_b000;
         assert_eq!(
-            (g.set_kernel_arg)(k, 0, 8, (&wild as *const u64).cast()),
+            cl!(g, clSetKernelArg)(k, 0, 8, (&wild as *const u64).cast()),
             CL_INVALID_MEM_OBJECT
         );
         let one = 1usize;
         assert_eq!(
-            (g.enqueue_ndrange)(
+            cl!(g, clEnqueueNDRangeKernel)(
                 q,
                 k,
                 1,
@@ -286,11 +196,14 @@ fn invalid_handles_sizes_and_nulls_get_opencl_errors() {
             ),
             0
         );
-        assert_eq!((g.finish)(q), 0);
+        assert_eq!(cl!(g, clFinish)(q), 0);
         // A live buffer works.
-        assert_eq!((g.set_kernel_arg)(k, 0, 8, (&buf as *const Id).cast()), 0);
         assert_eq!(
-            (g.enqueue_ndrange)(
+            cl!(g, clSetKernelArg)(k, 0, 8, (&buf as *const Id).cast()),
+            0
+        );
+        assert_eq!(
+            cl!(g, clEnqueueNDRangeKernel)(
                 q,
                 k,
                 1,
@@ -303,10 +216,10 @@ fn invalid_handles_sizes_and_nulls_get_opencl_errors() {
             ),
             0
         );
-        assert_eq!((g.finish)(q), 0);
+        assert_eq!(cl!(g, clFinish)(q), 0);
         let mut out = [0u8; 4];
         assert_eq!(
-            (g.enqueue_read)(
+            cl!(g, clEnqueueReadBuffer)(
                 q,
                 buf,
                 1,
@@ -479,9 +392,9 @@ fn heap_access_is_checked_and_names_only_the_buffer(
 ) {
     let (buf, other) = unsafe {
         let mut err = 0;
-        let buf = (g.create_buffer)(ctx, 1, 1 << 20, std::ptr::null_mut(), &mut err);
+        let buf = cl!(g, clCreateBuffer)(ctx, 1, 1 << 20, std::ptr::null_mut(), &mut err);
         assert_eq!(err, 0);
-        let other = (g.create_buffer)(ctx, 1, 1 << 20, std::ptr::null_mut(), &mut err);
+        let other = cl!(g, clCreateBuffer)(ctx, 1, 1 << 20, std::ptr::null_mut(), &mut err);
         assert_eq!(err, 0);
         (buf, other)
     };
@@ -540,7 +453,7 @@ fn heap_access_is_checked_and_names_only_the_buffer(
     let mut back = vec![0u8; 4096];
     unsafe {
         let write = |off: usize, len: usize| {
-            (g.enqueue_write)(
+            cl!(g, clEnqueueWriteBuffer)(
                 queue,
                 buf,
                 1,
@@ -555,7 +468,7 @@ fn heap_access_is_checked_and_names_only_the_buffer(
         assert_eq!(write(8192, 4096), 0);
         assert_eq!(write((1 << 20) - 8, 16), CL_INVALID_VALUE);
         assert_eq!(
-            (g.enqueue_read)(
+            cl!(g, clEnqueueReadBuffer)(
                 queue,
                 buf,
                 1,
@@ -573,8 +486,8 @@ fn heap_access_is_checked_and_names_only_the_buffer(
 
     // Released buffers leave the heap: their ranges are no longer named.
     unsafe {
-        assert_eq!((g.release_mem)(buf), 0);
-        assert_eq!((g.release_mem)(other), 0);
+        assert_eq!(cl!(g, clReleaseMemObject)(buf), 0);
+        assert_eq!(cl!(g, clReleaseMemObject)(other), 0);
     }
     let mut evil = region.claim().unwrap();
     let (status, _) = raw_access(&mut evil, q, b, 0, 16);
