@@ -2,7 +2,7 @@
 //! `libOpenCL.so.1`) and remoted (`libava_opencl.so` over a region served by
 //! a real `ava-worker`), in one run, one beside the other.
 
-use std::ffi::{CString, c_char, c_void};
+use std::ffi::{CString, c_void};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -10,72 +10,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 
+use ava_worker::opencl::Api;
+
 use crate::report::{BenchResult, compare};
 
 type Id = *mut c_void;
 
-/// The OpenCL entry points the benchmark uses, from one library.
+/// The OpenCL entry points of one library, in the function table generated
+/// from the OpenCL specification (`ava_worker::opencl::Api`).
 struct Cl {
+    api: Api,
     _lib: libloading::Library,
-    get_platform_ids: unsafe extern "C" fn(u32, *mut Id, *mut u32) -> i32,
-    get_device_ids: unsafe extern "C" fn(Id, u64, u32, *mut Id, *mut u32) -> i32,
-    get_device_info: unsafe extern "C" fn(Id, u32, usize, *mut c_void, *mut usize) -> i32,
-    create_context: unsafe extern "C" fn(
-        *const isize,
-        u32,
-        *const Id,
-        *const c_void,
-        *mut c_void,
-        *mut i32,
-    ) -> Id,
-    create_queue: unsafe extern "C" fn(Id, Id, u64, *mut i32) -> Id,
-    create_buffer: unsafe extern "C" fn(Id, u64, usize, *mut c_void, *mut i32) -> Id,
-    create_program: unsafe extern "C" fn(Id, u32, *mut *const c_char, *const usize, *mut i32) -> Id,
-    build_program:
-        unsafe extern "C" fn(Id, u32, *const Id, *const c_char, *const c_void, *mut c_void) -> i32,
-    create_kernel: unsafe extern "C" fn(Id, *const c_char, *mut i32) -> Id,
-    set_kernel_arg: unsafe extern "C" fn(Id, u32, usize, *const c_void) -> i32,
-    enqueue_ndrange: unsafe extern "C" fn(
-        Id,
-        Id,
-        u32,
-        *const usize,
-        *const usize,
-        *const usize,
-        u32,
-        *const Id,
-        *mut Id,
-    ) -> i32,
-    enqueue_write: unsafe extern "C" fn(
-        Id,
-        Id,
-        u32,
-        usize,
-        usize,
-        *const c_void,
-        u32,
-        *const Id,
-        *mut Id,
-    ) -> i32,
-    enqueue_read: unsafe extern "C" fn(
-        Id,
-        Id,
-        u32,
-        usize,
-        usize,
-        *mut c_void,
-        u32,
-        *const Id,
-        *mut Id,
-    ) -> i32,
-    finish: unsafe extern "C" fn(Id) -> i32,
-}
-
-macro_rules! sym {
-    ($lib:expr, $name:literal) => {
-        // SAFETY: the symbol is the OpenCL function of the field's signature.
-        *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }.context($name)?
-    };
 }
 
 impl Cl {
@@ -85,23 +30,17 @@ impl Cl {
         let lib = unsafe { libloading::Library::new(path) }
             .with_context(|| path.display().to_string())?;
         Ok(Cl {
-            get_platform_ids: sym!(lib, "clGetPlatformIDs"),
-            get_device_ids: sym!(lib, "clGetDeviceIDs"),
-            get_device_info: sym!(lib, "clGetDeviceInfo"),
-            create_context: sym!(lib, "clCreateContext"),
-            create_queue: sym!(lib, "clCreateCommandQueue"),
-            create_buffer: sym!(lib, "clCreateBuffer"),
-            create_program: sym!(lib, "clCreateProgramWithSource"),
-            build_program: sym!(lib, "clBuildProgram"),
-            create_kernel: sym!(lib, "clCreateKernel"),
-            set_kernel_arg: sym!(lib, "clSetKernelArg"),
-            enqueue_ndrange: sym!(lib, "clEnqueueNDRangeKernel"),
-            enqueue_write: sym!(lib, "clEnqueueWriteBuffer"),
-            enqueue_read: sym!(lib, "clEnqueueReadBuffer"),
-            finish: sym!(lib, "clFinish"),
+            api: Api::load(&lib),
             _lib: lib,
         })
     }
+}
+
+/// `$cl`'s `$f`, or an error naming the function the library lacks.
+macro_rules! cl {
+    ($cl:expr, $f:ident) => {
+        $cl.api.$f.context(stringify!($f))?
+    };
 }
 
 fn check(what: &str, rc: i32) -> anyhow::Result<()> {
@@ -134,12 +73,12 @@ fn setup(cl: &Cl) -> anyhow::Result<Setup> {
         let mut platform: Id = std::ptr::null_mut();
         check(
             "clGetPlatformIDs",
-            (cl.get_platform_ids)(1, &mut platform, std::ptr::null_mut()),
+            cl!(cl, clGetPlatformIDs)(1, &mut platform, std::ptr::null_mut()),
         )?;
         let mut device: Id = std::ptr::null_mut();
         check(
             "clGetDeviceIDs",
-            (cl.get_device_ids)(
+            cl!(cl, clGetDeviceIDs)(
                 platform,
                 CL_DEVICE_TYPE_ALL,
                 1,
@@ -147,36 +86,37 @@ fn setup(cl: &Cl) -> anyhow::Result<Setup> {
                 std::ptr::null_mut(),
             ),
         )?;
-        let ctx = (cl.create_context)(
+        let ctx = cl!(cl, clCreateContext)(
             std::ptr::null(),
             1,
             &device,
-            std::ptr::null(),
+            None,
             std::ptr::null_mut(),
             &mut err,
         );
         check("clCreateContext", err)?;
-        let queue = (cl.create_queue)(ctx, device, 0, &mut err);
+        let queue = cl!(cl, clCreateCommandQueue)(ctx, device, 0, &mut err);
         check("clCreateCommandQueue", err)?;
         let src = CString::new(KERNEL)?;
         let mut p = src.as_ptr();
-        let program = (cl.create_program)(ctx, 1, &mut p, std::ptr::null(), &mut err);
+        let program =
+            cl!(cl, clCreateProgramWithSource)(ctx, 1, &mut p, std::ptr::null(), &mut err);
         check("clCreateProgramWithSource", err)?;
         check(
             "clBuildProgram",
-            (cl.build_program)(
+            cl!(cl, clBuildProgram)(
                 program,
                 1,
                 &device,
                 std::ptr::null(),
-                std::ptr::null(),
+                None,
                 std::ptr::null_mut(),
             ),
         )?;
         let name = CString::new("touch")?;
-        let kernel = (cl.create_kernel)(program, name.as_ptr(), &mut err);
+        let kernel = cl!(cl, clCreateKernel)(program, name.as_ptr(), &mut err);
         check("clCreateKernel", err)?;
-        let buffer = (cl.create_buffer)(
+        let buffer = cl!(cl, clCreateBuffer)(
             ctx,
             CL_MEM_READ_WRITE,
             MAX_SIZE,
@@ -186,7 +126,7 @@ fn setup(cl: &Cl) -> anyhow::Result<Setup> {
         check("clCreateBuffer", err)?;
         check(
             "clSetKernelArg",
-            (cl.set_kernel_arg)(kernel, 0, size_of::<Id>(), (&buffer as *const Id).cast()),
+            cl!(cl, clSetKernelArg)(kernel, 0, size_of::<Id>(), (&buffer as *const Id).cast()),
         )?;
         Ok(Setup {
             device,
@@ -264,7 +204,7 @@ fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> any
     let h = time(nq, || {
         // SAFETY: `units` is a live u32, its size is passed.
         check("clGetDeviceInfo", unsafe {
-            (cl.get_device_info)(
+            cl!(cl, clGetDeviceInfo)(
                 s.device,
                 CL_DEVICE_MAX_COMPUTE_UNITS,
                 4,
@@ -280,7 +220,7 @@ fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> any
         unsafe {
             check(
                 "clEnqueueNDRangeKernel",
-                (cl.enqueue_ndrange)(
+                cl!(cl, clEnqueueNDRangeKernel)(
                     s.queue,
                     s.kernel,
                     1,
@@ -292,7 +232,7 @@ fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> any
                     std::ptr::null_mut(),
                 ),
             )?;
-            check("clFinish", (cl.finish)(s.queue))
+            check("clFinish", cl!(cl, clFinish)(s.queue))
         }
     })?;
     acc.kernel.add(&h)?;
@@ -305,7 +245,7 @@ fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> any
                 // SAFETY: `host` holds MAX_SIZE >= size bytes; blocking calls.
                 let rc = unsafe {
                     if dir == 0 {
-                        (cl.enqueue_write)(
+                        cl!(cl, clEnqueueWriteBuffer)(
                             s.queue,
                             s.buffer,
                             1,
@@ -317,7 +257,7 @@ fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> any
                             std::ptr::null_mut(),
                         )
                     } else {
-                        (cl.enqueue_read)(
+                        cl!(cl, clEnqueueReadBuffer)(
                             s.queue,
                             s.buffer,
                             1,
@@ -333,7 +273,7 @@ fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> any
                 check(name, rc)?;
             }
             // SAFETY: a valid queue.
-            check("clFinish", unsafe { (cl.finish)(s.queue) })?;
+            check("clFinish", unsafe { cl!(cl, clFinish)(s.queue) })?;
             acc.add_bw(
                 format!("{name}_bw_{}", crate::transport_bench::size_name(size)),
                 (size * reps) as u64,
