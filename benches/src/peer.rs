@@ -11,6 +11,8 @@ use nix::sched::{CpuSet, sched_setaffinity};
 use nix::unistd::Pid;
 use transport::{Region, Shm, WaitStrategy};
 
+use crate::transport_bench::{RAW_DATA, RAW_FLAGS, RAW_ROUND};
+
 /// Offsets of the two ping-pong words in the ping-pong file (own lines).
 pub const PING: usize = 0;
 /// See [`PING`].
@@ -51,7 +53,7 @@ pub fn run(role: &str, args: &[String]) -> anyhow::Result<()> {
         "pingpong" => pingpong(Path::new(arg(0)?), arg(1)?.parse()?),
         "ring-echo" => ring_echo(Path::new(arg(0)?)),
         "ring-sink" => ring_sink(Path::new(arg(0)?), arg(1)?.parse()?),
-        "arena-sink" => arena_sink(Path::new(arg(0)?)),
+        "arena-sink" => arena_sink(Path::new(arg(0)?), Path::new(arg(1)?)),
         "unix-echo" => {
             let s = std::os::unix::net::UnixStream::connect(arg(0)?)?;
             socket_echo(s)
@@ -116,8 +118,9 @@ fn ring_sink(path: &Path, count: u64) -> anyhow::Result<()> {
 /// Receives `(arena offset, len, dest offset)` chunk notices, copies each
 /// chunk into its destination buffer and returns a credit; a zero-length
 /// notice ends a transfer and is acknowledged; an empty message ends all.
-fn arena_sink(path: &Path) -> anyhow::Result<()> {
+fn arena_sink(path: &Path, raw_path: &Path) -> anyhow::Result<()> {
     let mut w = attach(path)?;
+    let raw = Shm::map(raw_path, None)?;
     let mut buf = Vec::with_capacity(32);
     let mut dest: Vec<u8> = Vec::new();
     loop {
@@ -127,6 +130,11 @@ fn arena_sink(path: &Path) -> anyhow::Result<()> {
         }
         let word = |i: usize| u64::from_le_bytes(buf[i * 8..i * 8 + 8].try_into().expect("8"));
         let (off, len, at) = (word(0), word(1) as usize, word(2) as usize);
+        if off == RAW_ROUND {
+            let (chunk, slots) = (len & 0xffff_ffff, len >> 32);
+            raw_sink(&raw, &mut w, &mut dest, chunk, slots, at as u64)?;
+            continue;
+        }
         if len == 0 {
             // A new transfer size: `at` is the total; make sure the pages exist.
             dest.resize(at, 1);
@@ -136,6 +144,35 @@ fn arena_sink(path: &Path) -> anyhow::Result<()> {
         w.arena.read(off, &mut dest[at..at + len])?;
         w.tx.send(&off.to_le_bytes(), &WAIT, None)?;
     }
+}
+
+/// The peer's side of a raw round (see `transport_bench::raw_round`):
+/// `count` chunks of (at most) `chunk` bytes through `slots` slots, each
+/// copied into `dest` once its flag rises; the transfer size is `dest`'s.
+fn raw_sink(
+    raw: &Shm,
+    w: &mut transport::WorkerChannel,
+    dest: &mut [u8],
+    chunk: usize,
+    slots: usize,
+    count: u64,
+) -> anyhow::Result<()> {
+    let size = dest.len();
+    let per_rep = size.div_ceil(chunk) as u64;
+    w.tx.send(&[], &WAIT, None)?;
+    for k in 0..count {
+        let slot = (k % slots as u64) as usize;
+        let flag = raw.atomic_u64(RAW_FLAGS + slot * 128);
+        while flag.load(Ordering::Acquire) != k + 1 {
+            std::hint::spin_loop();
+        }
+        let at = (k % per_rep) as usize * chunk;
+        let len = chunk.min(size - at);
+        raw.read(RAW_DATA + slot * chunk, &mut dest[at..at + len]);
+        flag.store(0, Ordering::Release);
+    }
+    w.tx.send(&count.to_le_bytes(), &WAIT, None)?;
+    Ok(())
 }
 
 fn socket_echo<S: Read + Write>(mut s: S) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! `ava-bench transport`: the rings against the physical limit (cache-line
 //! ping-pong), against socket remoting (Unix and TCP), message throughput,
-//! and arena bandwidth against `memcpy` — two processes on two pinned cores.
+//! and arena bandwidth against `memcpy` and against the raw cross-core limit
+//! — two processes on two pinned cores.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -159,7 +160,7 @@ pub fn run(quick: bool, cores: [usize; 2]) -> anyhow::Result<Vec<BenchResult>> {
         "msgs/s",
         throughput(plan, cores[1])?,
     ));
-    eprintln!("[6/6] arena bandwidth vs memcpy ...");
+    eprintln!("[6/6] arena bandwidth vs memcpy and the raw cross-core pipeline ...");
     let bw = bandwidth(plan, cores[1])?;
     results.extend(bw);
 
@@ -172,6 +173,11 @@ pub fn run(quick: bool, cores: [usize; 2]) -> anyhow::Result<Vec<BenchResult>> {
         compare(
             &mut results,
             &format!("arena_bw_{n}"),
+            &format!("memcpy_bw_{n}"),
+        );
+        compare(
+            &mut results,
+            &format!("xcore_bw_{n}"),
             &format!("memcpy_bw_{n}"),
         );
     }
@@ -312,6 +318,58 @@ pub fn size_name(size: usize) -> String {
     }
 }
 
+/// Layout of the raw pipeline's file: one flag word per slot (own line
+/// pair), then the slots.
+pub const RAW_FLAGS: usize = 0;
+/// See [`RAW_FLAGS`].
+pub const RAW_DATA: usize = 64 * 128;
+/// A notice's `off` that starts a raw round instead of an arena chunk.
+pub const RAW_ROUND: u64 = u64::MAX;
+
+/// One raw round: `reps` copies of `src` through `slots` slots of `chunk`
+/// bytes in `raw`, the peer copying each slot out as its flag rises and
+/// lowering the flag when done. Returns the seconds taken.
+fn raw_round(
+    raw: &Shm,
+    ch: &mut transport::GuestChannel,
+    src: &[u8],
+    chunk: usize,
+    slots: usize,
+    reps: u64,
+) -> anyhow::Result<f64> {
+    let per_rep = src.len().div_ceil(chunk) as u64;
+    let round = notice(
+        RAW_ROUND,
+        chunk as u64 | (slots as u64) << 32,
+        reps * per_rep,
+    );
+    ch.tx.send(&round, &WAIT, None)?;
+    let mut ack = Vec::new();
+    ch.rx.recv(&mut ack, &WAIT, Some(Duration::from_secs(30)))?;
+    let t = Instant::now();
+    let mut k = 0u64;
+    for _ in 0..reps {
+        for at in (0..src.len()).step_by(chunk) {
+            let slot = (k % slots as u64) as usize;
+            let flag = raw.atomic_u64(RAW_FLAGS + slot * 128);
+            while flag.load(Ordering::Acquire) != 0 {
+                std::hint::spin_loop();
+            }
+            let len = chunk.min(src.len() - at);
+            raw.write(RAW_DATA + slot * chunk, &src[at..at + len]);
+            flag.store(k + 1, Ordering::Release);
+            k += 1;
+        }
+    }
+    ch.rx.recv(&mut ack, &WAIT, Some(Duration::from_secs(30)))?;
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        ack == k.to_le_bytes(),
+        "raw peer saw {ack:?} chunks, not {k}"
+    );
+    Ok(secs)
+}
+
 fn notice(off: u64, len: u64, at: u64) -> [u8; 24] {
     let mut m = [0u8; 24];
     m[..8].copy_from_slice(&off.to_le_bytes());
@@ -323,8 +381,16 @@ fn notice(off: u64, len: u64, at: u64) -> [u8; 24] {
 /// Bulk bandwidth: the guest copies its buffer through the arena in
 /// pipelined chunks; the worker copies each chunk out into its own buffer.
 /// The baseline is one `memcpy` of the same size in one process.
+///
+/// Beside them, the physical limit of such a transfer: the same two copies
+/// in the same pipeline (chunk size, slots, copy routine), synchronised by
+/// nothing but one flag word per slot (`xcore_bw_*`). Every byte crosses
+/// from one core's cache to the other's, which an in-core `memcpy` never
+/// pays; the arena can only approach this figure, not the `memcpy`.
 fn bandwidth(plan: &Plan, core: usize) -> anyhow::Result<Vec<BenchResult>> {
     let file = ScratchFile::new("arena");
+    let raw_file = ScratchFile::new("xcore");
+    let raw = Shm::map(&raw_file.0, Some((RAW_DATA + CHUNK * SLOTS) as u64))?;
     let config = RegionConfig {
         channels: 1,
         arena_size: (CHUNK * SLOTS) as u64,
@@ -332,7 +398,7 @@ fn bandwidth(plan: &Plan, core: usize) -> anyhow::Result<Vec<BenchResult>> {
     };
     let region = Region::create(&file.0, &config)?;
     let mut ch = region.claim()?;
-    let mut child = peer::spawn("arena-sink", core, &[file.arg()])?;
+    let mut child = peer::spawn("arena-sink", core, &[file.arg(), raw_file.arg()])?;
     let mut out = Vec::new();
     let max = *SIZES.iter().max().expect("sizes");
     let src: Vec<u8> = (0..max).map(|i| (i * 7 + 3) as u8).collect();
@@ -345,8 +411,8 @@ fn bandwidth(plan: &Plan, core: usize) -> anyhow::Result<Vec<BenchResult>> {
         ch.tx.send(&notice(0, 0, size as u64), &WAIT, None)?;
         ch.rx
             .recv(&mut credit, &WAIT, Some(Duration::from_secs(30)))?;
-        // memcpy and arena rounds alternate, as the round trips do.
-        let (mut memcpy_secs, mut arena_secs) = (0.0, 0.0);
+        // memcpy, arena and raw rounds alternate, as the round trips do.
+        let (mut memcpy_secs, mut arena_secs, mut raw_secs) = (0.0, 0.0, 0.0);
         for _ in 0..BW_ROUNDS {
             let t = Instant::now();
             for _ in 0..reps {
@@ -378,6 +444,7 @@ fn bandwidth(plan: &Plan, core: usize) -> anyhow::Result<Vec<BenchResult>> {
                 free.push(u64::from_le_bytes(credit[..8].try_into()?));
             }
             arena_secs += t.elapsed().as_secs_f64();
+            raw_secs += raw_round(&raw, &mut ch, &src[..size], chunk, slots, reps)?;
         }
         let bytes = (size as u64 * reps * BW_ROUNDS) as f64;
         let n = size_name(size);
@@ -390,6 +457,11 @@ fn bandwidth(plan: &Plan, core: usize) -> anyhow::Result<Vec<BenchResult>> {
             &format!("memcpy_bw_{n}"),
             "B/s",
             bytes / memcpy_secs,
+        ));
+        out.push(BenchResult::value(
+            &format!("xcore_bw_{n}"),
+            "B/s",
+            bytes / raw_secs,
         ));
     }
     ch.tx.send(&[], &WAIT, None)?;
