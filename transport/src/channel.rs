@@ -199,19 +199,15 @@ impl GuestChannel {
     /// without access to the rings (a thread blocked in a long call must not
     /// stop the heartbeat).
     pub fn heartbeat(&self) -> Heartbeat {
-        let l = self.header.channel(self.index);
         Heartbeat {
             shm: self.shm.clone(),
-            offset: l.base + layout::CH_HEARTBEAT,
+            offset: self.header.channel(self.index).base + layout::CH_HEARTBEAT,
         }
     }
 
     /// Advances the guest heartbeat, showing the worker that the owner lives.
     pub fn beat(&self) {
-        let l = self.header.channel(self.index);
-        self.shm
-            .atomic_u64(l.base + layout::CH_HEARTBEAT)
-            .fetch_add(1, Ordering::Release);
+        self.heartbeat().beat();
     }
 
     /// Whether this endpoint still owns the channel (the worker may have

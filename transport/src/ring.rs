@@ -30,11 +30,11 @@
 //! [`RingError::Corrupt`] instead of trusting it.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::RingError;
 use crate::shm::{RingMem, Shm};
-use crate::wait::{Backoff, WaitStrategy};
+use crate::wait::{WaitStrategy, retry};
 
 /// Size of a record header.
 pub const RECORD_HEADER: usize = 8;
@@ -201,14 +201,7 @@ impl Producer {
         wait: &WaitStrategy,
         timeout: Option<Duration>,
     ) -> Result<(), RingError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut backoff = Backoff::new(wait);
-        loop {
-            if self.try_send_parts(parts)? {
-                return Ok(());
-            }
-            backoff.snooze(deadline)?;
-        }
+        retry(wait, timeout, || self.try_send_parts(parts))
     }
 
     /// [`Producer::send_parts`] with a single part.
@@ -219,17 +212,7 @@ impl Producer {
         wait: &WaitStrategy,
         timeout: Option<Duration>,
     ) -> Result<(), RingError> {
-        if self.try_send(msg)? {
-            return Ok(());
-        }
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut backoff = Backoff::new(wait);
-        loop {
-            backoff.snooze(deadline)?;
-            if self.try_send(msg)? {
-                return Ok(());
-            }
-        }
+        retry(wait, timeout, || self.try_send(msg))
     }
 }
 
@@ -292,23 +275,14 @@ impl Consumer {
 
     /// Receives the next message, waiting with `wait`; [`RingError::Timeout`]
     /// after `timeout`, if one is given.
+    #[inline]
     pub fn recv(
         &mut self,
         out: &mut Vec<u8>,
         wait: &WaitStrategy,
         timeout: Option<Duration>,
     ) -> Result<(), RingError> {
-        if self.try_recv(out)? {
-            return Ok(());
-        }
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut backoff = Backoff::new(wait);
-        loop {
-            backoff.snooze(deadline)?;
-            if self.try_recv(out)? {
-                return Ok(());
-            }
-        }
+        retry(wait, timeout, || self.try_recv(out))
     }
 }
 

@@ -104,6 +104,29 @@ impl<'a> Backoff<'a> {
     }
 }
 
+/// Calls `attempt` until it succeeds (`Ok(true)`), waiting with `wait`
+/// between tries; [`RingError::Timeout`] after `timeout`, if one is given.
+/// The first try reads no clock, so an attempt that succeeds at once costs
+/// nothing more than itself.
+#[inline]
+pub(crate) fn retry(
+    wait: &WaitStrategy,
+    timeout: Option<Duration>,
+    mut attempt: impl FnMut() -> Result<bool, RingError>,
+) -> Result<(), RingError> {
+    if attempt()? {
+        return Ok(());
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut backoff = Backoff::new(wait);
+    loop {
+        backoff.snooze(deadline)?;
+        if attempt()? {
+            return Ok(());
+        }
+    }
+}
+
 fn check(deadline: Option<Instant>) -> Result<(), RingError> {
     match deadline {
         Some(d) if Instant::now() >= d => Err(RingError::Timeout),
