@@ -289,15 +289,10 @@ fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> any
 fn memcpy_round(acc: &mut Acc, src: &[u8], dst: &mut [u8], quick: bool, rounds: usize) {
     for size in SIZES {
         let reps = reps(size, quick, rounds);
-        let t = Instant::now();
-        for _ in 0..reps {
-            dst[..size].copy_from_slice(&src[..size]);
-            std::hint::black_box(&mut *dst);
-        }
         acc.add_bw(
             format!("memcpy_bw_{}", crate::transport_bench::size_name(size)),
             (size * reps) as u64,
-            t.elapsed().as_secs_f64(),
+            crate::transport_bench::memcpy_secs_of(&src[..size], &mut dst[..size], reps),
         );
     }
 }

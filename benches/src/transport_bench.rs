@@ -318,6 +318,17 @@ pub fn size_name(size: usize) -> String {
     }
 }
 
+/// Seconds taken by `reps` plain copies of `src` into `dst` (of the same
+/// length): the in-core baseline of every bandwidth figure.
+pub fn memcpy_secs_of(src: &[u8], dst: &mut [u8], reps: usize) -> f64 {
+    let t = Instant::now();
+    for _ in 0..reps {
+        dst.copy_from_slice(src);
+        std::hint::black_box(&mut *dst);
+    }
+    t.elapsed().as_secs_f64()
+}
+
 /// Layout of the raw pipeline's file: one flag word per slot (own line
 /// pair), then the slots.
 pub const RAW_FLAGS: usize = 0;
@@ -414,12 +425,7 @@ fn bandwidth(plan: &Plan, core: usize) -> anyhow::Result<Vec<BenchResult>> {
         // memcpy, arena and raw rounds alternate, as the round trips do.
         let (mut memcpy_secs, mut arena_secs, mut raw_secs) = (0.0, 0.0, 0.0);
         for _ in 0..BW_ROUNDS {
-            let t = Instant::now();
-            for _ in 0..reps {
-                dst[..size].copy_from_slice(&src[..size]);
-                std::hint::black_box(&mut dst);
-            }
-            memcpy_secs += t.elapsed().as_secs_f64();
+            memcpy_secs += memcpy_secs_of(&src[..size], &mut dst[..size], reps as usize);
             let mut free: Vec<u64> = (0..slots as u64).map(|s| s * chunk as u64).collect();
             let t = Instant::now();
             for _ in 0..reps {
