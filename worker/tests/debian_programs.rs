@@ -9,15 +9,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// Debian's interpreter: the one `python3-pyopencl` installs into.
 const PYTHON: &str = "/usr/bin/python3";
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn demo_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/opencl/pyopencl_demo.py")
@@ -61,21 +57,22 @@ fn pyopencl_both(tag: &str, extra_env: &[(&str, &str)]) {
         fresh_dir(&format!("{tag}-native")),
         fresh_dir(&format!("{tag}-remote")),
     );
-    let t = Instant::now();
-    let native = common::run_capture(cmd(Command::new(PYTHON), &nc), Duration::from_secs(300));
-    let native_time = t.elapsed();
-    let t = Instant::now();
-    let remote = common::run_capture(cmd(stack.remote(PYTHON), &rc), Duration::from_secs(400));
-    eprintln!("{tag}: native {native_time:?}, remoted {:?}", t.elapsed());
+    let (native, remote) = common::run_both(
+        tag,
+        cmd(Command::new(PYTHON), &nc),
+        Duration::from_secs(300),
+        cmd(stack.remote(PYTHON), &rc),
+        Duration::from_secs(400),
+    );
     let _ = std::fs::remove_dir_all(&nc);
     let _ = std::fs::remove_dir_all(&rc);
 
-    let n = stdout(&native);
+    let n = common::text(&native.stdout);
     assert!(
         native.status.success(),
         "native pyopencl_demo.py failed ({}):\n{n}\n{}",
         native.status,
-        common::tail(&String::from_utf8_lossy(&native.stderr), 40)
+        common::tail(&common::text(&native.stderr), 40)
     );
     for e in [
         "device: ",
@@ -87,15 +84,11 @@ fn pyopencl_both(tag: &str, extra_env: &[(&str, &str)]) {
     }
     if !remote.status.success() {
         panic!(
-            "remoted pyopencl_demo.py failed ({}):\nstdout:\n{}\nstderr (tail):\n{}\nworker alive: {}\nworker log (tail):\n{}",
-            remote.status,
-            stdout(&remote),
-            common::tail(&String::from_utf8_lossy(&remote.stderr), 40),
-            stack.alive(),
-            common::tail(&stack.log(), 20)
+            "{}",
+            common::remote_failure(&mut stack, "pyopencl_demo.py", &remote)
         );
     }
-    common::assert_same_lines("pyopencl_demo.py", &n, &stdout(&remote));
+    common::assert_same_lines("pyopencl_demo.py", &n, &common::text(&remote.stdout));
 }
 
 /// PyOpenCL as installed, with its compiler cache (which reads program
@@ -124,9 +117,6 @@ fn clpeak_shape(out: &str) -> String {
             continue;
         }
         match l.split_once(':') {
-            Some((k, v)) if !header && v.trim().parse::<f64>().is_ok() => {
-                lines.push(format!("{k}: <number>"))
-            }
             Some((k, v))
                 if !header
                     && v.split_whitespace()
@@ -156,27 +146,18 @@ fn clpeak_runs_remoted() {
     );
     let stack = common::Stack::start("clpeak");
     let args = ["-p", "0", "-d", "0", "--kernel-latency", "--compute-sp"];
-    let t = Instant::now();
-    let native = common::run_capture(
-        {
-            let mut c = Command::new("clpeak");
-            c.args(args);
-            c
-        },
+    let mut native = Command::new("clpeak");
+    native.args(args);
+    let mut remote = stack.remote("clpeak");
+    remote.args(args);
+    let (native, remote) = common::run_both(
+        "clpeak",
+        native,
         Duration::from_secs(300),
-    );
-    let native_time = t.elapsed();
-    let t = Instant::now();
-    let remote = common::run_capture(
-        {
-            let mut c = stack.remote("clpeak");
-            c.args(args);
-            c
-        },
+        remote,
         Duration::from_secs(400),
     );
-    eprintln!("clpeak: native {native_time:?}, remoted {:?}", t.elapsed());
-    let (n, r) = (stdout(&native), stdout(&remote));
+    let (n, r) = (common::text(&native.stdout), common::text(&remote.stdout));
     assert!(native.status.success(), "native clpeak failed:\n{n}");
     assert!(
         n.contains("Kernel launch latency") && n.contains("float16"),
@@ -186,7 +167,7 @@ fn clpeak_runs_remoted() {
         remote.status.success(),
         "remoted clpeak failed ({}):\n{r}\n{}",
         remote.status,
-        common::tail(&String::from_utf8_lossy(&remote.stderr), 40)
+        common::tail(&common::text(&remote.stderr), 40)
     );
     let device = n
         .lines()

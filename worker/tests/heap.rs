@@ -15,10 +15,6 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Runs the sample natively and through `stack`, with the guest library's
 /// fast-path log on; checks both succeed with the same output. Returns the
 /// remoted run.
@@ -27,9 +23,9 @@ fn run(stack: &mut common::Stack, exe: &std::path::Path) -> Output {
     assert!(
         native.status.success(),
         "native inplace failed:\n{}",
-        text(&native.stdout)
+        common::text(&native.stdout)
     );
-    let n = text(&native.stdout);
+    let n = common::text(&native.stdout);
     assert!(n.contains("failures: 0"), "{n}");
     let mut c = stack.remote(exe);
     c.env("AVA_LOG", "warn,ava_opencl::fast_paths=trace");
@@ -37,11 +33,11 @@ fn run(stack: &mut common::Stack, exe: &std::path::Path) -> Output {
     assert!(
         remote.status.success(),
         "remoted inplace failed:\n{}\nstderr:\n{}\nworker log:\n{}",
-        text(&remote.stdout),
-        common::tail(&text(&remote.stderr), 30),
+        common::text(&remote.stdout),
+        common::tail(&common::text(&remote.stderr), 30),
         common::tail(&stack.log(), 30)
     );
-    common::assert_same_lines("inplace", &n, &text(&remote.stdout));
+    common::assert_same_lines("inplace", &n, &common::text(&remote.stdout));
     remote
 }
 
@@ -68,7 +64,7 @@ fn buffers_in_the_heap_are_read_and_written_in_place() {
     let exe = common::build_sample("inplace");
     let mut stack = common::Stack::start("heap-large");
     let remote = run(&mut stack, &exe);
-    let guest_log = text(&remote.stderr);
+    let guest_log = common::text(&remote.stderr);
     assert!(guest_log.contains("read in place"), "{guest_log}");
     assert!(guest_log.contains("written in place"), "{guest_log}");
     let log = log_after_cleanup(&stack);
@@ -84,7 +80,7 @@ fn without_a_heap_every_call_takes_the_ordinary_path() {
     let exe = common::build_sample("inplace");
     let mut stack = common::Stack::start_with("heap-none", &["--heap-size", "0"]);
     let remote = run(&mut stack, &exe);
-    let guest_log = text(&remote.stderr);
+    let guest_log = common::text(&remote.stderr);
     assert!(!guest_log.contains("in place"), "{guest_log}");
     let log = stack.log();
     assert!(!log.contains("buffer placed in the heap"), "{log}");
@@ -109,7 +105,7 @@ fn a_small_heap_holds_what_fits_and_the_rest_uses_device_memory() {
         ],
     );
     let remote = run(&mut stack, &exe);
-    let guest_log = text(&remote.stderr);
+    let guest_log = common::text(&remote.stderr);
     assert!(guest_log.contains("read in place"), "{guest_log}");
     let log = log_after_cleanup(&stack);
     assert!(log.contains("buffer placed in the heap"), "{log}");

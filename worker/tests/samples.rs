@@ -8,39 +8,23 @@
 mod common;
 
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const NATIVE_TIMEOUT: Duration = Duration::from_secs(120);
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(180);
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The sample's remoted run failed: its output, its stderr and the worker's
-/// log, for the panic message.
-fn failure(stack: &mut common::Stack, name: &str, o: &Output) -> String {
-    format!(
-        "remoted {name} failed ({}):\nstdout:\n{}\nstderr (tail):\n{}\nworker alive: {}\nworker log (tail):\n{}",
-        o.status,
-        stdout(o),
-        common::tail(&String::from_utf8_lossy(&o.stderr), 40),
-        stack.alive(),
-        common::tail(&stack.log(), 40)
-    )
-}
-
 /// Builds sample `name`, runs it natively and remoted; returns both outputs.
 fn run_both(stack: &mut common::Stack, name: &str) -> (Output, Output) {
     let exe = common::build_sample(name);
-    let t = Instant::now();
-    let native = common::run_capture(Command::new(&exe), NATIVE_TIMEOUT);
-    let native_time = t.elapsed();
-    let t = Instant::now();
-    let remote = common::run_capture(stack.remote(&exe), REMOTE_TIMEOUT);
-    eprintln!("{name}: native {native_time:?}, remoted {:?}", t.elapsed());
+    let outputs = common::run_both(
+        name,
+        Command::new(&exe),
+        NATIVE_TIMEOUT,
+        stack.remote(&exe),
+        REMOTE_TIMEOUT,
+    );
     let _ = std::fs::remove_file(&exe);
-    (native, remote)
+    outputs
 }
 
 /// Both runs succeed, print the same lines, and the output contains each
@@ -48,7 +32,7 @@ fn run_both(stack: &mut common::Stack, name: &str) -> (Output, Output) {
 fn check_sample(name: &str, expect: &[&str]) {
     let mut stack = common::Stack::start(&format!("sample-{name}"));
     let (native, remote) = run_both(&mut stack, name);
-    let n = stdout(&native);
+    let n = common::text(&native.stdout);
     assert!(
         native.status.success(),
         "native {name} failed ({}):\n{n}\n{}",
@@ -59,9 +43,9 @@ fn check_sample(name: &str, expect: &[&str]) {
         assert!(n.contains(e), "native {name} output lacks {e:?}:\n{n}");
     }
     if !remote.status.success() {
-        panic!("{}", failure(&mut stack, name, &remote));
+        panic!("{}", common::remote_failure(&mut stack, name, &remote));
     }
-    common::assert_same_lines(name, &n, &stdout(&remote));
+    common::assert_same_lines(name, &n, &common::text(&remote.stdout));
     assert!(
         stack.log().contains("guest attached"),
         "the calls went through the worker"
@@ -164,7 +148,7 @@ fn cross_thread_remoted_equals_native() {
 fn errors_remoted_equals_native() {
     let mut stack = common::Stack::start("sample-errors");
     let (native, remote) = run_both(&mut stack, "errors");
-    let (n, r) = (stdout(&native), stdout(&remote));
+    let (n, r) = (common::text(&native.stdout), common::text(&remote.stdout));
     assert_eq!(
         native.status.code(),
         Some(0),
@@ -180,7 +164,7 @@ fn errors_remoted_equals_native() {
         assert!(n.contains(e), "native errors output lacks {e:?}:\n{n}");
     }
     if remote.status.code().is_none_or(|c| c >= 100) {
-        panic!("{}", failure(&mut stack, "errors", &remote));
+        panic!("{}", common::remote_failure(&mut stack, "errors", &remote));
     }
     // Every error code, the summary line and the exit status are the same.
     common::assert_same_lines("errors", &n, &r);
@@ -216,7 +200,7 @@ fn info_handles_remoted_equals_native() {
 fn binaries_remoted_equals_native_or_unsupported() {
     let mut stack = common::Stack::start("sample-binaries");
     let (native, remote) = run_both(&mut stack, "binaries");
-    let (n, r) = (stdout(&native), stdout(&remote));
+    let (n, r) = (common::text(&native.stdout), common::text(&remote.stdout));
     assert!(
         native.status.success(),
         "native binaries failed ({}):\n{n}",
@@ -242,6 +226,6 @@ fn binaries_remoted_equals_native_or_unsupported() {
     assert!(
         remote.status.code() == Some(2) && r == format!("{before}{unsupported}\n") && alive,
         "remoted binaries: expected the documented unsupported error ({unsupported}, exit status 2, worker running)\n{}",
-        failure(&mut stack, "binaries", &remote)
+        common::remote_failure(&mut stack, "binaries", &remote)
     );
 }

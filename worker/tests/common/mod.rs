@@ -205,6 +205,42 @@ pub fn run_capture(mut cmd: Command, timeout: Duration) -> Output {
     }
 }
 
+/// Bytes of a program's output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `native` and then `remote` (each to completion, within its
+/// timeout), printing how long each took under `tag`; returns both outputs.
+pub fn run_both(
+    tag: &str,
+    native: Command,
+    native_timeout: Duration,
+    remote: Command,
+    remote_timeout: Duration,
+) -> (Output, Output) {
+    let t = Instant::now();
+    let n = run_capture(native, native_timeout);
+    let native_time = t.elapsed();
+    let t = Instant::now();
+    let r = run_capture(remote, remote_timeout);
+    eprintln!("{tag}: native {native_time:?}, remoted {:?}", t.elapsed());
+    (n, r)
+}
+
+/// A failed remoted run of `what`: its output, its stderr and the worker's
+/// log, for the panic message.
+pub fn remote_failure(stack: &mut Stack, what: &str, o: &Output) -> String {
+    format!(
+        "remoted {what} failed ({}):\nstdout:\n{}\nstderr (tail):\n{}\nworker alive: {}\nworker log (tail):\n{}",
+        o.status,
+        text(&o.stdout),
+        tail(&text(&o.stderr), 40),
+        stack.alive(),
+        tail(&stack.log(), 40)
+    )
+}
+
 /// The last `n` lines of `s`.
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
