@@ -583,7 +583,9 @@ impl<'e, 'd> FnChecker<'e, 'd> {
         let mut mode: Option<(CallMode, Span)> = None;
         let mut success: Option<Span> = None;
         let mut unsupported: Option<Span> = None;
-        let mut hooks: HashMap<&'static str, Span> = HashMap::new();
+        // `implement`, `fast_path` and `internal`, each with where it was
+        // first given, in source order.
+        let mut hooks: Vec<(&'static str, Span)> = Vec::new();
         let mut ret_block: Option<Span> = None;
         let mut blocks: HashMap<String, Span> = HashMap::new();
         let mut arg_props: Vec<(String, Props, Span, bool)> = Vec::new();
@@ -608,11 +610,12 @@ impl<'e, 'd> FnChecker<'e, 'd> {
                         FnAnnotKind::FastPath(_) => "fast_path",
                         _ => "internal",
                     };
-                    if let Some(s0) = hooks.insert(kw, span) {
-                        self.err(
+                    match hooks.iter().find(|(k, _)| *k == kw) {
+                        Some(&(_, s0)) => self.err(
                             Diagnostic::error(span, format!("duplicate `{kw}`"))
                                 .with_secondary(s0, "first given here"),
-                        );
+                        ),
+                        None => hooks.push((kw, span)),
                     }
                 }
                 FnAnnotKind::Sync | FnAnnotKind::Async => {
@@ -823,9 +826,7 @@ impl<'e, 'd> FnChecker<'e, 'd> {
         }
 
         if let Some(u) = unsupported {
-            // The first in source order, so the report does not depend on
-            // the map's order.
-            if let Some((kw, s0)) = hooks.iter().min_by_key(|(_, s)| s.start) {
+            if let Some((kw, s0)) = hooks.first() {
                 self.err(
                     Diagnostic::error(*s0, format!("`{kw}` on an `unsupported` function"))
                         .with_label("never runs")
@@ -834,12 +835,13 @@ impl<'e, 'd> FnChecker<'e, 'd> {
             }
             return;
         }
-        if let Some(s0) = hooks.get("internal")
-            && !hooks.contains_key("implement")
+        let hook = |kw: &str| hooks.iter().find(|(k, _)| *k == kw).map(|&(_, s)| s);
+        if let Some(s0) = hook("internal")
+            && hook("implement").is_none()
         {
             self.err(
                 Diagnostic::error(
-                    *s0,
+                    s0,
                     format!("internal function `{}` needs `implement(NAME)`", f.name.name),
                 )
                 .with_label("the host library has no such function")
