@@ -78,13 +78,10 @@ impl Heap {
             return None;
         }
         let rounded = len.checked_next_multiple_of(HEAP_ALIGN)?;
-        let mut block = self.state().alloc.alloc(rounded)?;
-        debug_assert_eq!(block.offset % HEAP_ALIGN, 0);
+        let block = self.state().alloc.alloc(rounded)?;
+        debug_assert_eq!((block.offset % HEAP_ALIGN, block.len), (0, rounded));
         match self.mem.ptr(block.offset, rounded) {
-            Ok(p) => {
-                block.len = rounded;
-                Some((block, p))
-            }
+            Ok(p) => Some((block, p)),
             Err(_) => {
                 self.state().alloc.free(block);
                 None

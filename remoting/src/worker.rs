@@ -353,9 +353,6 @@ pub struct CallCtx<'a> {
     pub handles: &'a Arc<Mutex<HandleTable>>,
     /// The channel's data arena.
     pub arena: &'a Arena,
-    /// The guest process (its pid as it reports it) that owns the handles
-    /// the call creates: they are freed when its last channel goes.
-    pub owner: u32,
     /// The reply's outputs, in order.
     pub out: Encoder,
 }
@@ -387,14 +384,14 @@ impl CallCtx<'_> {
     /// The id for a host object returned by the call, or found in a query's
     /// result (registered if new; a NULL object is id 0).
     pub fn register(&self, kind: u16, host: u64) -> u64 {
-        let ch = self.owner;
-        self.table().register(kind, host, ch)
+        let owner = self.session.owner;
+        self.table().register(kind, host, owner)
     }
 
     /// Binds a guest-chosen id to a host object the call created.
     pub fn bind(&self, id: u64, kind: u16, host: u64) -> Result<(), DispatchError> {
-        let ch = self.owner;
-        self.table().bind(id, kind, host, ch)
+        let owner = self.session.owner;
+        self.table().bind(id, kind, host, owner)
     }
 
     /// `retain`: one more reference to `id`.
@@ -532,7 +529,7 @@ impl CallCtx<'_> {
             kind,
             outbox: self.session.outbox.clone(),
             handles: self.handles.clone(),
-            owner: self.owner,
+            owner: self.session.owner,
         });
         Box::into_raw(t).cast()
     }
@@ -566,7 +563,6 @@ pub fn handle_message(
     session: &mut Session,
     handles: &Arc<Mutex<HandleTable>>,
     arena: &Arena,
-    owner: u32,
     dispatcher: &dyn Dispatcher,
     reply_buf: Vec<u8>,
 ) -> Option<Vec<u8>> {
@@ -603,7 +599,6 @@ pub fn handle_message(
         session,
         handles,
         arena,
-        owner,
         out: Encoder::with_header(reply_buf, reply_header),
     };
     let result = dispatcher
@@ -661,10 +656,8 @@ pub fn serve_pending(
     flush_outbox(ch, session, wait)?;
     while ch.rx.try_recv(buf)? {
         n += 1;
-        let owner = session.owner;
         let reply = std::mem::take(&mut session.reply);
-        if let Some(r) = handle_message(buf, session, handles, &ch.arena, owner, dispatcher, reply)
-        {
+        if let Some(r) = handle_message(buf, session, handles, &ch.arena, dispatcher, reply) {
             // Callbacks fired during the call reach the guest before its reply.
             flush_outbox(ch, session, wait)?;
             ch.tx.send(&r, wait, timeout)?;

@@ -48,7 +48,7 @@ fn generated_dispatcher_reports_missing_host_functions() {
         e.into_inner()
     };
     let reply =
-        remoting::worker::handle_message(&msg, &mut session, &handles, &w.arena, 0, &d, Vec::new())
+        remoting::worker::handle_message(&msg, &mut session, &handles, &w.arena, &d, Vec::new())
             .expect("a synchronous call gets a reply");
     let (h, mut dec) = remoting::wire::Decoder::new(&reply).unwrap();
     assert_eq!(h.flags, remoting::wire::Status::Unavailable as u32);
@@ -60,7 +60,6 @@ fn generated_dispatcher_reports_missing_host_functions() {
         session: &mut cx_session,
         handles: &handles,
         arena: &w.arena,
-        owner: 0,
         out: remoting::wire::Encoder::default(),
     };
     let (_, mut empty) = remoting::wire::Decoder::new(&msg).unwrap();

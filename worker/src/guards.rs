@@ -180,6 +180,28 @@ pub unsafe fn create_buffer(
     let create = api
         .clCreateBuffer
         .ok_or(DispatchError::Unavailable("clCreateBuffer"))?;
+    // SAFETY: the caller's guarantees, passed on unchanged.
+    let placed = unsafe { place_buffer(api, cx, context, flags, size, host_ptr, errcode_ret) };
+    // SAFETY: the caller's guarantees, passed on unchanged.
+    Ok(placed.unwrap_or_else(|| unsafe { create(context, flags, size, host_ptr, errcode_ret) }))
+}
+
+/// The heap part of [`create_buffer`]: the buffer created over heap
+/// storage (or the driver's NULL, with its error), or `None` when it is not
+/// to live in the heap and must be created as asked.
+///
+/// # Safety
+/// As for [`create_buffer`].
+unsafe fn place_buffer(
+    api: &Api,
+    cx: &mut CallCtx<'_>,
+    context: opencl::cl_context,
+    flags: opencl::cl_mem_flags,
+    size: usize,
+    host_ptr: *mut c_void,
+    errcode_ret: *mut opencl::cl_int,
+) -> Option<opencl::cl_mem> {
+    let create = api.clCreateBuffer?;
     let restricted = opencl::CL_MEM_USE_HOST_PTR
         | opencl::CL_MEM_HOST_NO_ACCESS
         | opencl::CL_MEM_HOST_READ_ONLY
@@ -197,16 +219,14 @@ pub unsafe fn create_buffer(
         if cx.session.heap.is_some() {
             tracing::debug!(size, "buffer in the device's own memory");
         }
-        // SAFETY: the caller's guarantees, passed on unchanged.
-        return Ok(unsafe { create(context, flags, size, host_ptr, errcode_ret) });
+        return None;
     };
     if !host_ptr.is_null() {
         // SAFETY: `host_ptr` holds `size` bytes (the caller's guarantee).
         let data = unsafe { std::slice::from_raw_parts(host_ptr.cast::<u8>(), size) };
         if heap.write(block.offset, data).is_err() {
             heap.unreserve(block);
-            // SAFETY: the caller's guarantees, passed on unchanged.
-            return Ok(unsafe { create(context, flags, size, host_ptr, errcode_ret) });
+            return None;
         }
     }
     let use_flags = (flags & !(opencl::CL_MEM_COPY_HOST_PTR | opencl::CL_MEM_ALLOC_HOST_PTR))
@@ -217,7 +237,7 @@ pub unsafe fn create_buffer(
     let mem = unsafe { create(context, use_flags, size, storage.cast(), errcode_ret) };
     if mem.is_null() {
         heap.unreserve(block);
-        return Ok(mem);
+        return Some(mem);
     }
     let user_data = Box::into_raw(Box::new(heap.clone()));
     let rc = match api.clSetMemObjectDestructorCallback {
@@ -236,12 +256,11 @@ pub unsafe fn create_buffer(
             heap.unreserve(block);
         }
         tracing::warn!(rc, "no destructor callback: buffer left in device memory");
-        // SAFETY: the caller's guarantees, passed on unchanged.
-        return Ok(unsafe { create(context, flags, size, host_ptr, errcode_ret) });
+        return None;
     }
     heap.attach(mem as u64, block, size as u64, context as u64);
     tracing::debug!(size, offset = block.offset, "buffer placed in the heap");
-    Ok(mem)
+    Some(mem)
 }
 
 /// `avaBufferAccess` (see `specs/opencl.lapis`): when `buffer` lives in the
