@@ -155,9 +155,9 @@ pub fn connection(
         })
         .as_ref()
         .map_err(|e| CallError::Connect(e.clone()))?;
-    let conn = match region.claim() {
-        Ok(ch) => {
-            let c = Arc::new(Connection::with_channel(ch));
+    let conn = match Connection::new(region) {
+        Ok(c) => {
+            let c = Arc::new(c);
             REGISTRY
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -171,7 +171,7 @@ pub fn connection(
                 tracing::debug!("no channel of its own for this thread ({e}); sharing");
                 shared.clone()
             }
-            None => return Err(CallError::Connect(e.to_string())),
+            None => return Err(e),
         },
     };
     let _ = LOCAL.try_with(|l| *l.borrow_mut() = Some(conn.clone()));
