@@ -64,7 +64,6 @@ pub struct Connection {
     /// The region's buffer heap (empty when the region has none).
     heap: transport::Arena,
     heartbeat: transport::Heartbeat,
-    next_guest_id: AtomicU64,
     index: u32,
     callbacks: OnceLock<CallbackHandler>,
     callback_targets: Mutex<HashMap<u64, (usize, usize)>>,
@@ -232,7 +231,6 @@ impl Connection {
                 wait: wait_strategy_from_env(),
                 outstanding: std::collections::VecDeque::new(),
             }),
-            next_guest_id: AtomicU64::new(1),
             index,
             callbacks: OnceLock::new(),
             callback_targets: Mutex::new(HashMap::new()),
@@ -360,9 +358,14 @@ impl Connection {
     /// A new handle id chosen by the guest (for handles that asynchronous
     /// calls create).
     pub fn new_guest_id(&self) -> u64 {
+        // One counter for the whole process: the worker keeps a process's
+        // handles across its channels, and a channel given back by a thread
+        // that ended may be claimed again by a new connection while ids
+        // chosen over it are still bound.
+        static NEXT_GUEST_ID: AtomicU64 = AtomicU64::new(1);
         GUEST_ID_TAG
             | (u64::from(self.index) << 32)
-            | (self.next_guest_id.fetch_add(1, Ordering::Relaxed) & 0xFFFF_FFFF)
+            | (NEXT_GUEST_ID.fetch_add(1, Ordering::Relaxed) & 0xFFFF_FFFF)
     }
 
     /// Starts a call to function `func`.
