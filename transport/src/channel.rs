@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::arena::Arena;
 use crate::layout::{self, ChannelLayout, RegionHeader};
-use crate::ring::{self, Consumer, Producer, RingLayout};
+use crate::ring::{self, Consumer, Owner, Producer, RingLayout};
 use crate::shm::Shm;
 
 const FREE: u32 = 0;
@@ -173,9 +173,10 @@ impl GuestChannel {
         shm.atomic_u64(l.base + layout::CH_HEARTBEAT)
             .store(1, Ordering::Release);
         let (cmd, resp) = rings(&l);
+        let owner = Owner::new(shm, l.base + layout::CH_STATE, word(generation, CLAIMED));
         Some(GuestChannel {
-            tx: Producer::new(shm.clone(), cmd),
-            rx: Consumer::new(shm.clone(), resp),
+            tx: Producer::new(shm.clone(), cmd, Some(owner.clone())),
+            rx: Consumer::new(shm.clone(), resp, Some(owner)),
             arena: Arena::new(shm.clone(), l.arena, l.arena_size),
             heap: crate::region::heap_of(shm, header),
             shm: shm.clone(),
@@ -280,9 +281,10 @@ impl WorkerChannel {
         }
         let l = header.channel(index);
         let (cmd, resp) = rings(&l);
+        let owner = Owner::new(shm, l.base + layout::CH_STATE, word(s.generation, CLAIMED));
         Some(WorkerChannel {
-            rx: Consumer::new(shm.clone(), cmd),
-            tx: Producer::new(shm.clone(), resp),
+            rx: Consumer::new(shm.clone(), cmd, Some(owner.clone())),
+            tx: Producer::new(shm.clone(), resp, Some(owner)),
             arena: Arena::new(shm.clone(), l.arena, l.arena_size),
             heap: crate::region::heap_of(shm, header),
             shm: shm.clone(),

@@ -30,6 +30,10 @@ pub const MAGIC: [u8; 8] = *b"AVA-SHM\0";
 pub const VERSION: u32 = 2;
 /// Page size that every area is aligned to.
 pub const PAGE: u64 = 4096;
+/// Largest data arena of a channel (1 TiB): with at most 4096 channels,
+/// 4 GiB rings and a heap of at most 2^48 bytes, every offset of a valid
+/// layout fits in 64 bits.
+pub const MAX_ARENA: u64 = 1 << 40;
 /// Spacing between independently written atomics.
 pub const LINE: usize = 128;
 
@@ -115,14 +119,22 @@ impl RegionHeader {
         arena_size: u64,
         heap_size: u64,
     ) -> RegionHeader {
-        let stride = CH_CONTROL + cmd_ring_size + resp_ring_size + arena_size;
-        let stride = stride.div_ceil(PAGE) * PAGE;
-        let heap_offset = PAGE + stride * u64::from(channels);
+        // Saturating: sizes too large to add up give a header whose total
+        // no mapping holds, which `validate` refuses, instead of a panic or
+        // a wrapped offset.
+        let stride = CH_CONTROL
+            .saturating_add(cmd_ring_size)
+            .saturating_add(resp_ring_size)
+            .saturating_add(arena_size);
+        let stride = stride.div_ceil(PAGE).saturating_mul(PAGE);
+        let heap_offset = stride
+            .saturating_mul(u64::from(channels))
+            .saturating_add(PAGE);
         RegionHeader {
             magic: MAGIC,
             version: VERSION,
             header_size: size_of::<RegionHeader>() as u32,
-            total_size: heap_offset + heap_size,
+            total_size: heap_offset.saturating_add(heap_size),
             channel_count: channels,
             reserved: 0,
             channel_offset: PAGE,
@@ -149,6 +161,12 @@ impl RegionHeader {
             return Err(format!(
                 "ring sizes {} / {} (must be powers of two from 64 B to 4 GiB)",
                 self.cmd_ring_size, self.resp_ring_size
+            ));
+        }
+        if self.arena_size > MAX_ARENA {
+            return Err(format!(
+                "arena size {} exceeds the limit of {MAX_ARENA} bytes",
+                self.arena_size
             ));
         }
         if !self.arena_size.is_multiple_of(PAGE) {
@@ -183,7 +201,7 @@ impl RegionHeader {
         ) {
             return Err("offsets do not match the ring, arena and heap sizes".into());
         }
-        if self.total_size > map_len {
+        if self.total_size > map_len || usize::try_from(self.total_size).is_err() {
             return Err(format!(
                 "the layout needs {} bytes but the mapping has only {map_len}",
                 self.total_size
@@ -260,6 +278,19 @@ mod tests {
             },
             RegionHeader {
                 heap_offset: good.heap_offset + 4096,
+                ..good
+            },
+            // Sizes whose sums overflow 64 bits.
+            RegionHeader {
+                arena_size: u64::MAX - 4095,
+                ..good
+            },
+            RegionHeader::for_config(4096, 1 << 32, 1 << 32, MAX_ARENA + PAGE, 0),
+            RegionHeader {
+                channel_count: 4096,
+                channel_stride: u64::MAX / 2,
+                heap_offset: u64::MAX - 8191,
+                total_size: u64::MAX,
                 ..good
             },
         ] {

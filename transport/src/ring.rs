@@ -28,8 +28,18 @@
 //! The consumer treats the whole ring as hostile: it copies a record out
 //! before looking at it and checks every length, reporting
 //! [`RingError::Corrupt`] instead of trusting it.
+//!
+//! The ends of a channel's rings are made for one ownership of the channel
+//! (an [`Owner`]: the channel's state word and the value it holds while that
+//! ownership lasts). A consumer checks the word after copying each record
+//! out, and a producer before writing and before publishing: once the
+//! channel is released or reclaimed, a stale end gets
+//! [`RingError::Disconnected`] and never delivers a message of the next
+//! owner, nor writes into the next owner's ring. The word sits in a line
+//! that is written only when the channel changes hands, so the check is a
+//! load that hits the cache.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 use crate::RingError;
@@ -41,6 +51,49 @@ pub const RECORD_HEADER: usize = 8;
 
 /// Bytes of a cache line.
 const CACHE_LINE: u64 = 64;
+
+/// The ownership a ring end was made for: the channel's state word and the
+/// value it holds while that ownership lasts.
+#[derive(Debug, Clone)]
+pub(crate) struct Owner {
+    /// Keeps the mapping alive.
+    _shm: Shm,
+    /// The channel's state word (validated to lie in the mapping).
+    word: *const AtomicU64,
+    /// The value of the word while the ownership lasts.
+    expected: u64,
+}
+
+// SAFETY: the pointer lies in the mapping kept alive by `_shm` and is only
+// used for atomic loads, as `Shm` itself (which is Send + Sync) does.
+unsafe impl Send for Owner {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Owner {}
+
+impl Owner {
+    /// The ownership under which the word at `offset` of `shm` holds
+    /// `expected`. Panics if the word lies outside the mapping.
+    pub(crate) fn new(shm: &Shm, offset: usize, expected: u64) -> Owner {
+        Owner {
+            word: shm.atomic_u64(offset),
+            expected,
+            _shm: shm.clone(),
+        }
+    }
+
+    /// Whether the ownership still lasts.
+    #[inline(always)]
+    fn holds(&self) -> bool {
+        // SAFETY: validated in `new`; the mapping outlives `self`.
+        unsafe { &*self.word }.load(Ordering::Acquire) == self.expected
+    }
+}
+
+/// Whether an end made for `owner` (none: a bare ring) may still use its ring.
+#[inline(always)]
+fn owned(owner: &Option<Owner>) -> bool {
+    owner.as_ref().is_none_or(Owner::holds)
+}
 
 /// Where a ring lives inside a mapping.
 #[derive(Debug, Clone, Copy)]
@@ -88,13 +141,15 @@ pub struct Producer {
     size: usize,
     head: u64,
     cached_tail: u64,
+    /// The channel ownership this end serves (none: a bare ring).
+    owner: Option<Owner>,
 }
 
 impl Producer {
     /// A producer for a ring whose counters currently read `head`/`tail`.
     ///
     /// Callers that create a fresh ring zero both counters first.
-    pub(crate) fn new(shm: Shm, layout: RingLayout) -> Producer {
+    pub(crate) fn new(shm: Shm, layout: RingLayout, owner: Option<Owner>) -> Producer {
         let mem = RingMem::new(&shm, layout.data, layout.size, layout.head, layout.tail);
         let head = mem.head().load(Ordering::Acquire);
         let tail = mem.tail().load(Ordering::Acquire);
@@ -103,6 +158,7 @@ impl Producer {
             size: layout.size,
             head,
             cached_tail: tail,
+            owner,
         }
     }
 
@@ -142,7 +198,7 @@ impl Producer {
             self.mem.write(pos, part);
             pos += part.len() as u64;
         }
-        self.publish(len);
+        self.publish(len)?;
         Ok(true)
     }
 
@@ -150,6 +206,9 @@ impl Producer {
     /// consumer's counter if the cached one says it does not).
     #[inline]
     fn reserve(&mut self, len: usize) -> Result<bool, RingError> {
+        if !owned(&self.owner) {
+            return Err(RingError::Disconnected);
+        }
         if len > self.max_message() {
             return Err(RingError::TooLarge {
                 len,
@@ -170,9 +229,13 @@ impl Producer {
     /// Publishes the record of `len` bytes whose payload is written: zeroes
     /// the header word where the next record will start (it must read as
     /// empty before this record becomes visible), then stores the header,
-    /// last: the consumer polls it.
+    /// last: the consumer polls it. Publishes nothing when the channel
+    /// changed hands while the payload was written.
     #[inline]
-    fn publish(&mut self, len: usize) {
+    fn publish(&mut self, len: usize) -> Result<(), RingError> {
+        if !owned(&self.owner) {
+            return Err(RingError::Disconnected);
+        }
         let need = (RECORD_HEADER + padded(len)) as u64;
         self.mem.word(self.head + need).store(0, Ordering::Relaxed);
         self.mem
@@ -180,6 +243,7 @@ impl Producer {
             .store(record_header(len), Ordering::Release);
         self.head += need;
         self.mem.head().store(self.head, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Sends `msg` if it fits now; `Ok(false)` when the ring is full.
@@ -189,7 +253,7 @@ impl Producer {
             return Ok(false);
         }
         self.mem.write(self.head + RECORD_HEADER as u64, msg);
-        self.publish(msg.len());
+        self.publish(msg.len())?;
         Ok(true)
     }
 
@@ -222,16 +286,19 @@ pub struct Consumer {
     mem: RingMem,
     size: usize,
     tail: u64,
+    /// The channel ownership this end serves (none: a bare ring).
+    owner: Option<Owner>,
 }
 
 impl Consumer {
-    pub(crate) fn new(shm: Shm, layout: RingLayout) -> Consumer {
+    pub(crate) fn new(shm: Shm, layout: RingLayout, owner: Option<Owner>) -> Consumer {
         let mem = RingMem::new(&shm, layout.data, layout.size, layout.head, layout.tail);
         let tail = mem.tail().load(Ordering::Acquire);
         Consumer {
             mem,
             size: layout.size,
             tail,
+            owner,
         }
     }
 
@@ -268,6 +335,16 @@ impl Consumer {
         // Resizing without clearing first: same-sized messages cost no memset.
         out.resize(len, 0);
         self.mem.read(self.tail + RECORD_HEADER as u64, out);
+        // The ownership is checked after the copy (as a seqlock reader
+        // checks its sequence): a record of the next owner is published
+        // after that owner's claim, so reading it means reading the changed
+        // word here; and a reset that overwrote what was copied had changed
+        // the word before it started.
+        fence(Ordering::Acquire);
+        if !owned(&self.owner) {
+            out.clear();
+            return Err(RingError::Disconnected);
+        }
         self.tail += (RECORD_HEADER + padded(len)) as u64;
         self.mem.tail().store(self.tail, Ordering::Release);
         Ok(true)
@@ -309,8 +386,8 @@ mod tests {
             data: 1024,
             size,
         };
-        let p = Producer::new(shm.clone(), layout);
-        let c = Consumer::new(shm.clone(), layout);
+        let p = Producer::new(shm.clone(), layout, None);
+        let c = Consumer::new(shm.clone(), layout, None);
         (file, p, c, shm)
     }
 

@@ -6,7 +6,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use transport::{ChannelState, Error, LivenessTracker, Region, RegionConfig, WaitStrategy, layout};
+use transport::{
+    ChannelState, Error, LivenessTracker, Region, RegionConfig, RingError, WaitStrategy, layout,
+};
 
 fn region(dir: &tempfile::TempDir, channels: u32) -> (PathBuf, Region) {
     let path = dir.path().join("region");
@@ -50,6 +52,70 @@ fn open_validates_magic_version_and_size() {
 
     let e = Region::open(&dir.path().join("missing")).unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
+}
+
+/// A forged or corrupt header, whatever its sizes, is refused with a clear
+/// error: never a panic, an overflow or a mapping past the file.
+#[test]
+fn forged_headers_are_refused_not_panicked_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, r) = region(&dir, 2);
+    let good = *r.header();
+    let shm = transport::Shm::map(&path, None).unwrap();
+    let forge = |h: &layout::RegionHeader| {
+        use zerocopy::IntoBytes;
+        shm.write(0, h.as_bytes());
+        Region::open(&path)
+    };
+    let huge = u64::MAX - 4095;
+    let cases = [
+        (
+            "arena near 2^64",
+            layout::RegionHeader {
+                arena_size: huge,
+                ..good
+            },
+        ),
+        (
+            "arena whose stride wraps",
+            layout::RegionHeader::for_config(2, 1 << 16, 1 << 16, huge, 0),
+        ),
+        (
+            "heap near 2^64",
+            layout::RegionHeader {
+                heap_size: huge,
+                ..good
+            },
+        ),
+        (
+            "4096 channels of 4 GiB rings and 1 TiB arenas",
+            layout::RegionHeader::for_config(4096, 1 << 32, 1 << 32, layout::MAX_ARENA, 0),
+        ),
+        (
+            "offsets near 2^64",
+            layout::RegionHeader {
+                channel_stride: u64::MAX / 2,
+                heap_offset: u64::MAX - 8191,
+                total_size: u64::MAX,
+                ..good
+            },
+        ),
+        (
+            "ring of 2^63 bytes",
+            layout::RegionHeader {
+                cmd_ring_size: 1 << 63,
+                ..good
+            },
+        ),
+    ];
+    for (what, h) in cases {
+        let e = std::panic::catch_unwind(|| forge(&h))
+            .unwrap_or_else(|_| panic!("{what}: opening panicked"))
+            .expect_err(what);
+        assert!(matches!(e, Error::BadGeometry { .. }), "{what}: {e}");
+    }
+    // The genuine header still opens.
+    forge(&good).unwrap();
 }
 
 #[test]
@@ -101,10 +167,34 @@ fn worker_sees_a_new_owner_and_fresh_rings() {
     let mut buf = Vec::new();
     w2.rx.recv(&mut buf, &WaitStrategy::BALANCED, None).unwrap();
     assert_eq!(buf, b"two");
-    // The old endpoint's view is inconsistent with the new rings; it must
-    // notice rather than misread.
-    let _ = w.rx.try_recv(&mut buf);
+    // The old endpoint was made for the previous owner: it neither reads
+    // the new owner's commands nor writes into its response ring.
+    g.tx.try_send(b"three").unwrap();
+    let mut stale = Vec::new();
+    assert_eq!(w.rx.try_recv(&mut stale), Err(RingError::Disconnected));
+    assert!(stale.is_empty(), "the stale endpoint read {stale:?}");
+    assert_eq!(w.tx.try_send(b"forged"), Err(RingError::Disconnected));
     assert!(!w.is_current());
+    // The new owner's traffic is intact.
+    w2.rx.recv(&mut buf, &WaitStrategy::BALANCED, None).unwrap();
+    assert_eq!(buf, b"three");
+    assert_eq!(g.rx.try_recv(&mut buf), Ok(false));
+    w2.tx.try_send(b"reply").unwrap();
+    g.rx.recv(&mut buf, &WaitStrategy::BALANCED, None).unwrap();
+    assert_eq!(buf, b"reply");
+}
+
+#[test]
+fn a_released_guest_endpoint_cannot_send_or_receive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, r) = region(&dir, 1);
+    let mut g = r.claim().unwrap();
+    let gen0 = g.generation();
+    let mut w = r.attach(0).unwrap().unwrap();
+    assert!(r.reclaim(0, gen0).unwrap());
+    assert_eq!(g.tx.try_send(b"late"), Err(RingError::Disconnected));
+    assert_eq!(w.tx.try_send(b"late"), Err(RingError::Disconnected));
+    assert!(!g.is_current() && !w.is_current());
 }
 
 #[test]
