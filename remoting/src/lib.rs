@@ -9,6 +9,8 @@
 
 pub mod guest;
 pub mod heap;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wire;
 pub mod worker;
 

@@ -58,11 +58,34 @@ fn call(func: u32, args: impl FnOnce(&mut Encoder)) -> Vec<u8> {
     e.into_inner()
 }
 
+/// The region of the guest half of a test (see `common::is_guest_half`).
+fn guest_region() -> std::path::PathBuf {
+    std::env::var_os("AVA_REGION")
+        .expect("the guest half runs with AVA_REGION")
+        .into()
+}
+
 #[test]
 fn invalid_handles_sizes_and_nulls_get_opencl_errors() {
+    if common::is_guest_half() {
+        invalid_handles_guest_half();
+        return;
+    }
     let mut stack = common::Stack::start("badinput");
-    // SAFETY: set before the guest library's first call, in this thread.
-    unsafe { std::env::set_var("AVA_REGION", &stack.region) };
+    stack.run_guest_half("invalid_handles_sizes_and_nulls_get_opencl_errors");
+    assert!(stack.alive(), "the worker survived");
+    let log = stack.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("clSetKernelArg") && l.contains("call rejected")),
+        "the guard refused the wild kernel argument:\n{log}"
+    );
+}
+
+/// The guest side of `invalid_handles_sizes_and_nulls_get_opencl_errors`,
+/// in a process of its own: the guest library finds the region in the
+/// environment it was started with.
+fn invalid_handles_guest_half() {
     let g = Guest::load();
     let null = std::ptr::null_mut::<c_void>();
     let bogus = 0xA7A0_0000_0BAD_F00D_u64 as usize as Id;
@@ -235,14 +258,8 @@ fn invalid_handles_sizes_and_nulls_get_opencl_errors() {
         assert_eq!(i32::from_le_bytes(out), 1);
         // The guest library opens its region once per process: the heap
         // checks use this test's worker and objects.
-        heap_access_is_checked_and_names_only_the_buffer(&mut stack, &g, ctx, q);
+        heap_access_is_checked_and_names_only_the_buffer(&g, ctx, q);
     }
-    let log = stack.log();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("clSetKernelArg") && l.contains("call rejected")),
-        "the guard refused the wild kernel argument:\n{log}"
-    );
 }
 
 #[test]
@@ -384,12 +401,7 @@ fn raw_access(
 /// writes, sent with ranges and handles the library never would: ranges are
 /// checked against the buffer, handles translated, and a released buffer is
 /// no longer named.
-fn heap_access_is_checked_and_names_only_the_buffer(
-    stack: &mut common::Stack,
-    g: &Guest,
-    ctx: Id,
-    queue: Id,
-) {
+fn heap_access_is_checked_and_names_only_the_buffer(g: &Guest, ctx: Id, queue: Id) {
     let (buf, other) = unsafe {
         let mut err = 0;
         let buf = cl!(g, clCreateBuffer)(ctx, 1, 1 << 20, std::ptr::null_mut(), &mut err);
@@ -401,7 +413,7 @@ fn heap_access_is_checked_and_names_only_the_buffer(
     let (q, b, o) = (queue as u64, buf as u64, other as u64);
     // A second channel of this process (same owner: same objects), used
     // to send what the guest library never would.
-    let region = Region::open(&stack.region).unwrap();
+    let region = Region::open(&guest_region()).unwrap();
     let heap = region.header().heap_size;
     let mut evil = region.claim().unwrap();
 
@@ -444,7 +456,6 @@ fn heap_access_is_checked_and_names_only_the_buffer(
     let (status, _) = raw_access(&mut evil, q, ctx as u64, 0, 16);
     assert_eq!(status, Status::ApiError as u32);
     drop(evil);
-    assert!(stack.alive(), "the worker survived");
 
     // Through the guest library: a blocking write to a buffer in the heap is
     // made in place, and one past the end gets the driver's error (an
@@ -492,4 +503,130 @@ fn heap_access_is_checked_and_names_only_the_buffer(
     let mut evil = region.claim().unwrap();
     let (status, _) = raw_access(&mut evil, q, b, 0, 16);
     assert_eq!(status, Status::ApiError as u32, "a released buffer");
+}
+
+/// `clCreateBuffer(context, flags, size, NULL, &err)` as raw bytes, with
+/// `extra` appended after the last argument.
+fn create_buffer_msg(context: u64, size: u64, extra: &[u8]) -> Vec<u8> {
+    let mut msg = call(ava_worker::opencl::func::clCreateBuffer, |e| {
+        e.u64(context);
+        e.u64(1); // CL_MEM_READ_WRITE
+        e.u64(size);
+        e.blob(None);
+        e.u8(remoting::wire::BLOB_INLINE);
+        e.u64(4);
+    });
+    msg.extend_from_slice(extra);
+    msg
+}
+
+/// A command that the worker refuses as malformed (bytes after its last
+/// argument) is refused before anything runs: no buffer is created, so its
+/// context gains no reference. The same command without the extra bytes
+/// creates one, which the same count shows.
+#[test]
+fn a_malformed_call_is_refused_before_it_runs() {
+    if common::is_guest_half() {
+        malformed_call_guest_half();
+        return;
+    }
+    let mut stack = common::Stack::start("malformed");
+    stack.run_guest_half("a_malformed_call_is_refused_before_it_runs");
+    assert!(stack.alive(), "the worker survived");
+}
+
+fn malformed_call_guest_half() {
+    let g = Guest::load();
+    let null = std::ptr::null_mut::<c_void>();
+    let (ctx, refs) = unsafe {
+        let mut platform: Id = null;
+        assert_eq!(
+            cl!(g, clGetPlatformIDs)(1, &mut platform, std::ptr::null_mut()),
+            0
+        );
+        let mut device: Id = null;
+        assert_eq!(
+            cl!(g, clGetDeviceIDs)(platform, 0xFFFF_FFFF, 1, &mut device, std::ptr::null_mut()),
+            0
+        );
+        let mut err = 0;
+        let ctx = cl!(g, clCreateContext)(std::ptr::null(), 1, &device, None, null, &mut err);
+        assert_eq!(err, 0);
+        let info = cl!(g, clGetContextInfo);
+        let refs = move || {
+            let mut n = 0u32;
+            // CL_CONTEXT_REFERENCE_COUNT
+            let rc = info(
+                ctx,
+                0x1080,
+                4,
+                (&mut n as *mut u32).cast(),
+                std::ptr::null_mut(),
+            );
+            assert_eq!(rc, 0);
+            n
+        };
+        (ctx, refs)
+    };
+    // A second channel of this process (same owner, same objects).
+    let region = Region::open(&guest_region()).unwrap();
+    let mut raw = region.claim().unwrap();
+    let wait = WaitStrategy::BALANCED;
+    let timeout = Some(Duration::from_secs(30));
+    let mut reply = Vec::new();
+    let mut send = |msg: &[u8], reply: &mut Vec<u8>| {
+        raw.tx.send(msg, &wait, timeout).unwrap();
+        raw.rx.recv(reply, &wait, timeout).unwrap();
+        Decoder::new(reply).unwrap().0.flags
+    };
+    let before = refs();
+    for extra in [&99u64.to_le_bytes()[..], &[0u8][..], &[0u8; 3][..]] {
+        let status = send(&create_buffer_msg(ctx as u64, 4096, extra), &mut reply);
+        assert_eq!(status, Status::Protocol as u32, "{extra:?}");
+        assert_eq!(refs(), before, "a refused clCreateBuffer created a buffer");
+    }
+    // The well-formed command does create a buffer: the count can tell.
+    let status = send(&create_buffer_msg(ctx as u64, 4096, &[]), &mut reply);
+    assert_eq!(status, Status::Ok as u32);
+    let (_, mut d) = Decoder::new(&reply).unwrap();
+    assert_eq!(
+        d.blob().unwrap(),
+        remoting::wire::Blob::Inline(&0i32.to_le_bytes())
+    );
+    let buf = d.u64().unwrap();
+    assert_ne!(buf, 0);
+    assert_eq!(refs(), before + 1);
+    unsafe {
+        assert_eq!(cl!(g, clReleaseMemObject)(buf as usize as Id), 0);
+    }
+    assert_eq!(refs(), before);
+}
+
+/// A remoted program reaches no native OpenCL: its ICD loader, asked
+/// directly (not through the guest library), finds no platform, so a call
+/// the guest library did not remote would fail rather than run natively.
+#[test]
+fn remoted_programs_find_no_native_platform() {
+    let stack = common::Stack::start("nonative");
+    let probe = "import ctypes\n\
+        lib = ctypes.CDLL('libOpenCL.so.1')\n\
+        n = ctypes.c_uint(0)\n\
+        rc = lib.clGetPlatformIDs(0, None, ctypes.byref(n))\n\
+        print(f'rc={rc} platforms={n.value}')\n";
+    let run = |mut c: Command| {
+        c.args(["-c", probe]);
+        let o = common::run_capture(c, Duration::from_secs(60));
+        assert!(o.status.success(), "{}", common::text(&o.stderr));
+        common::text(&o.stdout)
+    };
+    let native = run(Command::new("python3"));
+    assert!(
+        native.contains("rc=0 platforms=1") || native.contains("rc=0 platforms=2"),
+        "the host has a native platform: {native}"
+    );
+    let remote = run(stack.remote("python3"));
+    assert!(
+        remote.contains("platforms=0"),
+        "a remoted program reached a native platform: {remote}"
+    );
 }

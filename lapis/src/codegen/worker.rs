@@ -338,12 +338,6 @@ fn function(
         o,
         "#[allow(non_snake_case, unused_variables, unused_mut, unused_parens, clippy::all)]\nfn call_{name}(api: &Api, d: &mut Decoder<'_>, cx: &mut CallCtx<'_>) -> Result<(), DispatchError> {{"
     );
-    if f.implement().is_none() {
-        let _ = writeln!(
-            o,
-            "    let __f = api.{name}.ok_or(DispatchError::Unavailable({name:?}))?;"
-        );
-    }
     // 1. Decode, in argument order.
     for (i, a) in plan.args.iter().enumerate() {
         let p = &f.params[i];
@@ -379,7 +373,7 @@ fn function(
             Arg::Deferred { .. } => {
                 let _ = writeln!(
                     o,
-                    "    let {pn}_key = d.u64()?;\n    let {pn}_size = d.u64()? as usize;\n    if {pn}_size > {MAX_DEFERRED} {{ return Err(DispatchError::Protocol(format!(\"{name}: deferred buffer of {{}} bytes is too large\", {pn}_size))); }}\n    let {pn}: {t} = cx.session.manual.entry({pn}_key).or_insert_with(|| vec![0u8; {pn}_size]).as_mut_ptr() as {t};"
+                    "    let {pn}_key = d.u64()?;\n    let {pn}_size = d.u64()? as usize;\n    if {pn}_size > {MAX_DEFERRED} {{ return Err(DispatchError::Protocol(format!(\"{name}: deferred buffer of {{}} bytes is too large\", {pn}_size))); }}"
                 );
             }
             Arg::Buffer(b) => match (&b.content, b.dir) {
@@ -424,12 +418,27 @@ fn function(
             c.name
         );
     }
+    // The whole command is decoded: bytes left over make it malformed, and
+    // it is refused before anything runs.
+    o.push_str("    d.finish()?;\n");
+    if f.implement().is_none() {
+        let _ = writeln!(
+            o,
+            "    let __f = api.{name}.ok_or(DispatchError::Unavailable({name:?}))?;"
+        );
+    }
     // 2. Overrides, validation, translation.
     for (i, a) in plan.args.iter().enumerate() {
         let p = &f.params[i];
         let pn = &p.name.name;
         let t = rust::ty(p.ty.ty());
         match a {
+            Arg::Deferred { .. } => {
+                let _ = writeln!(
+                    o,
+                    "    let {pn}: {t} = cx.session.manual.entry({pn}_key).or_insert_with(|| vec![0u8; {pn}_size]).as_mut_ptr() as {t};"
+                );
+            }
             Arg::Scalar { value: Some(v) } => {
                 let _ = writeln!(o, "    let {pn}: {t} = ({}) as {t};", expr(v, &n));
             }

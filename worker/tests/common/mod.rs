@@ -83,14 +83,63 @@ impl Stack {
         );
     }
 
-    /// A command run through the guest library against this worker.
+    /// A command run through the guest library against this worker. Its
+    /// OpenCL ICD loader finds no platform (`OCL_ICD_VENDORS` names an empty
+    /// directory), as inside a VM: a function that the guest library does
+    /// not export fails instead of reaching the host's driver natively.
     pub fn remote(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(program);
         c.env("AVA_REGION", &self.region)
-            .env("LD_PRELOAD", guestlib());
+            .env("LD_PRELOAD", guestlib())
+            .env("OCL_ICD_VENDORS", no_vendors_dir());
         c
     }
 
+    /// Runs the guest half of test `test` (the test binary itself, started
+    /// again with [`GUEST_ROLE`] set) against this worker, with the region
+    /// passed in its environment, and panics with its output and the
+    /// worker's log if it fails.
+    pub fn run_guest_half(&mut self, test: &str) -> Output {
+        let mut c = self.remote(std::env::current_exe().expect("test binary"));
+        c.env_remove("LD_PRELOAD")
+            .env("AVA_TEST_ROLE", GUEST_ROLE)
+            .args(["--exact", test, "--nocapture", "--test-threads=1"]);
+        let out = run_capture(c, Duration::from_secs(300));
+        assert!(
+            out.status.success(),
+            "{}",
+            remote_failure(self, &format!("guest half of {test}"), &out)
+        );
+        assert!(
+            text(&out.stdout).contains("1 passed"),
+            "the guest half ran no test:\n{}",
+            text(&out.stdout)
+        );
+        out
+    }
+}
+
+/// The value of `AVA_TEST_ROLE` in the guest half of a test.
+pub const GUEST_ROLE: &str = "guest";
+
+/// Whether this process is the guest half of a test
+/// ([`Stack::run_guest_half`]); it then finds the region in `AVA_REGION`.
+pub fn is_guest_half() -> bool {
+    std::env::var("AVA_TEST_ROLE").is_ok_and(|r| r == GUEST_ROLE)
+}
+
+/// An empty directory for `OCL_ICD_VENDORS` (see [`Stack::remote`]).
+pub fn no_vendors_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("ava-no-icd-vendors-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("create an empty vendors directory");
+        d
+    })
+    .clone()
+}
+
+impl Stack {
     /// The worker's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
