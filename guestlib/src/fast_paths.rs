@@ -28,7 +28,7 @@ enum Access {
 /// `[offset, offset + size)`, once its queue has finished. `None`: the
 /// buffer is not in the heap (or the region has none).
 fn in_heap(queue: cl_command_queue, buffer: cl_mem, offset: usize, size: usize) -> Option<Access> {
-    let conn = remoting::guest::connection(crate::locate_region).ok()?;
+    let conn = remoting::guest::connection(&crate::opencl::API, crate::locate_region).ok()?;
     if conn.heap().size() == 0 {
         return None;
     }

@@ -64,6 +64,17 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// The revision of this specification: a 64-bit FNV-1a hash of its text
+    /// with comments removed and runs of white space made one space, so
+    /// that edits to comments or layout keep the revision while any change
+    /// to a declaration, a prototype or an annotation changes it. Generated
+    /// code on both sides carries it: a guest and a worker built from
+    /// different revisions refuse to talk (function ids are positions in
+    /// the specification).
+    pub fn revision(&self) -> u64 {
+        revision_of(&self.source)
+    }
+
     /// The function called `name`.
     pub fn function(&self, name: &str) -> Option<&Function> {
         self.functions.iter().find(|f| f.name.name == name)
@@ -154,5 +165,80 @@ pub fn load(path: impl AsRef<Path>) -> Result<Spec, Diagnostics> {
             ));
             Err(d)
         }
+    }
+}
+
+/// See [`Spec::revision`].
+fn revision_of(source: &str) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    let mut feed = |b: u8| {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(PRIME);
+    };
+    let bytes = source.as_bytes();
+    // `space`: white space or a comment was skipped since the last byte fed
+    // (never fed before the first byte).
+    let (mut i, mut in_string, mut space, mut started) = (0, false, false, false);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !in_string && b == b'/' && bytes.get(i + 1) == Some(&b'/') {
+            while i < bytes.len() && bytes[i] != b'\n' {
+                i += 1;
+            }
+            space = true;
+            continue;
+        }
+        if !in_string && b == b'/' && bytes.get(i + 1) == Some(&b'*') {
+            i += 2;
+            while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                i += 1;
+            }
+            i += 2;
+            space = true;
+            continue;
+        }
+        if !in_string && b.is_ascii_whitespace() {
+            space = true;
+            i += 1;
+            continue;
+        }
+        if space && started {
+            feed(b' ');
+        }
+        space = false;
+        started = true;
+        if b == b'"' && (i == 0 || bytes[i - 1] != b'\\') {
+            in_string = !in_string;
+        }
+        feed(b);
+        i += 1;
+    }
+    hash
+}
+
+#[cfg(test)]
+mod revision_tests {
+    use super::revision_of;
+
+    #[test]
+    fn comments_and_layout_keep_the_revision_other_edits_change_it() {
+        let a = "api t version \"1\";\nint f(int x) { sync; }\n";
+        let b = "/* about t */ api t version \"1\"; // t\n\n  int f(int   x)\n{ sync; } // f\n";
+        assert_eq!(revision_of(a), revision_of(b));
+        for changed in [
+            "api t version \"2\";\nint f(int x) { sync; }\n",
+            "api t version \"1\";\nint f(int y) { sync; }\n",
+            "api t version \"1\";\nint f(int x) { async; }\n",
+            "api t version \"1\";\nint g(int x) { sync; }\nint f(int x) { sync; }\n",
+        ] {
+            assert_ne!(revision_of(a), revision_of(changed), "{changed}");
+        }
+        // Inside a string, comment markers and spaces are text.
+        assert_ne!(
+            revision_of("unsupported(\"a // b\");"),
+            revision_of("unsupported(\"a \");")
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use transport::{ArenaAllocator, ArenaBlock, GuestChannel, Region, RingError, WaitStrategy};
 
 use crate::wire::{Blob, Decoder, Encoder, FLAG_SYNC, Header, MsgKind, Status, WireError};
-use crate::{GUEST_ID_TAG, INLINE_MAX};
+use crate::{ApiId, GUEST_ID_TAG, INLINE_MAX};
 
 /// Why a remoted call could not be completed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,11 @@ pub enum CallError {
     /// The host library does not provide the function.
     #[error("the host library does not provide {0}")]
     Unavailable(String),
+    /// The worker does not serve this API, or serves another revision of
+    /// its specification: no call is made (the message says which API and
+    /// revisions each side has).
+    #[error("the worker refused this guest library: {0}")]
+    Refused(String),
     /// A buffer does not fit the channel's data arena.
     #[error("a transfer of {len} bytes exceeds the channel's data arena ({cap} bytes)")]
     TooLarge {
@@ -108,6 +113,9 @@ static REGION: OnceLock<Result<Region, String>> = OnceLock::new();
 /// The first connection opened: the fallback for threads that find no
 /// free channel.
 static SHARED: OnceLock<Arc<Connection>> = OnceLock::new();
+/// Why the worker refused this process's API, once it has: no channel is
+/// claimed again, and every call fails with the same error.
+static REFUSED: OnceLock<String> = OnceLock::new();
 /// Every connection opened, for the heartbeat thread and for shutdown.
 static REGISTRY: Mutex<Vec<Weak<Connection>>> = Mutex::new(Vec::new());
 
@@ -137,12 +145,19 @@ pub fn shutdown() {
 /// will set) never holds up the others; when the region has no free
 /// channel left, threads share the process's first connection. The region
 /// comes from `AVA_REGION`, or from `locate` when the variable is unset (a
-/// guest library passes its ivshmem probe here).
+/// guest library passes its ivshmem probe here). Each new channel is
+/// opened with a hello naming `api`; a worker that does not serve it at
+/// this revision refuses, and every call then fails with
+/// [`CallError::Refused`].
 pub fn connection(
+    api: &ApiId,
     locate: fn() -> Result<std::path::PathBuf, String>,
 ) -> Result<Arc<Connection>, CallError> {
     if let Ok(Some(c)) = LOCAL.try_with(|l| l.borrow().clone()) {
         return Ok(c);
+    }
+    if let Some(why) = REFUSED.get() {
+        return Err(CallError::Refused(why.clone()));
     }
     let region = REGION
         .get_or_init(|| {
@@ -154,7 +169,7 @@ pub fn connection(
         })
         .as_ref()
         .map_err(|e| CallError::Connect(e.clone()))?;
-    let conn = match Connection::new(region) {
+    let conn = match Connection::new(region, api) {
         Ok(c) => {
             let c = Arc::new(c);
             REGISTRY
@@ -164,6 +179,11 @@ pub fn connection(
             let _ = SHARED.set(c.clone());
             start_heartbeat();
             c
+        }
+        Err(CallError::Refused(why)) => {
+            tracing::error!("{api}: the worker refused this guest library: {why}");
+            let _ = REFUSED.set(why.clone());
+            return Err(CallError::Refused(why));
         }
         Err(e) => match SHARED.get() {
             Some(shared) => {
@@ -206,16 +226,43 @@ fn start_heartbeat() {
 }
 
 impl Connection {
-    /// Claims a channel of `region`.
-    pub fn new(region: &Region) -> Result<Connection, CallError> {
+    /// Claims a channel of `region` and opens it for `api` (see
+    /// [`Connection::open`]).
+    pub fn new(region: &Region, api: &ApiId) -> Result<Connection, CallError> {
         let ch = region
             .claim()
             .map_err(|e| CallError::Connect(e.to_string()))?;
-        Ok(Connection::with_channel(ch))
+        Connection::open(ch, api)
     }
 
-    /// A connection over a claimed channel.
-    pub fn with_channel(ch: GuestChannel) -> Connection {
+    /// A connection over a claimed channel, opened with a hello that names
+    /// `api`: the worker answers before any call is made, and a refusal
+    /// ([`CallError::Refused`]) releases the channel.
+    pub fn open(ch: GuestChannel, api: &ApiId) -> Result<Connection, CallError> {
+        let conn = Connection::with_channel(ch);
+        {
+            let mut inner = conn.inner.lock().unwrap_or_else(|p| p.into_inner());
+            inner.send(&conn, &crate::hello_message(api))?;
+            let mut reply = Vec::new();
+            inner.wait_reply(&conn, 0, &mut reply)?;
+            let (h, mut d) = Decoder::new(&reply)?;
+            match Status::from_u32(h.flags) {
+                Some(Status::Ok) => {}
+                Some(Status::Refused) => return Err(CallError::Refused(d.string()?)),
+                _ => {
+                    return Err(CallError::Protocol(format!(
+                        "unexpected answer to the hello (status {})",
+                        h.flags
+                    )));
+                }
+            }
+        }
+        Ok(conn)
+    }
+
+    /// A connection over a claimed channel on which no hello was sent: for
+    /// tests that speak to a worker directly.
+    fn with_channel(ch: GuestChannel) -> Connection {
         let index = ch.index();
         let alloc = ArenaAllocator::new(ch.arena.size());
         let heartbeat = ch.heartbeat();
@@ -493,8 +540,11 @@ impl Inner {
                 }
                 None => tracing::warn!(call = h.call_id, "unexpected reply dropped"),
             },
-            MsgKind::Call => {
-                return Err(CallError::Protocol("the worker sent a call".into()));
+            MsgKind::Call | MsgKind::Hello => {
+                return Err(CallError::Protocol(format!(
+                    "the worker sent a {:?} message",
+                    h.kind
+                )));
             }
         }
         Ok(())
@@ -768,6 +818,7 @@ impl<'c> Reply<'c> {
             Some(Status::ApiError) => return Err(CallError::Api(d.i64()?)),
             Some(Status::Protocol) => return Err(CallError::Protocol(d.string()?)),
             Some(Status::Unavailable) => return Err(CallError::Unavailable(d.string()?)),
+            Some(Status::Refused) => return Err(CallError::Refused(d.string()?)),
             None => {
                 return Err(CallError::Wire(WireError::Invalid {
                     what: "reply status",

@@ -7,12 +7,15 @@
 //! a per-guest [`worker::HandleTable`], and serves channels. [`wire`] is the
 //! encoding both share.
 
+mod api;
 pub mod guest;
 pub mod heap;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wire;
 pub mod worker;
+
+pub use api::{ApiId, PROTOCOL_VERSION, Refusal, accept_hello, hello_message};
 
 /// First 16 bits of every handle id the worker assigns: makes ids easy to
 /// recognise and unlikely to collide with other values (see `maybe_handle`).

@@ -28,6 +28,10 @@ pub enum MsgKind {
     Callback = 3,
     /// An asynchronous call failed, worker → guest.
     AsyncError = 4,
+    /// The first message on a channel, guest → worker: the API the guest
+    /// speaks and its specification's revision (see [`crate::ApiId`]). The
+    /// worker answers with a [`MsgKind::Reply`] to call 0.
+    Hello = 5,
 }
 
 impl MsgKind {
@@ -38,6 +42,7 @@ impl MsgKind {
             2 => MsgKind::Reply,
             3 => MsgKind::Callback,
             4 => MsgKind::AsyncError,
+            5 => MsgKind::Hello,
             _ => return None,
         })
     }
@@ -74,6 +79,10 @@ pub enum Status {
     Protocol = 2,
     /// The host library lacks the function.
     Unavailable = 3,
+    /// The worker does not serve the API the guest named on this channel,
+    /// or serves another revision of its specification (or the guest named
+    /// none); a message follows.
+    Refused = 4,
 }
 
 impl Status {
@@ -84,6 +93,7 @@ impl Status {
             1 => Status::ApiError,
             2 => Status::Protocol,
             3 => Status::Unavailable,
+            4 => Status::Refused,
             _ => return None,
         })
     }

@@ -2,8 +2,27 @@
 //! time so that the worker builds and starts without them.
 
 use anyhow::Context;
+use remoting::ApiId;
+use remoting::worker::Dispatcher;
 
 use crate::opencl;
+
+/// One API the worker serves: its identity (name and specification
+/// revision), the dispatcher generated from its specification over the host
+/// library, and what it runs on. A backend is loaded by its own constructor;
+/// one that cannot load is left out and the others are served.
+pub trait Backend: Send + Sync {
+    /// The API and specification revision that guests must name.
+    fn api(&self) -> ApiId;
+    /// Executes the API's calls; also destroys what a departed guest left
+    /// ([`Dispatcher::destroy`]).
+    fn dispatcher(&self) -> &dyn Dispatcher;
+    /// What the backend runs on, in words, for the log.
+    fn describe(&self) -> String;
+}
+
+/// The backends `ava-worker` knows, by name.
+pub const KNOWN: &[&str] = &["opencl"];
 
 /// The host's OpenCL library (normally the ICD loader) and its dispatcher.
 pub struct OpenCl {
@@ -11,6 +30,8 @@ pub struct OpenCl {
     _lib: libloading::Library,
     /// The generated dispatcher over the library's functions.
     pub dispatch: opencl::Dispatch,
+    /// The library's path as loaded.
+    library: String,
 }
 
 impl OpenCl {
@@ -31,6 +52,26 @@ impl OpenCl {
         Ok(OpenCl {
             _lib: lib,
             dispatch: opencl::Dispatch { api },
+            library: path.to_string(),
         })
+    }
+}
+
+impl Backend for OpenCl {
+    fn api(&self) -> ApiId {
+        opencl::API
+    }
+
+    fn dispatcher(&self) -> &dyn Dispatcher {
+        &self.dispatch
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} of {} OpenCL functions from {}",
+            self.dispatch.api.available(),
+            opencl::FUNCTION_NAMES.len(),
+            self.library
+        )
     }
 }

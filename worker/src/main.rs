@@ -13,7 +13,7 @@ use transport::RegionConfig;
 #[command(
     version,
     about,
-    after_help = "Examples:\n  ava-worker --region /dev/shm/vm1\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --cores 2,3\n  AVA_LOG=debug ava-worker --region /dev/shm/test --opencl-lib /usr/lib/x86_64-linux-gnu/libOpenCL.so.1\n\nA region that does not exist is created with --channels/--ring-size/--arena-size;\none that exists (e.g. made by `ivshmem-setup create`) is served as it is.\nLog levels: AVA_LOG=error|warn|info|debug|trace (default info)."
+    after_help = "Examples:\n  ava-worker --region /dev/shm/vm1\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --cores 2,3\n  AVA_LOG=debug ava-worker --region /dev/shm/test --opencl-lib /usr/lib/x86_64-linux-gnu/libOpenCL.so.1\n  ava-worker --region /dev/shm/vm1 --backends opencl\n\nA region that does not exist is created with --channels/--ring-size/--arena-size;\none that exists (e.g. made by `ivshmem-setup create`) is served as it is.\nLog levels: AVA_LOG=error|warn|info|debug|trace (default info)."
 )]
 struct Cli {
     /// A region to serve (one per VM); repeat for several VMs.
@@ -22,6 +22,10 @@ struct Cli {
     /// Cores to pin the poller threads to (one thread per region), e.g. 2,3.
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
+    /// The backends (APIs) to serve, of: opencl. Default: every backend
+    /// that loads; one that cannot load is logged and left out.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    backends: Vec<String>,
     /// The host OpenCL library to load.
     #[arg(long, value_name = "PATH")]
     opencl_lib: Option<String>,
@@ -60,7 +64,26 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let backend = ava_worker::backend::OpenCl::load(cli.opencl_lib.as_deref())?;
+    use ava_worker::backend::{Backend, KNOWN, OpenCl};
+    if let Some(b) = cli.backends.iter().find(|b| !KNOWN.contains(&b.as_str())) {
+        anyhow::bail!("unknown backend `{b}` (known: {})", KNOWN.join(", "));
+    }
+    let wanted = |name: &str| cli.backends.is_empty() || cli.backends.iter().any(|b| b == name);
+    let mut loaded: Vec<Box<dyn Backend>> = Vec::new();
+    if wanted("opencl") {
+        match OpenCl::load(cli.opencl_lib.as_deref()) {
+            Ok(b) => loaded.push(Box::new(b)),
+            Err(e) => tracing::warn!("OpenCL backend unavailable: {e:#}"),
+        }
+    }
+    for b in &loaded {
+        tracing::info!(api = %b.api(), "serving: {}", b.describe());
+    }
+    anyhow::ensure!(
+        !loaded.is_empty(),
+        "no backend could be loaded (see the warnings above)"
+    );
+    let backends: Vec<&dyn Backend> = loaded.iter().map(|b| &**b).collect();
     let config = RegionConfig {
         channels: cli.channels,
         cmd_ring_size: cli.ring_size,
@@ -86,7 +109,7 @@ fn main() -> anyhow::Result<()> {
         stale_after: Duration::from_secs(cli.stale_after),
         ..Default::default()
     };
-    ava_worker::server::serve(&cli.regions, &config, &backend.dispatch, &opts, &STOP)?;
+    ava_worker::server::serve(&cli.regions, &config, &backends, &opts, &STOP)?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -4,16 +4,28 @@
 //! supervisor also notices dead guests and frees everything a guest process
 //! owned when its last channel ends. One more thread beats every region's
 //! heartbeat.
+//!
+//! One worker serves several APIs (one [`Backend`] each), on the same region
+//! and on different ones: a channel's first message names its API and the
+//! revision of its specification, and the channel is served by that API's
+//! dispatcher, or refused. Each API has its own handle table per region, so
+//! a handle of one API never translates in another's call.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use remoting::heap::Heap;
 use remoting::worker::{Dispatcher, HandleTable, Session, serve_pending};
+use remoting::{ApiId, accept_hello};
 use transport::{LivenessTracker, Region, RegionConfig, WaitStrategy, WorkerChannel};
+
+use crate::backend::Backend;
+
+/// No API chosen yet on a channel (no hello accepted).
+const NO_API: usize = usize::MAX;
 
 /// How the worker serves its regions.
 #[derive(Debug, Clone)]
@@ -79,6 +91,9 @@ enum Ending {
 struct Served<'s> {
     generation: u32,
     owner: u32,
+    /// The index of the channel's API among the backends, once its hello
+    /// was accepted ([`NO_API`] before).
+    api: Arc<AtomicUsize>,
     thread: std::thread::ScopedJoinHandle<'s, (Session, Ending)>,
 }
 
@@ -90,11 +105,14 @@ struct Served<'s> {
 /// has finished.
 pub fn serve_region(
     region: &Region,
-    dispatcher: &dyn Dispatcher,
+    backends: &[&dyn Backend],
     opts: &ServeOptions,
     stop: &AtomicBool,
 ) {
-    let handles = Arc::new(Mutex::new(HandleTable::new()));
+    let tables: Vec<Arc<Mutex<HandleTable>>> = backends
+        .iter()
+        .map(|_| Arc::new(Mutex::new(HandleTable::new())))
+        .collect();
     // The region's buffer heap, shared by its channels.
     let heap = (region.heap().size() > 0).then(|| Arc::new(Heap::new(region.heap())));
     let mut tracker = LivenessTracker::new();
@@ -107,6 +125,7 @@ pub fn serve_region(
                 if live[idx].as_ref().is_some_and(|t| t.thread.is_finished()) {
                     let t = live[idx].take().expect("checked");
                     let owner = t.owner;
+                    let api = t.api.load(Ordering::Acquire);
                     let (session, ending) = t.thread.join().unwrap_or_else(|_| {
                         tracing::error!(channel = i, "channel thread panicked");
                         (Session::new(owner), Ending::Corrupt)
@@ -120,9 +139,17 @@ pub fn serve_region(
                         Ending::Stopped => "was disconnected: the worker stops",
                     };
                     // A process's objects live as long as any of its
-                    // channels (its threads share them).
-                    let others = live.iter().flatten().any(|o| o.owner == owner);
-                    cleanup(&handles, dispatcher, i, &session, !others, why);
+                    // channels of that API (its threads share them).
+                    let others = live
+                        .iter()
+                        .flatten()
+                        .any(|o| o.owner == owner && o.api.load(Ordering::Acquire) == api);
+                    match (tables.get(api), backends.get(api)) {
+                        (Some(table), Some(b)) => {
+                            cleanup(table, b.dispatcher(), i, &session, !others, why)
+                        }
+                        _ => tracing::info!(channel = i, owner, "guest {why} (no API chosen)"),
+                    }
                 }
                 if stopping || live[idx].is_some() {
                     continue;
@@ -131,17 +158,27 @@ pub fn serve_region(
                     tracing::info!(region = %region.path().display(), channel = i, generation = ch.generation(), "guest attached");
                     let generation = ch.generation();
                     let owner = region.status(i).map_or(0, |st| st.owner_pid);
-                    let handles = &handles;
+                    let tables = &tables;
                     let heap = heap.clone();
+                    let api = Arc::new(AtomicUsize::new(NO_API));
+                    let chosen = api.clone();
                     let thread = std::thread::Builder::new()
                         .name(format!("ava-ch{i}"))
                         .spawn_scoped(s, move || {
-                            serve_channel(ch, owner, handles, heap, dispatcher, opts, stop)
+                            let served = Channel {
+                                owner,
+                                tables,
+                                heap,
+                                backends,
+                                api: &chosen,
+                            };
+                            serve_channel(ch, served, opts, stop)
                         })
                         .expect("spawn a channel thread");
                     live[idx] = Some(Served {
                         generation,
                         owner,
+                        api,
                         thread,
                     });
                 }
@@ -162,22 +199,35 @@ pub fn serve_region(
     });
 }
 
+/// What a channel's thread serves it with.
+struct Channel<'a> {
+    /// The guest process on the channel.
+    owner: u32,
+    /// The region's handle table of each API (indexed as `backends`).
+    tables: &'a [Arc<Mutex<HandleTable>>],
+    /// The region's buffer heap.
+    heap: Option<Arc<Heap>>,
+    /// The APIs this worker serves.
+    backends: &'a [&'a dyn Backend],
+    /// Where the channel's API is recorded once its hello is accepted.
+    api: &'a AtomicUsize,
+}
+
 /// Serves one channel until its guest leaves, breaks the protocol, or the
-/// worker stops.
+/// worker stops: first the hello that names its API, then its calls.
 fn serve_channel(
     mut ch: WorkerChannel,
-    owner: u32,
-    handles: &Arc<Mutex<HandleTable>>,
-    heap: Option<Arc<Heap>>,
-    dispatcher: &dyn Dispatcher,
+    c: Channel<'_>,
     opts: &ServeOptions,
     stop: &AtomicBool,
 ) -> (Session, Ending) {
-    let mut session = Session::new(owner);
-    session.heap = heap;
+    let mut session = Session::new(c.owner);
+    session.heap = c.heap;
+    let apis: Vec<ApiId> = c.backends.iter().map(|b| b.api()).collect();
     let mut buf = Vec::with_capacity(4096);
     let mut idle = transport::Backoff::new(&opts.wait);
     let mut polls = 0u32;
+    let mut chosen: Option<usize> = None;
     loop {
         polls = polls.wrapping_add(1);
         // Checked now and then, not on every poll.
@@ -191,14 +241,24 @@ fn serve_channel(
             };
             return (session, ending);
         }
-        match serve_pending(
-            &mut ch,
-            &mut session,
-            handles,
-            dispatcher,
-            &mut buf,
-            &opts.wait,
-        ) {
+        let served = match chosen {
+            Some(i) => serve_pending(
+                &mut ch,
+                &mut session,
+                &c.tables[i],
+                c.backends[i].dispatcher(),
+                &mut buf,
+                &opts.wait,
+            ),
+            None => hello(&mut ch, &apis, &mut buf, &opts.wait).map(|r| {
+                if let Some(i) = r {
+                    chosen = Some(i);
+                    c.api.store(i, Ordering::Release);
+                }
+                usize::from(r.is_some())
+            }),
+        };
+        match served {
             Ok(0) => {
                 let _ = idle.snooze(None);
             }
@@ -212,6 +272,30 @@ fn serve_channel(
             }
         }
     }
+}
+
+/// Answers the messages waiting on a channel that has not named its API
+/// yet: a hello that names a served API at its revision chooses it (its
+/// index is returned); anything else is refused, with a reply that says
+/// why, and logged.
+fn hello(
+    ch: &mut WorkerChannel,
+    apis: &[ApiId],
+    buf: &mut Vec<u8>,
+    wait: &WaitStrategy,
+) -> Result<Option<usize>, transport::RingError> {
+    while ch.rx.try_recv(buf)? {
+        let (chosen, reply) = accept_hello(buf, apis);
+        ch.tx.send(&reply, wait, Some(Duration::from_secs(30)))?;
+        match chosen {
+            Ok(i) => {
+                tracing::info!(channel = ch.index(), api = %apis[i], "guest named its API");
+                return Ok(Some(i));
+            }
+            Err(why) => tracing::warn!(channel = ch.index(), "guest refused: {why}"),
+        }
+    }
+    Ok(None)
 }
 
 /// Logs a channel's end and, if it was its owner's `last` channel, destroys
@@ -262,10 +346,11 @@ fn cleanup(
 pub fn serve(
     paths: &[PathBuf],
     config: &RegionConfig,
-    dispatcher: &dyn Dispatcher,
+    backends: &[&dyn Backend],
     opts: &ServeOptions,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(!backends.is_empty(), "no API to serve: no backend loaded");
     let regions: Vec<Region> = paths
         .iter()
         .map(|p| open_region(p, config))
@@ -289,7 +374,7 @@ pub fn serve(
                     pin(c);
                 }
                 tracing::info!(region = %region.path().display(), core = ?core, "serving");
-                serve_region(region, dispatcher, opts, stop);
+                serve_region(region, backends, opts, stop);
                 region.release_worker(std::process::id());
             });
         }

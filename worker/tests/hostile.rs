@@ -58,6 +58,25 @@ fn call(func: u32, args: impl FnOnce(&mut Encoder)) -> Vec<u8> {
     e.into_inner()
 }
 
+/// A channel of `region` opened for OpenCL (its hello accepted), on which
+/// the test then sends what the guest library never would.
+fn claim_opencl(region: &Region) -> transport::GuestChannel {
+    let mut ch = region.claim().unwrap();
+    let wait = WaitStrategy::BALANCED;
+    let timeout = Some(Duration::from_secs(30));
+    ch.tx
+        .send(
+            &remoting::hello_message(&ava_worker::opencl::API),
+            &wait,
+            timeout,
+        )
+        .unwrap();
+    let mut reply = Vec::new();
+    ch.rx.recv(&mut reply, &wait, timeout).unwrap();
+    assert_eq!(Decoder::new(&reply).unwrap().0.flags, Status::Ok as u32);
+    ch
+}
+
 /// The region of the guest half of a test (see `common::is_guest_half`).
 fn guest_region() -> std::path::PathBuf {
     std::env::var_os("AVA_REGION")
@@ -268,7 +287,7 @@ fn a_hostile_guest_hurts_only_itself() {
     let region = Region::open(&stack.region).unwrap();
     let wait = WaitStrategy::BALANCED;
     let timeout = Some(Duration::from_secs(10));
-    let mut evil = region.claim().unwrap();
+    let mut evil = claim_opencl(&region);
     let mut reply = Vec::new();
 
     // 1. Malformed commands, each answered with an error to this guest.
@@ -415,7 +434,7 @@ fn heap_access_is_checked_and_names_only_the_buffer(g: &Guest, ctx: Id, queue: I
     // to send what the guest library never would.
     let region = Region::open(&guest_region()).unwrap();
     let heap = region.header().heap_size;
-    let mut evil = region.claim().unwrap();
+    let mut evil = claim_opencl(&region);
 
     let (status, r) = raw_access(&mut evil, q, b, 4096, 4096);
     assert_eq!(status, Status::Ok as u32);
@@ -500,7 +519,7 @@ fn heap_access_is_checked_and_names_only_the_buffer(g: &Guest, ctx: Id, queue: I
         assert_eq!(cl!(g, clReleaseMemObject)(buf), 0);
         assert_eq!(cl!(g, clReleaseMemObject)(other), 0);
     }
-    let mut evil = region.claim().unwrap();
+    let mut evil = claim_opencl(&region);
     let (status, _) = raw_access(&mut evil, q, b, 0, 16);
     assert_eq!(status, Status::ApiError as u32, "a released buffer");
 }
@@ -570,7 +589,7 @@ fn malformed_call_guest_half() {
     };
     // A second channel of this process (same owner, same objects).
     let region = Region::open(&guest_region()).unwrap();
-    let mut raw = region.claim().unwrap();
+    let mut raw = claim_opencl(&region);
     let wait = WaitStrategy::BALANCED;
     let timeout = Some(Duration::from_secs(30));
     let mut reply = Vec::new();

@@ -315,7 +315,7 @@ fn function(
     }
     let _ = writeln!(
         o,
-        "    let __conn = match ::remoting::guest::connection({}) {{\n        Ok(c) => c,\n        Err(e) => {{ ::remoting::guest::report({name:?}, &e); {} }}\n    }};",
+        "    let __conn = match ::remoting::guest::connection(&API, {}) {{\n        Ok(c) => c,\n        Err(e) => {{ ::remoting::guest::report({name:?}, &e); {} }}\n    }};",
         opts.locate_region,
         fail(
             plan,

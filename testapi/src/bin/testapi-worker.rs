@@ -2,10 +2,41 @@
 //! region with the dispatcher generated from `testapi.lapis`, using the
 //! same serving loop as `ava-worker`.
 //!
-//! Usage: `testapi-worker REGION LIBRARY` (stops when killed);
+//! Usage: `testapi-worker REGION LIBRARY [--opencl]` (stops when killed);
+//! with `--opencl` the same process serves OpenCL guests too, through the
+//! host's OpenCL library, as `ava-worker` does.
 //! `AVA_STALE_MS` sets how long a guest may be silent before it is dead.
+//! The serving loop logs to stderr, as `ava-worker` does (`AVA_LOG` sets
+//! the level, default `info`).
 
 use std::sync::atomic::AtomicBool;
+
+use ava_worker::backend::Backend;
+use remoting::ApiId;
+use remoting::worker::Dispatcher;
+
+/// The test API over `libava_testapi.so`.
+struct TestApi {
+    dispatch: testapi::Dispatch,
+}
+
+impl Backend for TestApi {
+    fn api(&self) -> ApiId {
+        testapi::API
+    }
+
+    fn dispatcher(&self) -> &dyn Dispatcher {
+        &self.dispatch
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} of {} test API functions",
+            self.dispatch.api.available(),
+            testapi::FUNCTION_NAMES.len()
+        )
+    }
+}
 
 remoting::generated! {
     /// The generated dispatcher.
@@ -13,18 +44,38 @@ remoting::generated! {
 }
 
 fn main() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AVA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let mut args = std::env::args().skip(1);
-    let region = args
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("usage: testapi-worker REGION LIBRARY"))?;
-    let library = args
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("usage: testapi-worker REGION LIBRARY"))?;
+    let usage = || anyhow::anyhow!("usage: testapi-worker REGION LIBRARY [--opencl]");
+    let region = args.next().ok_or_else(usage)?;
+    let library = args.next().ok_or_else(usage)?;
+    let with_opencl = match args.next().as_deref() {
+        None => false,
+        Some("--opencl") => true,
+        Some(_) => return Err(usage()),
+    };
     // SAFETY: loading the test library runs no initialisers of note.
     let lib = unsafe { libloading::Library::new(&library) }?;
-    let dispatch = testapi::Dispatch {
-        api: testapi::Api::load(&lib),
+    let testapi = TestApi {
+        dispatch: testapi::Dispatch {
+            api: testapi::Api::load(&lib),
+        },
     };
+    let opencl = if with_opencl {
+        Some(ava_worker::backend::OpenCl::load(None)?)
+    } else {
+        None
+    };
+    let mut backends: Vec<&dyn Backend> = vec![&testapi];
+    if let Some(o) = &opencl {
+        backends.push(o);
+    }
     let stop = AtomicBool::new(false);
     // AVA_STALE_MS shortens the time after which a silent guest is dead.
     let mut opts = ava_worker::server::ServeOptions::default();
@@ -37,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     ava_worker::server::serve(
         &[region.into()],
         &transport::RegionConfig::default(),
-        &dispatch,
+        &backends,
         &opts,
         &stop,
     )

@@ -4,8 +4,12 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a worker may take to start serving: generous, since the
+/// machine may be busy building or testing something else.
+const START_DEADLINE: Duration = Duration::from_secs(60);
 
 /// `libava_testapi.so`. Integration tests run from target/<profile>/deps,
 /// where cargo also leaves the cdylib it built for them; a plain build puts
@@ -25,28 +29,79 @@ pub struct Worker {
     child: Child,
     /// The region it serves.
     pub region: PathBuf,
+    /// Its stderr: the serving loop's log.
+    pub log_path: PathBuf,
 }
 
 impl Worker {
     /// Starts a worker on a new region named after `tag`, with extra
-    /// environment, and waits until it beats.
+    /// environment, and waits until it beats. Panics, with the worker's
+    /// log, if it exits or does not beat within a generous deadline.
     pub fn start(tag: &str, env: &[(&str, &str)]) -> Worker {
+        Worker::start_with(tag, env, &[])
+    }
+
+    /// [`Worker::start`] with extra arguments (e.g. `--opencl`).
+    pub fn start_with(tag: &str, env: &[(&str, &str)], args: &[&str]) -> Worker {
         let region = std::env::temp_dir().join(format!("ava-{tag}-{}", std::process::id()));
+        let log_path = region.with_extension("log");
         let _ = std::fs::remove_file(&region);
+        let log = std::fs::File::create(&log_path).expect("create the worker's log");
         let child = Command::new(env!("CARGO_BIN_EXE_testapi-worker"))
             .arg(&region)
             .arg(library_path())
+            .args(args)
             .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start testapi-worker");
-        let worker = Worker { child, region };
-        for _ in 0..500 {
-            if transport::Region::open(&worker.region).is_ok_and(|r| r.worker_heartbeat() > 0) {
-                break;
+        let mut worker = Worker {
+            child,
+            region,
+            log_path,
+        };
+        let deadline = Instant::now() + START_DEADLINE;
+        while !transport::Region::open(&worker.region).is_ok_and(|r| r.worker_heartbeat() > 0) {
+            if let Some(status) = worker.child.try_wait().expect("poll testapi-worker") {
+                panic!(
+                    "testapi-worker exited ({status}) before serving {}:\n{}",
+                    worker.region.display(),
+                    worker.log()
+                );
             }
+            assert!(
+                Instant::now() < deadline,
+                "testapi-worker does not serve {} after {START_DEADLINE:?}:\n{}",
+                worker.region.display(),
+                worker.log()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         worker
+    }
+
+    /// What the worker has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until the worker's log has a line containing `text`; returns
+    /// that line. Panics, with the log, if none comes within a generous
+    /// deadline.
+    pub fn wait_for_line(&self, text: &str) -> String {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| l.contains(text)) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker logged no {text:?} line in {START_DEADLINE:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -55,5 +110,6 @@ impl Drop for Worker {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.region);
+        let _ = std::fs::remove_file(&self.log_path);
     }
 }
