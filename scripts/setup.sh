@@ -2,9 +2,10 @@
 # packages and checks the Rust toolchain. Idempotent.
 
 # Debian packages the project needs: PoCL (the default OpenCL device), the
-# ICD loader and headers, clinfo, and QEMU + busybox + cpio for the VM tests.
+# ICD loader and headers, clinfo, QEMU + busybox + cpio for the VM tests, and
+# the unmodified Debian programs the worker's tests run (PyOpenCL, clpeak).
 AVA_PACKAGES=(pocl-opencl-icd ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers clinfo
-              gcc qemu-system-x86 busybox-static cpio python3-pyopencl python3-numpy)
+              gcc qemu-system-x86 busybox-static cpio python3-pyopencl python3-numpy clpeak)
 
 ensure_packages() {
   local missing=()

@@ -7,11 +7,11 @@
 //!
 //! - `clinfo_in_vm_equals_native`: `clinfo` and `clinfo -l` in the VM print
 //!   exactly what they print natively (up to the ICD loader section).
-//! - `sample_in_vm_equals_native`: `samples/opencl/vm_vecadd.c` (and
-//!   `vecadd.c`, when the tree has it), compiled on the host against
-//!   `-lOpenCL`, prints the same in the VM as natively, and its channel is
-//!   released when it exits. Its buffers lived in the region's heap (read
-//!   and written in place through the BAR) and were freed.
+//! - `sample_in_vm_equals_native`: `samples/opencl/vm_vecadd.c` and
+//!   `vecadd.c` (both must exist), compiled on the host against `-lOpenCL`,
+//!   print the same in the VM as natively, and their channels are released
+//!   when they exit. Their buffers lived in the region's heap (read and
+//!   written in place through the BAR) and were freed.
 //! - `two_vms_share_one_worker_on_two_regions`: two VMs at once, each on its
 //!   own region, one worker serving both; each QEMU maps its own region and
 //!   no other.
@@ -110,19 +110,24 @@ struct Kit {
     initrd: PathBuf,
     /// `vm_vecadd SAMPLE_N` natively.
     native_sample: String,
-    /// `vecadd` natively, when `samples/opencl/vecadd.c` exists.
-    native_vecadd: Option<String>,
+    /// `vecadd` natively.
+    native_vecadd: String,
 }
 
 fn samples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/opencl")
 }
 
-/// Compiles `samples/opencl/NAME.c` into `work/NAME` against the host's
-/// `libOpenCL.so.1` and runs it natively with `args`; returns the binary
-/// and its stdout (it must succeed).
+/// Compiles `samples/opencl/NAME.c` (which must exist) into `work/NAME`
+/// against the host's `libOpenCL.so.1` and runs it natively with `args`;
+/// returns the binary and its stdout (it must succeed).
 fn compile_and_run(work: &Path, name: &str, args: &[&str]) -> (PathBuf, String) {
     let src = samples_dir().join(format!("{name}.c"));
+    assert!(
+        src.is_file(),
+        "the sample {} is missing from the tree",
+        src.display()
+    );
     let bin = work.join(name);
     let cc = Command::new("cc")
         .args([
@@ -230,14 +235,14 @@ fn kit() -> &'static Kit {
         std::fs::create_dir_all(&work).unwrap();
 
         // The samples, compiled on the host against libOpenCL.so.1 and run
-        // natively. `vecadd.c` (1M floats) is run too when the tree has it.
+        // natively, `vecadd.c` with 1M floats.
         let (sample, native_sample) = compile_and_run(&work, "vm_vecadd", &[SAMPLE_N]);
         assert!(native_sample.contains("vecadd OK"), "{native_sample}");
-        let _ = std::fs::remove_file(work.join("vecadd"));
-        let vecadd = samples_dir()
-            .join("vecadd.c")
-            .exists()
-            .then(|| compile_and_run(&work, "vecadd", &[]));
+        let (vecadd, native_vecadd) = compile_and_run(&work, "vecadd", &[]);
+        assert!(
+            native_vecadd.contains("mismatches: 0"),
+            "{native_vecadd}"
+        );
 
         // The guest library, stripped when possible (a smaller image boots
         // faster), installed under every name the dynamic linker may try.
@@ -267,12 +272,10 @@ fn kit() -> &'static Kit {
             format!("{lib}=/usr/lib/x86_64-linux-gnu/libOpenCL.so.1"),
             "/usr/bin/clinfo=/usr/bin/clinfo".to_owned(),
             format!("{}=/usr/bin/vm_vecadd", sample.display()),
+            format!("{}=/usr/bin/vecadd", vecadd.display()),
             format!("{}=/bin/ava-check-image", check.display()),
             format!("{}=/bin/ava-capture", capture.display()),
-        ]
-        .into_iter()
-        .chain(vecadd.iter().map(|(bin, _)| format!("{}=/usr/bin/vecadd", bin.display())))
-        .collect::<Vec<_>>();
+        ];
         let initrd = work.join("initrd.cpio.gz");
         let mut args = vec![initrd.to_str().unwrap()];
         args.extend(files.iter().map(String::as_str));
@@ -289,7 +292,7 @@ fn kit() -> &'static Kit {
             kernel,
             initrd,
             native_sample,
-            native_vecadd: vecadd.map(|(_, out)| out),
+            native_vecadd,
         }
     })
 }
@@ -682,17 +685,12 @@ fn sample_in_vm_equals_native() {
         let shm = ShmFile::new("ocl-sample");
         create(&shm);
         let worker = Worker::start(&[shm.path()], dir.path(), "worker");
-        let mut cmd = sample_cmd();
-        if kit().native_vecadd.is_some() {
-            cmd.push_str(" && ava-capture vecadd vecadd");
-        }
+        let cmd = format!("{} && ava-capture vecadd vecadd", sample_cmd());
         let vm = Vm::start(dir.path(), "sample", shm.path(), &cmd).finish();
         vm.assert_ok();
         let guest = vm.output("sample");
         assert_same("vm_vecadd", &kit().native_sample, &guest);
-        if let Some(native) = &kit().native_vecadd {
-            assert_same("vecadd", native, &vm.output("vecadd"));
-        }
+        assert_same("vecadd", &kit().native_vecadd, &vm.output("vecadd"));
         worker.assert_served(shm.path());
         worker.assert_released(&shm);
         // The region's heap (half of the BAR) held the sample's buffers,

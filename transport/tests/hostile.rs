@@ -1,16 +1,20 @@
 //! A hostile peer: another process scribbles random bytes over a channel
 //! (control words, both rings, the arena) while this process produces and
-//! consumes. Every operation must return a message or an error, promptly:
-//! no panic, no out-of-bounds access, no hang.
+//! consumes. Every operation must come back with a message or an error of
+//! an expected kind: no panic, no out-of-bounds access, no hang (a hang
+//! leaves the test running, which the harness reports).
 
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use transport::{Region, RegionConfig, RingError, WaitStrategy};
 
-const RUN: Duration = Duration::from_secs(3);
+/// How many words the scribbler writes over the channel.
+const SCRIBBLES: u32 = 50_000;
+/// Messages each way through the channel before the scribbler starts.
+const CLEAN: u64 = 1_000;
 
 /// xorshift64*: a tiny deterministic generator, enough for scribbling.
 fn next(state: &mut u64) -> u64 {
@@ -29,8 +33,7 @@ fn consumer_survives_a_scribbling_process() {
         let shm = transport::Shm::map(&path, None).unwrap();
         let span = layout.arena + layout.arena_size - layout.base;
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let end = Instant::now() + RUN;
-        while Instant::now() < end {
+        for _ in 0..SCRIBBLES {
             let r = next(&mut rng);
             // Mostly hit the control page (counters, state), else anywhere.
             let off = if r.is_multiple_of(2) {
@@ -55,52 +58,69 @@ fn consumer_survives_a_scribbling_process() {
     let region = Region::create(&path, &config).unwrap();
     let mut guest = region.claim().unwrap();
     let mut worker = region.attach(0).unwrap().unwrap();
+    let mut buf = Vec::new();
+
+    // Undamaged, the channel carries every message intact, both ways.
+    for i in 0..CLEAN {
+        assert_eq!(guest.tx.try_send(&i.to_le_bytes()), Ok(true));
+        assert_eq!(worker.rx.try_recv(&mut buf), Ok(true));
+        assert_eq!(buf, i.to_le_bytes());
+        assert_eq!(worker.tx.try_send(&(!i).to_le_bytes()), Ok(true));
+        assert_eq!(guest.rx.try_recv(&mut buf), Ok(true));
+        assert_eq!(buf, (!i).to_le_bytes());
+    }
+
+    // Then both ends keep going until the scribbler has done all its damage
+    // (and a few blocking receives have been made).
     let mut peer = common::spawn_peer(
         "consumer_survives_a_scribbling_process",
         "scribbler",
         &[("AVA_TEST_REGION", path.display().to_string())],
     );
-    let (mut ok, mut corrupt, mut slowest) = (0u64, 0u64, Duration::ZERO);
-    let mut buf = Vec::new();
-    let end = Instant::now() + RUN;
+    let (mut ok, mut empty, mut corrupt) = (0u64, 0u64, 0u64);
+    let mut blocking = 0u64;
     let mut i = 0u64;
-    while Instant::now() < end {
+    let status = loop {
         i += 1;
+        if i.is_multiple_of(256)
+            && blocking >= 10
+            && let Some(status) = peer.try_wait().unwrap()
+        {
+            break status;
+        }
         let _ = guest.tx.try_send(&i.to_le_bytes());
         let _ = worker.tx.try_send(&i.to_le_bytes());
         for rx in [&mut worker.rx, &mut guest.rx] {
-            let t = Instant::now();
             match rx.try_recv(&mut buf) {
                 Ok(true) => {
                     ok += 1;
                     assert!(buf.len() <= rx.max_message());
                 }
-                Ok(false) => {}
+                Ok(false) => empty += 1,
                 Err(RingError::Corrupt(_)) => corrupt += 1,
                 Err(e) => panic!("unexpected error kind {e}"),
             }
-            slowest = slowest.max(t.elapsed());
         }
-        // A blocking receive with a deadline must come back too.
+        // A blocking receive with a deadline must come back too, with a
+        // message, a timeout or the damage it found.
         if i.is_multiple_of(1000) {
-            let t = Instant::now();
+            blocking += 1;
             let r = worker.rx.recv(
                 &mut buf,
                 &WaitStrategy::IDLE,
                 Some(Duration::from_millis(5)),
             );
-            assert!(
-                t.elapsed() < Duration::from_secs(1),
-                "recv overran its deadline: {r:?}"
-            );
+            match r {
+                Ok(()) => assert!(buf.len() <= worker.rx.max_message()),
+                Err(RingError::Timeout | RingError::Corrupt(_)) => {}
+                Err(e) => panic!("blocking receive: unexpected error kind {e}"),
+            }
         }
-    }
-    assert!(peer.wait().unwrap().success());
-    println!("ok {ok} corrupt {corrupt} slowest {slowest:?}");
-    assert!(ok > 0, "some messages got through");
-    assert!(corrupt > 0, "the scribbler did damage that was detected");
+    };
+    assert!(status.success(), "the scribbler failed: {status}");
+    println!("under attack: ok {ok} empty {empty} corrupt {corrupt}, blocking receives {blocking}");
     assert!(
-        slowest < Duration::from_millis(100),
-        "a single poll took {slowest:?}"
+        corrupt > 0,
+        "the scribbler did damage that was detected (ok {ok}, empty {empty})"
     );
 }

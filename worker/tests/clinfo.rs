@@ -20,7 +20,12 @@ fn platform_part(out: &str) -> String {
 fn clinfo_remoted_equals_native() {
     let stack = common::Stack::start("clinfo");
     let native = common::run_capture(Command::new("clinfo"), Duration::from_secs(60));
-    assert!(native.status.success(), "native clinfo failed");
+    assert!(
+        native.status.success(),
+        "native clinfo failed ({}):\n{}",
+        native.status,
+        common::text(&native.stderr)
+    );
     let remote = common::run_capture(stack.remote("clinfo"), Duration::from_secs(120));
     assert!(
         remote.status.success(),
@@ -65,10 +70,26 @@ fn clinfo_remoted_equals_native() {
         },
         Duration::from_secs(60),
     );
-    assert_eq!(
-        String::from_utf8_lossy(&native.stdout),
-        String::from_utf8_lossy(&remote.stdout)
+    // Both must succeed: two failed runs can print the same (nothing).
+    assert!(
+        native.status.success(),
+        "native clinfo -l failed ({}):\n{}",
+        native.status,
+        common::text(&native.stderr)
     );
+    assert!(
+        remote.status.success(),
+        "remoted clinfo -l failed ({}):\n{}\nworker log (tail):\n{}",
+        remote.status,
+        common::text(&remote.stderr),
+        common::tail(&stack.log(), 30)
+    );
+    let (n, r) = (common::text(&native.stdout), common::text(&remote.stdout));
+    assert!(
+        n.contains("Platform #0"),
+        "native clinfo -l lists nothing:\n{n}"
+    );
+    common::assert_same_lines("clinfo -l", &n, &r);
     assert!(
         stack.log().contains("guest attached"),
         "the calls went through the worker"

@@ -41,13 +41,22 @@ fn run(stack: &mut common::Stack, exe: &std::path::Path) -> Output {
     remote
 }
 
+/// The worker's line on the heap after a guest's cleanup.
+const CLEANUP_LINE: &str = "buffer heap after the guest's cleanup";
+
+/// The value of field `name` (`name=value`) on a worker log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+}
+
 /// Waits for the worker to log the heap after the guest's cleanup; returns
-/// the log.
+/// the whole log.
 fn log_after_cleanup(stack: &common::Stack) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let log = stack.log();
-        if log.contains("buffer heap after the guest's cleanup") {
+        if log.contains(CLEANUP_LINE) {
             return log;
         }
         assert!(
@@ -56,6 +65,20 @@ fn log_after_cleanup(stack: &common::Stack) -> String {
             common::tail(&log, 30)
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every buffer's storage went back to the heap when the driver destroyed
+/// it: each cleanup line (one per guest process) says nothing is in use.
+fn assert_heap_empty_after_cleanup(log: &str) {
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(CLEANUP_LINE)).collect();
+    assert!(!lines.is_empty(), "{}", common::tail(log, 30));
+    for line in lines {
+        assert_eq!(
+            field(line, "in_use"),
+            Some("0"),
+            "the heap is not empty after the guest's cleanup: {line}"
+        );
     }
 }
 
@@ -70,8 +93,7 @@ fn buffers_in_the_heap_are_read_and_written_in_place() {
     let log = log_after_cleanup(&stack);
     assert!(log.contains("buffer placed in the heap"), "{log}");
     assert!(!log.contains("device's own memory"), "{log}");
-    // Every buffer's storage went back when the driver destroyed it.
-    assert!(log.contains("in_use=0"), "{}", common::tail(&log, 10));
+    assert_heap_empty_after_cleanup(&log);
     let _ = std::fs::remove_file(&exe);
 }
 
@@ -110,6 +132,6 @@ fn a_small_heap_holds_what_fits_and_the_rest_uses_device_memory() {
     let log = log_after_cleanup(&stack);
     assert!(log.contains("buffer placed in the heap"), "{log}");
     assert!(log.contains("device's own memory"), "{log}");
-    assert!(log.contains("in_use=0"), "{}", common::tail(&log, 10));
+    assert_heap_empty_after_cleanup(&log);
     let _ = std::fs::remove_file(&exe);
 }

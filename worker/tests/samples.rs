@@ -27,7 +27,7 @@ fn run_both(stack: &mut common::Stack, name: &str) -> (Output, Output) {
     outputs
 }
 
-/// Both runs succeed, print the same lines, and the output contains each
+/// Both runs succeed, print the same lines, and each output contains each
 /// of `expect` (so a sample that prints nothing cannot pass).
 fn check_sample(name: &str, expect: &[&str]) {
     let mut stack = common::Stack::start(&format!("sample-{name}"));
@@ -45,7 +45,11 @@ fn check_sample(name: &str, expect: &[&str]) {
     if !remote.status.success() {
         panic!("{}", common::remote_failure(&mut stack, name, &remote));
     }
-    common::assert_same_lines(name, &n, &common::text(&remote.stdout));
+    let r = common::text(&remote.stdout);
+    for e in expect {
+        assert!(r.contains(e), "remoted {name} output lacks {e:?}:\n{r}");
+    }
+    common::assert_same_lines(name, &n, &r);
     assert!(
         stack.log().contains("guest attached"),
         "the calls went through the worker"
@@ -79,7 +83,12 @@ fn matmul_remoted_equals_native() {
 
 #[test]
 fn image_remoted_equals_native() {
-    check_sample("image", &["image: ", "checksum"]);
+    // The device must support images (else the sample only says it has
+    // none), and the rows read back must be the rows written.
+    check_sample(
+        "image",
+        &["image: ", "checksum", "read-back rows intact: yes"],
+    );
 }
 
 #[test]
