@@ -376,6 +376,12 @@ fn a_hostile_guest_hurts_only_itself() {
         },
         Duration::from_secs(60),
     );
+    assert!(native.status.success(), "native clinfo -l failed");
+    assert!(
+        remote.status.success(),
+        "{}",
+        common::remote_failure(&mut stack, "clinfo -l", &remote)
+    );
     assert_eq!(native.stdout, remote.stdout);
     assert!(stack.log().contains("dropping channel"), "{}", stack.log());
     drop(evil);
