@@ -4,9 +4,10 @@
 //! that feeds them to a dispatcher and checks every reply.
 //!
 //! The harness's handle table holds live ids of every handle kind, bound to
-//! made-up host values: run it only with a dispatcher whose function table
-//! is empty (the generated `Api::default()`), so that no host function is
-//! ever called with them.
+//! made-up host values: run random commands only with a dispatcher whose
+//! function table is empty (the generated `Api::default()`), so that no host
+//! function is ever called with them, or with a library that checks every
+//! handle it is given.
 
 use std::sync::{Arc, Mutex};
 
@@ -110,6 +111,27 @@ impl Harness {
             ids,
             next_call: 0,
         }
+    }
+
+    /// The channel's session (to give it an admission policy, or read its
+    /// counters).
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// Sends a synchronous call of `func` with `body` and returns the raw
+    /// reply.
+    pub fn reply(&mut self, dispatcher: &dyn Dispatcher, func: u32, body: &[u8]) -> Vec<u8> {
+        self.next_call += 1;
+        handle_message(
+            &call(func, self.next_call, body),
+            &mut self.session,
+            &self.handles,
+            &self.worker.arena,
+            dispatcher,
+            Vec::new(),
+        )
+        .expect("a synchronous call gets a reply")
     }
 
     /// The live ids (for [`body`]), and 0 (NULL).

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use transport::{Arena, RingError, WaitStrategy, WorkerChannel};
 
@@ -249,18 +250,76 @@ impl CallbackTarget {
     }
 }
 
+/// What an [`Admission`] decides for a call that consumes a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Run the call now.
+    Run,
+    /// Not yet: the channel's thread waits and asks again. The guest's
+    /// calls stay in order (a channel's calls run one after the other), and
+    /// other channels are not held up.
+    Wait,
+    /// Do not run it: the call fails with the API's error for a refusal
+    /// (the value given to [`CallCtx::consume`]).
+    Refuse,
+}
+
+/// Who makes a call, as an [`Admission`] sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The VM (its region's name).
+    pub vm: String,
+    /// The channel in the VM's region.
+    pub channel: u32,
+    /// The guest process (its pid as the guest reports it).
+    pub owner: u32,
+    /// The API of the channel.
+    pub api: &'static str,
+}
+
+/// The scheduling hook: every call that its specification marks
+/// `consumes_rc(resource, amount)` asks the admission object the server
+/// owns before it runs, and work that completes on the device may be
+/// reported back with the device time it took. A policy (fair share,
+/// priorities, rate limits, quotas) implements this trait.
+pub trait Admission: Send + Sync {
+    /// Whether the call of `caller` that consumes `amount` of `resource`
+    /// may run now.
+    fn admit(&self, caller: &Caller, resource: &'static str, amount: u64) -> Admit;
+
+    /// Work of `caller` that consumed `resource` completed on the device,
+    /// taking `device_time` there.
+    fn completed(&self, caller: &Caller, resource: &'static str, device_time: Duration) {
+        let _ = (caller, resource, device_time);
+    }
+}
+
+/// The default policy: every call runs at once.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AdmitAll;
+
+impl Admission for AdmitAll {
+    fn admit(&self, _: &Caller, _: &'static str, _: u64) -> Admit {
+        Admit::Run
+    }
+}
+
 impl Session {
     /// The state of a new channel of guest process `owner`.
     pub fn new(owner: u32) -> Session {
         Session {
             owner,
+            caller: Caller {
+                owner,
+                ..Caller::default()
+            },
             ..Session::default()
         }
     }
 }
 
 /// Per-channel state kept between calls.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Session {
     /// Buffers kept with `lifetime_manual`, keyed by the guest's pointer.
     pub manual: HashMap<u64, Vec<u8>>,
@@ -278,8 +337,23 @@ pub struct Session {
     /// The region's buffer heap, when it has one and the backend places
     /// buffers in it.
     pub heap: Option<Arc<crate::heap::Heap>>,
+    /// Who makes this channel's calls, for the admission object.
+    pub caller: Caller,
+    /// Decides whether calls that consume resources run (none: all run).
+    pub admission: Option<Arc<dyn Admission>>,
     /// The reply buffer, reused from call to call.
     reply: Vec<u8>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("caller", &self.caller)
+            .field("calls", &self.calls)
+            .field("rejected", &self.rejected)
+            .field("consumed", &self.consumed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An output buffer prepared for the host function.
@@ -534,9 +608,33 @@ impl CallCtx<'_> {
         Box::into_raw(t).cast()
     }
 
-    /// Records `amount` units of `resource` consumed.
-    pub fn consume(&mut self, resource: &'static str, amount: u64) {
+    /// `consumes_rc(resource, amount)`: asks the session's admission
+    /// object whether the call may run (waiting while it says
+    /// [`Admit::Wait`]), then records the units consumed. A refusal fails
+    /// the call with the API's error value `refused`.
+    pub fn consume(
+        &mut self,
+        resource: &'static str,
+        amount: u64,
+        refused: i64,
+    ) -> Result<(), DispatchError> {
+        if let Some(admission) = &self.session.admission {
+            let mut backoff = transport::Backoff::new(&WaitStrategy::IDLE);
+            loop {
+                match admission.admit(&self.session.caller, resource, amount) {
+                    Admit::Run => break,
+                    Admit::Wait => {
+                        let _ = backoff.snooze(None);
+                    }
+                    Admit::Refuse => {
+                        tracing::debug!(resource, amount, "call refused by the admission policy");
+                        return Err(DispatchError::Api(refused));
+                    }
+                }
+            }
+        }
         *self.session.consumed.entry(resource).or_default() += amount;
+        Ok(())
     }
 }
 

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use remoting::heap::Heap;
-use remoting::worker::{Dispatcher, HandleTable, Session, serve_pending};
+use remoting::worker::{
+    Admission, AdmitAll, Caller, Dispatcher, HandleTable, Session, serve_pending,
+};
 use remoting::{ApiId, accept_hello};
 use transport::{LivenessTracker, Region, RegionConfig, WaitStrategy, WorkerChannel};
 
@@ -28,7 +30,7 @@ use crate::backend::Backend;
 const NO_API: usize = usize::MAX;
 
 /// How the worker serves its regions.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// Cores to pin poller threads to, round-robin (empty: no pinning).
     pub cores: Vec<usize>,
@@ -36,6 +38,19 @@ pub struct ServeOptions {
     pub stale_after: Duration,
     /// How pollers wait when every channel is idle.
     pub wait: WaitStrategy,
+    /// Asked before every call that consumes a resource (`consumes_rc`):
+    /// the scheduling hook. The default admits everything.
+    pub admission: Arc<dyn Admission>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("cores", &self.cores)
+            .field("stale_after", &self.stale_after)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ServeOptions {
@@ -44,6 +59,7 @@ impl Default for ServeOptions {
             cores: Vec::new(),
             stale_after: Duration::from_secs(5),
             wait: WaitStrategy::BALANCED,
+            admission: Arc::new(AdmitAll),
         }
     }
 }
@@ -166,6 +182,7 @@ pub fn serve_region(
                         .name(format!("ava-ch{i}"))
                         .spawn_scoped(s, move || {
                             let served = Channel {
+                                vm: region_name(region),
                                 owner,
                                 tables,
                                 heap,
@@ -201,6 +218,8 @@ pub fn serve_region(
 
 /// What a channel's thread serves it with.
 struct Channel<'a> {
+    /// The VM (its region's name), for logs and the admission policy.
+    vm: String,
     /// The guest process on the channel.
     owner: u32,
     /// The region's handle table of each API (indexed as `backends`).
@@ -223,6 +242,13 @@ fn serve_channel(
 ) -> (Session, Ending) {
     let mut session = Session::new(c.owner);
     session.heap = c.heap;
+    session.admission = Some(opts.admission.clone());
+    session.caller = Caller {
+        vm: c.vm,
+        channel: ch.index(),
+        owner: c.owner,
+        api: "",
+    };
     let apis: Vec<ApiId> = c.backends.iter().map(|b| b.api()).collect();
     let mut buf = Vec::with_capacity(4096);
     let mut idle = transport::Backoff::new(&opts.wait);
@@ -253,6 +279,7 @@ fn serve_channel(
             None => hello(&mut ch, &apis, &mut buf, &opts.wait).map(|r| {
                 if let Some(i) = r {
                     chosen = Some(i);
+                    session.caller.api = apis[i].name;
                     c.api.store(i, Ordering::Release);
                 }
                 usize::from(r.is_some())
@@ -272,6 +299,14 @@ fn serve_channel(
             }
         }
     }
+}
+
+/// A region's name for logs and policies: its file name.
+fn region_name(region: &Region) -> String {
+    region.path().file_name().map_or_else(
+        || region.path().display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Answers the messages waiting on a channel that has not named its API

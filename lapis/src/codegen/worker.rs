@@ -105,6 +105,11 @@ pub(crate) fn generate(spec: &Spec, model: &Model, opts: &Options) -> Result<Str
     o.push_str(
         "use ::remoting::wire::Decoder;\nuse ::remoting::worker::{CallCtx, DispatchError};\n\n",
     );
+    let _ = writeln!(
+        o,
+        "/// The API's error value for a call that the admission policy refuses.\npub const REFUSED_ERROR: i64 = {};\n",
+        opts.transport_error
+    );
     o.push_str("/// The host library's functions, resolved at run time (`None`: missing).\n#[allow(non_snake_case)]\n#[derive(Default)]\npub struct Api {\n");
     for p in &model.fns {
         let _ = writeln!(o, "    pub {}: Option<{}>,", p.f.name.name, fn_type(p.f));
@@ -483,7 +488,7 @@ fn function(
         {
             let _ = writeln!(
                 o,
-                "    cx.consume({:?}, {} as u64);",
+                "    cx.consume({:?}, {} as u64, REFUSED_ERROR)?;",
                 resource.name,
                 to_usize(&expr(amount, &n))
             );
