@@ -32,7 +32,9 @@ pub const INLINE_MAX: usize = 8 << 10;
 
 /// Includes code that `lapis::codegen::build_script` generated into
 /// `OUT_DIR` as a module, with the lints that generated C-API code needs
-/// (C names, unused helpers) allowed:
+/// (C names, unused helpers, constants and fields documented by the
+/// specification rather than in Rust, unsafe blocks whose one justification
+/// is the comment the generator writes above each call) allowed:
 ///
 /// ```ignore
 /// remoting::generated! {
@@ -51,7 +53,9 @@ macro_rules! generated {
             dead_code,
             unused_parens,
             unused_imports,
-            clippy::all
+            missing_docs,
+            clippy::all,
+            clippy::undocumented_unsafe_blocks
         )]
         $vis mod $name {
             include!(concat!(env!("OUT_DIR"), "/", $file));

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use zerocopy::IntoBytes;
+
 use transport::{Arena, RingError, WaitStrategy, WorkerChannel};
 
 use crate::wire::{
@@ -875,15 +877,13 @@ impl Bytes {
 
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
-        let all: &[u8] = zerocopy_bytes(&self.words);
-        &all[..self.len]
+        &self.words.as_bytes()[..self.len]
     }
 
     /// The bytes, mutable.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let len = self.len;
-        let all: &mut [u8] = zerocopy_bytes_mut(&mut self.words);
-        &mut all[..len]
+        &mut self.words.as_mut_bytes()[..len]
     }
 
     /// Pointer to the first byte (8-aligned).
@@ -945,16 +945,4 @@ impl Bytes {
     pub fn is_c_string(&self) -> bool {
         self.as_slice().last() == Some(&0)
     }
-}
-
-fn zerocopy_bytes(words: &[u64]) -> &[u8] {
-    // SAFETY: u64 has no padding and any byte pattern is valid for u8; the
-    // slice covers exactly the words' memory and borrows it immutably.
-    unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), words.len() * 8) }
-}
-
-fn zerocopy_bytes_mut(words: &mut [u64]) -> &mut [u8] {
-    // SAFETY: as above, with a unique borrow; every byte pattern written
-    // through the u8 view is a valid u64.
-    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast(), words.len() * 8) }
 }

@@ -125,10 +125,10 @@ pub unsafe extern "C" fn ta_dot(
     if (values.is_null() && n > 0) || result.is_null() {
         return TA_INVALID_VALUE;
     }
-    // SAFETY: the caller guarantees `values` holds `n` elements.
     let vals = if n == 0 {
         &[][..]
     } else {
+        // SAFETY: the caller guarantees `values` holds `n` elements.
         unsafe { std::slice::from_raw_parts(values, n) }
     };
     let sum: i64 = vals.iter().map(|&v| i64::from(v)).sum();
@@ -177,7 +177,9 @@ pub unsafe extern "C" fn ta_hash(
         if p.is_null() {
             return TA_INVALID_VALUE;
         }
-        for &b in unsafe { std::slice::from_raw_parts(p, len) } {
+        // SAFETY: checked non-NULL; the caller guarantees `len` bytes.
+        let blob = unsafe { std::slice::from_raw_parts(p, len) };
+        for &b in blob {
             h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
         }
         h = (h ^ 0xff).wrapping_mul(0x100_0000_01b3);

@@ -17,6 +17,7 @@ use remoting::worker::{DispatchError, Dispatcher};
 fn generated_guest_fails_cleanly_without_a_worker() {
     // SAFETY: no other thread reads the environment here.
     unsafe { std::env::remove_var("AVA_REGION") };
+    // SAFETY: a NULL stream is the default stream, an accepted argument.
     let r = unsafe { guest::cuStreamSynchronize(std::ptr::null_mut()) };
     assert_eq!(r, 999, "the transport error value from the build options");
 }

@@ -36,11 +36,15 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 /// again; gives its channel back before exiting.
 fn guest() {
     let mut st = 0;
+    // SAFETY: the test API's entry points get live locals (here and below)
+    // and the object they returned.
     let obj = unsafe { remote::ta_create(4, &mut st) };
     assert_eq!(st, 0, "ta_create");
+    // SAFETY: as above.
     assert_eq!(unsafe { remote::ta_sleep(CALL_MS) }, 0, "the long call");
     // The channel survived: the object is still ours.
     let mut v = 0;
+    // SAFETY: as above.
     assert_eq!(unsafe { remote::ta_get(obj, &mut v) }, 0, "ta_get after");
     assert_eq!(v, 4);
     remoting::guest::shutdown();

@@ -28,12 +28,16 @@ const ROLE: &str = "AVA_TEST_MULTI_API_ROLE";
 /// A guest of the test API at the worker's revision: its calls work.
 fn current_guest() {
     let mut st = -99;
+    // SAFETY: the test API's entry points get live locals, NULL, or the object they returned.
     let obj = unsafe { current::ta_create(21, &mut st) };
     assert_eq!(st, 0, "ta_create");
+    // SAFETY: the test API's entry points get live locals, NULL, or the object they returned.
     assert_eq!(unsafe { current::ta_add(obj, 21) }, 0);
     let mut v = 0;
+    // SAFETY: the test API's entry points get live locals, NULL, or the object they returned.
     assert_eq!(unsafe { current::ta_get(obj, &mut v) }, 0);
     assert_eq!(v, 42);
+    // SAFETY: the test API's entry points get live locals, NULL, or the object they returned.
     assert_eq!(unsafe { current::ta_release(obj) }, 0);
     remoting::guest::shutdown();
 }
@@ -49,11 +53,13 @@ fn older_guest() {
         .with_ansi(false)
         .init();
     let mut st = -99;
+    // SAFETY: the test API's entry points get live locals, NULL, or the object they returned.
     let obj = unsafe { older::ta_create(21, &mut st) };
     assert!(obj.is_null(), "a refused guest created an object");
     assert_eq!(st as i64, older::TRANSPORT_ERROR);
     let mut v = 0;
     assert_eq!(
+        // SAFETY: the test API's entry points get live locals, NULL, or the object they returned.
         unsafe { older::ta_get(std::ptr::null_mut(), &mut v) } as i64,
         older::TRANSPORT_ERROR
     );

@@ -109,6 +109,7 @@ fn invalid_handles_guest_half() {
     let null = std::ptr::null_mut::<c_void>();
     let bogus = 0xA7A0_0000_0BAD_F00D_u64 as usize as Id;
     let stale = 0x1234_5678_usize as Id;
+    // SAFETY: the OpenCL entry points get live locals of the sizes they write, NULL where the API accepts it, and handles as opaque ids (the guest library never dereferences them).
     unsafe {
         let mut platform: Id = null;
         assert_eq!(
@@ -427,6 +428,7 @@ fn raw_access(
 /// checked against the buffer, handles translated, and a released buffer is
 /// no longer named.
 fn heap_access_is_checked_and_names_only_the_buffer(g: &Guest, ctx: Id, queue: Id) {
+    // SAFETY: the OpenCL entry points get live locals of the sizes they write, NULL where the API accepts it, and handles as opaque ids (the guest library never dereferences them).
     let (buf, other) = unsafe {
         let mut err = 0;
         let buf = cl!(g, clCreateBuffer)(ctx, 1, 1 << 20, std::ptr::null_mut(), &mut err);
@@ -487,6 +489,7 @@ fn heap_access_is_checked_and_names_only_the_buffer(g: &Guest, ctx: Id, queue: I
     // asynchronous write could only log it).
     let data: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
     let mut back = vec![0u8; 4096];
+    // SAFETY: the OpenCL entry points get live locals of the sizes they write, NULL where the API accepts it, and handles as opaque ids (the guest library never dereferences them).
     unsafe {
         let write = |off: usize, len: usize| {
             cl!(g, clEnqueueWriteBuffer)(
@@ -521,6 +524,7 @@ fn heap_access_is_checked_and_names_only_the_buffer(g: &Guest, ctx: Id, queue: I
     assert_eq!(back, data);
 
     // Released buffers leave the heap: their ranges are no longer named.
+    // SAFETY: the OpenCL entry points get live locals of the sizes they write, NULL where the API accepts it, and handles as opaque ids (the guest library never dereferences them).
     unsafe {
         assert_eq!(cl!(g, clReleaseMemObject)(buf), 0);
         assert_eq!(cl!(g, clReleaseMemObject)(other), 0);
@@ -563,6 +567,7 @@ fn a_malformed_call_is_refused_before_it_runs() {
 fn malformed_call_guest_half() {
     let g = Guest::load();
     let null = std::ptr::null_mut::<c_void>();
+    // SAFETY: the OpenCL entry points get live locals of the sizes they write, NULL where the API accepts it, and handles as opaque ids (the guest library never dereferences them).
     let (ctx, refs) = unsafe {
         let mut platform: Id = null;
         assert_eq!(
@@ -621,6 +626,7 @@ fn malformed_call_guest_half() {
     let buf = d.u64().unwrap();
     assert_ne!(buf, 0);
     assert_eq!(refs(), before + 1);
+    // SAFETY: the OpenCL entry points get live locals of the sizes they write, NULL where the API accepts it, and handles as opaque ids (the guest library never dereferences them).
     unsafe {
         assert_eq!(cl!(g, clReleaseMemObject)(buf as usize as Id), 0);
     }
