@@ -5,7 +5,7 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_lapis");
 
 fn spec(name: &str) -> String {
-    format!("{}/tests/specs/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/../tests/specs/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
