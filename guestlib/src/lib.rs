@@ -23,7 +23,7 @@ remoting::generated! {
 /// Finds the region when `AVA_REGION` is unset: the first ivshmem PCI
 /// device's BAR2 whose header is a valid region.
 fn locate_region() -> Result<PathBuf, String> {
-    ivshmem_setup::find_region()
+    ivshmem_probe::find_region()
         .map_err(|e| format!("AVA_REGION is not set and probing failed: {e}"))
 }
 

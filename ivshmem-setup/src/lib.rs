@@ -17,13 +17,13 @@
 //!
 //! The `ivshmem-setup` binary is a command-line front end to all of these.
 
-pub mod fake_sysfs;
 pub mod host;
 pub mod peer;
-pub mod probe;
 pub mod signals;
-pub mod size;
 pub mod sizing;
 pub mod vmconfig;
 
-pub use probe::{ProbeError, ProbedDevice, find_region, probe, resolve_region};
+// The in-guest probe lives in its own crate (what guest libraries link).
+pub use ivshmem_probe::{
+    ProbeError, ProbedDevice, fake_sysfs, find_region, probe, resolve_region, size,
+};
