@@ -168,3 +168,40 @@ impl Harness {
         Status::from_u32(h.flags).ok_or_else(|| format!("unknown status {}", h.flags))
     }
 }
+
+/// Feeds `cases` random commands (ids below `funcs + 2`, so a few unknown
+/// ones; bodies of up to `max_pieces` pieces) to `dispatcher` through a
+/// [`Harness`] with `kinds` handle kinds, checking every reply; an unknown
+/// function must be refused as malformed. Returns how many replies had each
+/// status (indexed by [`Status`]), or the first failure with its input.
+pub fn random_commands(
+    dispatcher: &dyn Dispatcher,
+    kinds: u16,
+    funcs: u32,
+    cases: u32,
+    max_pieces: usize,
+) -> Result<[u32; 5], String> {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let h = std::cell::RefCell::new(Harness::new(kinds));
+    let strategy = (0..funcs + 2, body(h.borrow().ids(), max_pieces));
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let seen = std::cell::RefCell::new([0u32; 5]);
+    runner
+        .run(&strategy, |(func, body)| {
+            let status = h
+                .borrow_mut()
+                .run(dispatcher, func, &body)
+                .map_err(TestCaseError::fail)?;
+            seen.borrow_mut()[status as usize] += 1;
+            if func >= funcs {
+                prop_assert_eq!(status, Status::Protocol, "an unknown function");
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(seen.into_inner())
+}

@@ -6,9 +6,7 @@
 //! past handle translation.
 
 use ava_worker::opencl::{self, Api, Dispatch, FUNCTION_NAMES};
-use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
-use remoting::testing::{Harness, body};
+use remoting::testing::random_commands;
 use remoting::wire::Status;
 
 #[test]
@@ -16,31 +14,10 @@ fn random_commands_get_replies_never_panics() {
     let dispatch = Dispatch {
         api: Api::default(),
     };
-    let h = std::cell::RefCell::new(Harness::new(opencl::kind::cl_sampler + 1));
     let funcs = FUNCTION_NAMES.len() as u32;
-    let strategy = (0..funcs + 2, body(h.borrow().ids(), 14));
-    let mut runner = TestRunner::new(Config {
-        cases: 4000,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let seen = std::cell::RefCell::new([0u32; 4]);
-    let result = runner.run(&strategy, |(func, body)| {
-        let status = h
-            .borrow_mut()
-            .run(&dispatch, func, &body)
-            .map_err(TestCaseError::fail)?;
-        seen.borrow_mut()[status as usize] += 1;
-        if func >= funcs {
-            prop_assert_eq!(status, Status::Protocol, "an unknown function");
-        }
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    let seen = seen.into_inner();
-    eprintln!("statuses (ok, api error, protocol, unavailable): {seen:?}");
+    let seen = random_commands(&dispatch, opencl::kind::cl_sampler + 1, funcs, 4000, 14)
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("statuses (ok, api error, protocol, unavailable, refused): {seen:?}");
     // Some commands decoded to the end (only then is the function's
     // absence found) and some handles were refused: the random bodies
     // reach past the first argument.
