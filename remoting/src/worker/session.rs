@@ -1,0 +1,113 @@
+//! A channel's state between calls, and the scheduling hook.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Outbox;
+
+/// What an [`Admission`] decides for a call that consumes a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Run the call now.
+    Run,
+    /// Not yet: the channel's thread waits and asks again. The guest's
+    /// calls stay in order (a channel's calls run one after the other), and
+    /// other channels are not held up.
+    Wait,
+    /// Do not run it: the call fails with the API's error for a refusal
+    /// (the value given to [`CallCtx::consume`]).
+    Refuse,
+}
+
+/// Who makes a call, as an [`Admission`] sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The VM (its region's name).
+    pub vm: String,
+    /// The channel in the VM's region.
+    pub channel: u32,
+    /// The guest process (its pid as the guest reports it).
+    pub owner: u32,
+    /// The API of the channel.
+    pub api: &'static str,
+}
+
+/// The scheduling hook: every call that its specification marks
+/// `consumes_rc(resource, amount)` asks the admission object the server
+/// owns before it runs, and work that completes on the device may be
+/// reported back with the device time it took. A policy (fair share,
+/// priorities, rate limits, quotas) implements this trait.
+pub trait Admission: Send + Sync {
+    /// Whether the call of `caller` that consumes `amount` of `resource`
+    /// may run now.
+    fn admit(&self, caller: &Caller, resource: &'static str, amount: u64) -> Admit;
+
+    /// Work of `caller` that consumed `resource` completed on the device,
+    /// taking `device_time` there.
+    fn completed(&self, caller: &Caller, resource: &'static str, device_time: Duration) {
+        let _ = (caller, resource, device_time);
+    }
+}
+
+/// The default policy: every call runs at once.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AdmitAll;
+
+impl Admission for AdmitAll {
+    fn admit(&self, _: &Caller, _: &'static str, _: u64) -> Admit {
+        Admit::Run
+    }
+}
+
+impl Session {
+    /// The state of a new channel of guest process `owner`.
+    pub fn new(owner: u32) -> Session {
+        Session {
+            owner,
+            caller: Caller {
+                owner,
+                ..Caller::default()
+            },
+            ..Session::default()
+        }
+    }
+}
+
+/// Per-channel state kept between calls.
+#[derive(Default)]
+pub struct Session {
+    /// Buffers kept with `lifetime_manual`, keyed by the guest's pointer.
+    pub manual: HashMap<u64, Vec<u8>>,
+    /// Units of each resource consumed (`consumes_rc`).
+    pub consumed: HashMap<&'static str, u64>,
+    /// Calls served.
+    pub calls: u64,
+    /// Calls rejected (malformed, invalid handle, unavailable).
+    pub rejected: u64,
+    /// Messages for the guest produced by host callbacks.
+    pub outbox: Arc<Outbox>,
+    /// The guest process on this channel (its pid as it reports it): the
+    /// owner of the handles its calls create.
+    pub owner: u32,
+    /// The region's buffer heap, when it has one and the backend places
+    /// buffers in it.
+    pub heap: Option<Arc<crate::heap::Heap>>,
+    /// Who makes this channel's calls, for the admission object.
+    pub caller: Caller,
+    /// Decides whether calls that consume resources run (none: all run).
+    pub admission: Option<Arc<dyn Admission>>,
+    /// The reply buffer, reused from call to call.
+    pub(super) reply: Vec<u8>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("caller", &self.caller)
+            .field("calls", &self.calls)
+            .field("rejected", &self.rejected)
+            .field("consumed", &self.consumed)
+            .finish_non_exhaustive()
+    }
+}
