@@ -23,7 +23,7 @@ const UNITS: [(&str, u64); 4] = [
 /// optionally followed by `iB` or `B`, in any case.
 ///
 /// ```
-/// use ivshmem_setup::size::parse_size;
+/// use ivshmem_probe::size::parse_size;
 /// assert_eq!(parse_size("16M").unwrap(), 16 << 20);
 /// assert_eq!(parse_size("64KiB").unwrap(), 64 << 10);
 /// assert_eq!(parse_size("4096").unwrap(), 4096);
