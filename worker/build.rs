@@ -1,4 +1,5 @@
-//! Generates the OpenCL dispatcher from `specs/opencl.lapis`.
+//! Generates the OpenCL dispatcher from `specs/opencl.lapis`, and the test
+//! API's from `testapi/testapi.lapis` (a backend for tests).
 
 use lapis::codegen::{Options, Side, build_script};
 
@@ -13,4 +14,16 @@ fn main() {
     let spec = std::env::var("AVA_OPENCL_SPEC").unwrap_or_else(|_| "../specs/opencl.lapis".into());
     println!("cargo:rerun-if-env-changed=AVA_OPENCL_SPEC");
     build_script(&spec, Side::Worker, &opts, "opencl_worker.rs");
+    let testapi = Options {
+        unsupported_error: -3,
+        transport_error: -4,
+        locate_region: String::new(),
+        ..Options::default()
+    };
+    build_script(
+        "../testapi/testapi.lapis",
+        Side::Worker,
+        &testapi,
+        "testapi_worker.rs",
+    );
 }

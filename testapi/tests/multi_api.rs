@@ -1,4 +1,5 @@
-//! One worker process serves several APIs at once: an OpenCL guest
+//! One worker process (`ava-worker --backends opencl,testapi`) serves
+//! several APIs at once: an OpenCL guest
 //! (unmodified `clinfo` through the OpenCL guest library) and test-API
 //! guests on the same region at the same time; and a guest built from
 //! another revision of the test API's specification is refused with an
@@ -111,7 +112,7 @@ fn one_worker_serves_opencl_and_the_test_api_and_refuses_other_revisions() {
         Ok("older") => return older_guest(),
         _ => {}
     }
-    let worker = common::Worker::start_with("multiapi", &[], &["--opencl"]);
+    let worker = common::Worker::start_ava_worker("multiapi", "opencl,testapi");
     let no_vendors = tempfile_dir();
     // All at once: clinfo through the OpenCL guest library, a test-API
     // guest, and a test-API guest of another revision.

@@ -7,22 +7,14 @@ use remoting::worker::Dispatcher;
 
 use crate::opencl;
 
-/// One API the worker serves: its identity (name and specification
-/// revision), the dispatcher generated from its specification over the host
-/// library, and what it runs on. A backend is loaded by its own constructor;
-/// one that cannot load is left out and the others are served.
-pub trait Backend: Send + Sync {
-    /// The API and specification revision that guests must name.
-    fn api(&self) -> ApiId;
-    /// Executes the API's calls; also destroys what a departed guest left
-    /// ([`Dispatcher::destroy`]).
-    fn dispatcher(&self) -> &dyn Dispatcher;
-    /// What the backend runs on, in words, for the log.
-    fn describe(&self) -> String;
-}
-
 /// The backends `ava-worker` knows, by name.
-pub const KNOWN: &[&str] = &["opencl"];
+pub const KNOWN: &[&str] = &["opencl", "testapi"];
+
+/// The backends served when none are named: every one for real devices
+/// (the test API is served only when named).
+pub const DEFAULT: &[&str] = &["opencl"];
+
+pub use server::Backend;
 
 /// The host's OpenCL library (normally the ICD loader) and its dispatcher.
 pub struct OpenCl {
@@ -71,6 +63,51 @@ impl Backend for OpenCl {
             "{} of {} OpenCL functions from {}",
             self.dispatch.api.available(),
             opencl::FUNCTION_NAMES.len(),
+            self.library
+        )
+    }
+}
+
+/// The test API (`testapi/testapi.lapis`) over `libava_testapi.so`: a small
+/// C library built in this workspace, served so that tests can run guests
+/// of two APIs against one worker.
+pub struct TestApi {
+    _lib: libloading::Library,
+    /// The generated dispatcher over the library's functions.
+    pub dispatch: crate::testapi::Dispatch,
+    library: String,
+}
+
+impl TestApi {
+    /// Loads the test library at `path`.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<TestApi> {
+        // SAFETY: the test library runs no initialisers of note.
+        let lib = unsafe { libloading::Library::new(path) }
+            .with_context(|| format!("loading the test API library {}", path.display()))?;
+        Ok(TestApi {
+            dispatch: crate::testapi::Dispatch {
+                api: crate::testapi::Api::load(&lib),
+            },
+            _lib: lib,
+            library: path.display().to_string(),
+        })
+    }
+}
+
+impl Backend for TestApi {
+    fn api(&self) -> ApiId {
+        crate::testapi::API
+    }
+
+    fn dispatcher(&self) -> &dyn Dispatcher {
+        &self.dispatch
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} of {} test API functions from {}",
+            self.dispatch.api.available(),
+            crate::testapi::FUNCTION_NAMES.len(),
             self.library
         )
     }

@@ -4,9 +4,17 @@
 
 pub mod backend;
 pub mod guards;
-pub mod server;
+
+/// The serving core (`ava-server`), re-exported for the worker binary.
+pub use server;
 
 remoting::generated! {
     /// The generated OpenCL dispatcher and types.
     pub mod opencl = "opencl_worker.rs";
+}
+
+remoting::generated! {
+    /// The generated dispatcher of the test API (`testapi/testapi.lapis`),
+    /// served by the `testapi` backend for tests of the worker.
+    pub mod testapi = "testapi_worker.rs";
 }

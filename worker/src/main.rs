@@ -13,7 +13,7 @@ use transport::RegionConfig;
 #[command(
     version,
     about,
-    after_help = "Examples:\n  ava-worker --region /dev/shm/vm1\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --cores 2,3\n  AVA_LOG=debug ava-worker --region /dev/shm/test --opencl-lib /usr/lib/x86_64-linux-gnu/libOpenCL.so.1\n  ava-worker --region /dev/shm/vm1 --backends opencl\n\nA region that does not exist is created with --channels/--ring-size/--arena-size;\none that exists (e.g. made by `ivshmem-setup create`) is served as it is.\nLog levels: AVA_LOG=error|warn|info|debug|trace (default info)."
+    after_help = "Examples:\n  ava-worker --region /dev/shm/vm1\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --cores 2,3\n  AVA_LOG=debug ava-worker --region /dev/shm/test --opencl-lib /usr/lib/x86_64-linux-gnu/libOpenCL.so.1\n  ava-worker --region /dev/shm/vm1 --backends opencl\n  ava-worker --region /dev/shm/t --backends opencl,testapi --testapi-lib target/debug/libava_testapi.so\n\nA region that does not exist is created with --channels/--ring-size/--arena-size;\none that exists (e.g. made by `ivshmem-setup create`) is served as it is.\nLog levels: AVA_LOG=error|warn|info|debug|trace (default info)."
 )]
 struct Cli {
     /// A region to serve (one per VM); repeat for several VMs.
@@ -22,10 +22,15 @@ struct Cli {
     /// Cores to pin the poller threads to (one thread per region), e.g. 2,3.
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
-    /// The backends (APIs) to serve, of: opencl. Default: every backend
-    /// that loads; one that cannot load is logged and left out.
+    /// The backends (APIs) to serve, of: opencl, testapi (a small API for
+    /// tests). Default: opencl. A backend that cannot load is logged and
+    /// left out; the others are served.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     backends: Vec<String>,
+    /// The test API's library (default: libava_testapi.so beside this
+    /// program).
+    #[arg(long, value_name = "PATH")]
+    testapi_lib: Option<PathBuf>,
     /// The host OpenCL library to load.
     #[arg(long, value_name = "PATH")]
     opencl_lib: Option<String>,
@@ -64,16 +69,32 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    use ava_worker::backend::{Backend, KNOWN, OpenCl};
+    use ava_worker::backend::{Backend, DEFAULT, KNOWN, OpenCl, TestApi};
     if let Some(b) = cli.backends.iter().find(|b| !KNOWN.contains(&b.as_str())) {
         anyhow::bail!("unknown backend `{b}` (known: {})", KNOWN.join(", "));
     }
-    let wanted = |name: &str| cli.backends.is_empty() || cli.backends.iter().any(|b| b == name);
+    let wanted = |name: &str| {
+        if cli.backends.is_empty() {
+            DEFAULT.contains(&name)
+        } else {
+            cli.backends.iter().any(|b| b == name)
+        }
+    };
     let mut loaded: Vec<Box<dyn Backend>> = Vec::new();
     if wanted("opencl") {
         match OpenCl::load(cli.opencl_lib.as_deref()) {
             Ok(b) => loaded.push(Box::new(b)),
             Err(e) => tracing::warn!("OpenCL backend unavailable: {e:#}"),
+        }
+    }
+    if wanted("testapi") {
+        let path = match &cli.testapi_lib {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?.with_file_name("libava_testapi.so"),
+        };
+        match TestApi::load(&path) {
+            Ok(b) => loaded.push(Box::new(b)),
+            Err(e) => tracing::warn!("test API backend unavailable: {e:#}"),
         }
     }
     for b in &loaded {
@@ -104,12 +125,12 @@ fn main() -> anyhow::Result<()> {
         // async-signal-safe.
         unsafe { nix::sys::signal::sigaction(sig, &action) }?;
     }
-    let opts = ava_worker::server::ServeOptions {
+    let opts = server::ServeOptions {
         cores: cli.cores,
         stale_after: Duration::from_secs(cli.stale_after),
         ..Default::default()
     };
-    ava_worker::server::serve(&cli.regions, &config, &backends, &opts, &STOP)?;
+    server::serve(&cli.regions, &config, &backends, &opts, &STOP)?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,18 +2,18 @@
 //! region with the dispatcher generated from `testapi.lapis`, using the
 //! same serving loop as `ava-worker`.
 //!
-//! Usage: `testapi-worker REGION LIBRARY [--opencl]` (stops when killed);
-//! with `--opencl` the same process serves OpenCL guests too, through the
-//! host's OpenCL library, as `ava-worker` does.
+//! Usage: `testapi-worker REGION LIBRARY` (stops when killed). (To serve
+//! the test API beside OpenCL in one process: `ava-worker --backends
+//! opencl,testapi`.)
 //! `AVA_STALE_MS` sets how long a guest may be silent before it is dead.
 //! The serving loop logs to stderr, as `ava-worker` does (`AVA_LOG` sets
 //! the level, default `info`).
 
 use std::sync::atomic::AtomicBool;
 
-use ava_worker::backend::Backend;
 use remoting::ApiId;
 use remoting::worker::Dispatcher;
+use server::Backend;
 
 /// The test API over `libava_testapi.so`.
 struct TestApi {
@@ -52,14 +52,12 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(false)
         .init();
     let mut args = std::env::args().skip(1);
-    let usage = || anyhow::anyhow!("usage: testapi-worker REGION LIBRARY [--opencl]");
+    let usage = || anyhow::anyhow!("usage: testapi-worker REGION LIBRARY");
     let region = args.next().ok_or_else(usage)?;
     let library = args.next().ok_or_else(usage)?;
-    let with_opencl = match args.next().as_deref() {
-        None => false,
-        Some("--opencl") => true,
-        Some(_) => return Err(usage()),
-    };
+    if args.next().is_some() {
+        return Err(usage());
+    }
     // SAFETY: loading the test library runs no initialisers of note.
     let lib = unsafe { libloading::Library::new(&library) }?;
     let testapi = TestApi {
@@ -67,25 +65,17 @@ fn main() -> anyhow::Result<()> {
             api: testapi::Api::load(&lib),
         },
     };
-    let opencl = if with_opencl {
-        Some(ava_worker::backend::OpenCl::load(None)?)
-    } else {
-        None
-    };
-    let mut backends: Vec<&dyn Backend> = vec![&testapi];
-    if let Some(o) = &opencl {
-        backends.push(o);
-    }
+    let backends: Vec<&dyn Backend> = vec![&testapi];
     let stop = AtomicBool::new(false);
     // AVA_STALE_MS shortens the time after which a silent guest is dead.
-    let mut opts = ava_worker::server::ServeOptions::default();
+    let mut opts = server::ServeOptions::default();
     if let Some(ms) = std::env::var("AVA_STALE_MS")
         .ok()
         .and_then(|v| v.parse().ok())
     {
         opts.stale_after = std::time::Duration::from_millis(ms);
     }
-    ava_worker::server::serve(
+    server::serve(
         &[region.into()],
         &transport::RegionConfig::default(),
         &backends,

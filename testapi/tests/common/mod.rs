@@ -41,21 +41,53 @@ impl Worker {
         Worker::start_with(tag, env, &[])
     }
 
-    /// [`Worker::start`] with extra arguments (e.g. `--opencl`).
+    /// [`Worker::start`] with extra arguments.
     pub fn start_with(tag: &str, env: &[(&str, &str)], args: &[&str]) -> Worker {
-        let region = std::env::temp_dir().join(format!("ava-{tag}-{}", std::process::id()));
-        let log_path = region.with_extension("log");
-        let _ = std::fs::remove_file(&region);
-        let log = std::fs::File::create(&log_path).expect("create the worker's log");
-        let child = Command::new(env!("CARGO_BIN_EXE_testapi-worker"))
-            .arg(&region)
+        let region = Worker::fresh_region(tag);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_testapi-worker"));
+        cmd.arg(&region)
             .arg(library_path())
             .args(args)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Worker::spawn(cmd, region)
+    }
+
+    /// Starts `ava-worker` (built beside the tests by `cargo build
+    /// --workspace`, as `scripts/test.sh` does) on a new region, serving the
+    /// test API from the library built here and the backends `backends`
+    /// names (e.g. `opencl,testapi`).
+    pub fn start_ava_worker(tag: &str, backends: &str) -> Worker {
+        let region = Worker::fresh_region(tag);
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe.parent().unwrap().parent().unwrap().join("ava-worker");
+        assert!(
+            bin.exists(),
+            "{} is missing: build the workspace first (scripts/test.sh does)",
+            bin.display()
+        );
+        let mut cmd = Command::new(bin);
+        cmd.arg("--region")
+            .arg(&region)
+            .args(["--backends", backends, "--testapi-lib"])
+            .arg(library_path())
+            .args(["--arena-size", "1048576", "--heap-size", "4194304"]);
+        Worker::spawn(cmd, region)
+    }
+
+    fn fresh_region(tag: &str) -> PathBuf {
+        let region = std::env::temp_dir().join(format!("ava-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&region);
+        region
+    }
+
+    fn spawn(mut cmd: Command, region: PathBuf) -> Worker {
+        let log_path = region.with_extension("log");
+        let log = std::fs::File::create(&log_path).expect("create the worker's log");
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start testapi-worker");
+            .expect("start the worker");
         let mut worker = Worker {
             child,
             region,
@@ -65,14 +97,14 @@ impl Worker {
         while !transport::Region::open(&worker.region).is_ok_and(|r| r.worker_heartbeat() > 0) {
             if let Some(status) = worker.child.try_wait().expect("poll testapi-worker") {
                 panic!(
-                    "testapi-worker exited ({status}) before serving {}:\n{}",
+                    "the worker exited ({status}) before serving {}:\n{}",
                     worker.region.display(),
                     worker.log()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "testapi-worker does not serve {} after {START_DEADLINE:?}:\n{}",
+                "the worker does not serve {} after {START_DEADLINE:?}:\n{}",
                 worker.region.display(),
                 worker.log()
             );

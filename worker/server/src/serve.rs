@@ -24,7 +24,7 @@ use remoting::worker::{
 use remoting::{ApiId, accept_hello};
 use transport::{LivenessTracker, Region, RegionConfig, WaitStrategy, WorkerChannel};
 
-use crate::backend::Backend;
+use crate::Backend;
 
 /// No API chosen yet on a channel (no hello accepted).
 const NO_API: usize = usize::MAX;
