@@ -186,4 +186,201 @@ mod tests {
         let (_d2, none) = heap(0);
         assert!(none.reserve(1).is_none());
     }
+
+    /// Bytes the heap reserves for a buffer of `len` bytes.
+    fn pages(len: u64) -> u64 {
+        len.next_multiple_of(HEAP_ALIGN)
+    }
+
+    #[test]
+    fn holes_left_by_freed_blocks_take_only_what_fits() {
+        const PAGES: u64 = 32;
+        let (_d, h) = heap(PAGES * HEAP_ALIGN);
+        let blocks: Vec<ArenaBlock> = (0..PAGES)
+            .map(|i| {
+                let (b, _) = h.reserve(HEAP_ALIGN).unwrap();
+                assert_eq!(b.offset, i * HEAP_ALIGN);
+                b
+            })
+            .collect();
+        assert!(h.reserve(1).is_none(), "full");
+        assert_eq!(h.in_use(), PAGES * HEAP_ALIGN);
+        // Every other page freed: half the heap is free, in one-page holes.
+        let (kept, holes): (Vec<ArenaBlock>, Vec<ArenaBlock>) =
+            blocks.into_iter().partition(|b| b.offset / HEAP_ALIGN % 2 == 0);
+        for b in &holes {
+            h.unreserve(*b);
+        }
+        assert_eq!(h.in_use(), PAGES / 2 * HEAP_ALIGN);
+        // Nothing larger than a page fits, and asking changes nothing.
+        for len in [HEAP_ALIGN + 1, 2 * HEAP_ALIGN, PAGES / 2 * HEAP_ALIGN] {
+            assert!(h.reserve(len).is_none(), "{len} bytes in one-page holes");
+        }
+        assert_eq!(h.in_use(), PAGES / 2 * HEAP_ALIGN);
+        // What fits a page fills the holes, lowest first, until none is left.
+        let sizes = [1, 100, HEAP_ALIGN - 1, HEAP_ALIGN];
+        let mut live: Vec<(u64, ArenaBlock)> = kept.iter().map(|b| (HEAP_ALIGN, *b)).collect();
+        for (i, hole) in holes.iter().enumerate() {
+            let len = sizes[i % sizes.len()];
+            let (b, _) = h.reserve(len).unwrap();
+            assert_eq!(b.offset, hole.offset);
+            live.push((len, b));
+            assert_eq!(
+                h.in_use(),
+                live.iter().map(|(len, _)| pages(*len)).sum::<u64>()
+            );
+        }
+        assert!(h.reserve(1).is_none(), "the holes are filled");
+        // Every third refill attached to an object: the same accounting.
+        let attached: std::collections::HashMap<u64, u64> = live[kept.len()..]
+            .iter()
+            .step_by(3)
+            .enumerate()
+            .map(|(id, (len, b))| {
+                h.attach(id as u64, *b, *len, 0);
+                (b.offset, id as u64)
+            })
+            .collect();
+        assert_eq!(h.in_use(), PAGES * HEAP_ALIGN);
+        let free = |b: &ArenaBlock| match attached.get(&b.offset) {
+            Some(id) => h.detach(*id),
+            None => h.unreserve(*b),
+        };
+        // Pages 6 (kept), 7 (refilled and attached) and 8 (kept) freed make
+        // one free range of three pages: a three-page buffer fits there,
+        // and nothing larger fits anywhere.
+        assert_eq!(attached.get(&(7 * HEAP_ALIGN)), Some(&1));
+        let three = 6 * HEAP_ALIGN..9 * HEAP_ALIGN;
+        for (_, b) in live.iter().filter(|(_, b)| three.contains(&b.offset)) {
+            free(b);
+        }
+        assert_eq!(h.in_use(), (PAGES - 3) * HEAP_ALIGN);
+        assert!(h.reserve(3 * HEAP_ALIGN + 1).is_none());
+        let (b, _) = h.reserve(3 * HEAP_ALIGN).unwrap();
+        assert_eq!(b.offset, 6 * HEAP_ALIGN);
+        assert!(h.reserve(1).is_none());
+        h.unreserve(b);
+        // Everything freed: the heap is one free range again.
+        for (_, b) in live.iter().filter(|(_, b)| !three.contains(&b.offset)) {
+            free(b);
+        }
+        assert_eq!(h.in_use(), 0);
+        let (all, _) = h.reserve(PAGES * HEAP_ALIGN).unwrap();
+        assert_eq!(all.offset, 0);
+    }
+
+    #[test]
+    fn attaching_an_object_again_frees_its_previous_block() {
+        let (_d, h) = heap(8 * HEAP_ALIGN);
+        let (old, _) = h.reserve(HEAP_ALIGN).unwrap();
+        h.attach(9, old, 100, 1);
+        let (new, _) = h.reserve(2 * HEAP_ALIGN + 5).unwrap();
+        assert_eq!(h.in_use(), 4 * HEAP_ALIGN);
+        // The same host object again (an address the driver reused before
+        // the old buffer's destructor ran): the new placement replaces the
+        // old one, whose block goes back to the heap instead of leaking.
+        h.attach(9, new, 2 * HEAP_ALIGN + 5, 2);
+        assert_eq!(
+            h.placement(9),
+            Some(Placement {
+                offset: new.offset,
+                len: 2 * HEAP_ALIGN + 5,
+                tag: 2
+            })
+        );
+        assert_eq!(h.in_use(), 3 * HEAP_ALIGN);
+        let (again, _) = h.reserve(HEAP_ALIGN).unwrap();
+        assert_eq!(again.offset, old.offset, "the old block is free");
+        h.unreserve(again);
+        // One entry per object: detaching it frees the current block, once.
+        h.detach(9);
+        assert_eq!(h.in_use(), 0);
+        assert_eq!(h.placement(9), None);
+        h.detach(9);
+        assert_eq!(h.in_use(), 0);
+        assert!(h.reserve(8 * HEAP_ALIGN).is_some(), "nothing leaked");
+    }
+
+    /// One step of [`in_use_is_the_sum_of_live_reservations`].
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Reserve this many bytes (kept unattached).
+        Reserve(u64),
+        /// Give back the n-th unattached reservation.
+        Unreserve(usize),
+        /// Attach the n-th unattached reservation to object `id`
+        /// (replacing what `id` had).
+        Attach(usize, u64),
+        /// Detach object `id`.
+        Detach(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1u64..6 * HEAP_ALIGN).prop_map(Op::Reserve),
+            any::<usize>().prop_map(Op::Unreserve),
+            (any::<usize>(), 0u64..6).prop_map(|(n, id)| Op::Attach(n, id)),
+            (0u64..6).prop_map(Op::Detach),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the order of reservations, attachments (replacing
+        /// ones included) and frees: `in_use` is the sum of the live
+        /// blocks, rounded to pages; live blocks never overlap; and once
+        /// everything is freed the whole heap is one free range again.
+        #[test]
+        fn in_use_is_the_sum_of_live_reservations(ops in proptest::collection::vec(op(), 1..120)) {
+            const SIZE: u64 = 24 * HEAP_ALIGN;
+            let (_d, h) = heap(SIZE);
+            let mut unattached: Vec<ArenaBlock> = Vec::new();
+            let mut objects: std::collections::HashMap<u64, ArenaBlock> = Default::default();
+            for op in ops {
+                match op {
+                    Op::Reserve(len) => {
+                        if let Some((b, _)) = h.reserve(len) {
+                            unattached.push(b);
+                        }
+                    }
+                    Op::Unreserve(n) if !unattached.is_empty() => {
+                        h.unreserve(unattached.swap_remove(n % unattached.len()));
+                    }
+                    Op::Attach(n, id) if !unattached.is_empty() => {
+                        let b = unattached.swap_remove(n % unattached.len());
+                        h.attach(id, b, b.len, id);
+                        objects.insert(id, b);
+                    }
+                    Op::Detach(id) => {
+                        h.detach(id);
+                        objects.remove(&id);
+                    }
+                    _ => {}
+                }
+                let live: Vec<ArenaBlock> =
+                    unattached.iter().chain(objects.values()).copied().collect();
+                proptest::prop_assert_eq!(
+                    h.in_use(),
+                    live.iter().map(|b| pages(b.len)).sum::<u64>()
+                );
+                let mut spans: Vec<(u64, u64)> =
+                    live.iter().map(|b| (b.offset, b.offset + pages(b.len))).collect();
+                spans.sort_unstable();
+                for w in spans.windows(2) {
+                    proptest::prop_assert!(w[0].1 <= w[1].0, "overlap: {:?}", spans);
+                }
+                for (id, b) in &objects {
+                    proptest::prop_assert_eq!(h.placement(*id).map(|p| p.offset), Some(b.offset));
+                }
+            }
+            for b in unattached {
+                h.unreserve(b);
+            }
+            for id in objects.keys() {
+                h.detach(*id);
+            }
+            proptest::prop_assert_eq!(h.in_use(), 0);
+            proptest::prop_assert!(h.reserve(SIZE).is_some());
+        }
+    }
 }

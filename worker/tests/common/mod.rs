@@ -315,3 +315,238 @@ pub fn assert_same_lines(what: &str, native: &str, remote: &str) {
         remote.lines().count()
     );
 }
+
+impl Stack {
+    /// Starts `ava-worker` with `args` only (no default arena size), for
+    /// tests that size the region's channels themselves.
+    pub fn start_args(tag: &str, args: &[&str]) -> Stack {
+        let region = PathBuf::from(format!("/dev/shm/ava-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&region);
+        let log = std::env::temp_dir().join(format!("ava-worker-{tag}-{}.log", std::process::id()));
+        let child = Command::new(worker_bin())
+            .arg("--region")
+            .arg(&region)
+            .args(args)
+            .env("AVA_LOG", "info,remoting=debug,ava_worker::guards=debug")
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start ava-worker");
+        let stack = Stack { region, child, log };
+        stack.wait_ready();
+        stack
+    }
+
+    /// The guest half of test `test` (see [`Stack::run_guest_half`]) as a
+    /// command, not started: for a test that stops or kills it.
+    pub fn guest_half_command(&self, test: &str) -> Command {
+        let mut c = self.remote(std::env::current_exe().expect("test binary"));
+        c.env_remove("LD_PRELOAD")
+            .env("AVA_TEST_ROLE", GUEST_ROLE)
+            .args(["--exact", test, "--nocapture", "--test-threads=1"]);
+        c
+    }
+
+    /// Waits (within a generous deadline) until the worker's log has a
+    /// line that contains every one of `parts`; returns that line.
+    pub fn wait_for_log_line(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.log();
+            if let Some(l) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return l.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker logged no line with {parts:?}:\n{}",
+                tail(&log, 40)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The value of field `name` (`name=value`) on a log line.
+pub fn log_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// A started child process, killed (SIGKILL) and reaped when dropped, so
+/// that a failing test leaves no guest running; its stdout is read line by
+/// line on a thread.
+pub struct Spawned {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Spawned {
+    /// Starts `cmd` with its stdout piped (stderr as `cmd` says).
+    pub fn start(mut cmd: Command) -> Spawned {
+        use std::io::BufRead;
+        cmd.stdout(Stdio::piped());
+        let mut child = cmd.spawn().expect("start the child process");
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Spawned {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Waits (within `timeout`) for a stdout line that contains `text`;
+    /// returns it. Panics with what the child printed if none comes.
+    pub fn wait_for_line(&mut self, text: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        if let Some(l) = self.seen.iter().find(|l| l.contains(text)) {
+            return l.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(text) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "the child printed no line with {text:?} within {timeout:?} (exited: {:?}):\n{}",
+                    self.child.try_wait().ok().flatten(),
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything the child printed so far (waiting for no more).
+    pub fn printed(&mut self) -> String {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+        self.seen.join("\n")
+    }
+
+    /// Waits (within `timeout`) for the child to exit; `None` if it is
+    /// still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait for the child") {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// OpenCL entry points loaded into this process, in the function table
+/// generated from the specification (`ava_worker::opencl::Api`): the guest
+/// library's (remoted) or the host's own (native).
+pub struct Cl {
+    pub api: ava_worker::opencl::Api,
+    _lib: libloading::Library,
+}
+
+impl Cl {
+    /// The guest library: calls go to the worker named by `AVA_REGION`.
+    pub fn guest() -> Cl {
+        Cl::load(guestlib().as_os_str())
+    }
+
+    /// The host's OpenCL library (through its ICD loader).
+    pub fn native() -> Cl {
+        Cl::load(std::ffi::OsStr::new("libOpenCL.so.1"))
+    }
+
+    fn load(path: &std::ffi::OsStr) -> Cl {
+        // SAFETY: loading an OpenCL library runs no initialisers of note.
+        let lib = unsafe { libloading::Library::new(path) }.expect("load an OpenCL library");
+        Cl {
+            api: ava_worker::opencl::Api::load(&lib),
+            _lib: lib,
+        }
+    }
+}
+
+/// An OpenCL object as the application holds it.
+pub type ClId = *mut std::ffi::c_void;
+
+/// The first platform and device, a context on it and an in-order queue.
+pub struct ClSetup {
+    pub platform: ClId,
+    pub device: ClId,
+    pub context: ClId,
+    pub queue: ClId,
+}
+
+impl ClSetup {
+    /// Creates them through `cl`, asserting that every call succeeds.
+    pub fn new(cl: &Cl) -> ClSetup {
+        let a = &cl.api;
+        let null = std::ptr::null_mut();
+        let mut platform: ClId = null;
+        let mut device: ClId = null;
+        let mut err = 0;
+        // SAFETY: every pointer passed is a live local or NULL where the
+        // functions allow it.
+        unsafe {
+            assert_eq!(
+                a.clGetPlatformIDs.expect("clGetPlatformIDs")(1, &mut platform, null.cast()),
+                0
+            );
+            assert_eq!(
+                a.clGetDeviceIDs.expect("clGetDeviceIDs")(
+                    platform,
+                    0xFFFF_FFFF,
+                    1,
+                    &mut device,
+                    null.cast()
+                ),
+                0
+            );
+            let context = a.clCreateContext.expect("clCreateContext")(
+                std::ptr::null(),
+                1,
+                &device,
+                None,
+                null,
+                &mut err,
+            );
+            assert_eq!(err, 0, "clCreateContext");
+            let queue =
+                a.clCreateCommandQueue.expect("clCreateCommandQueue")(context, device, 0, &mut err);
+            assert_eq!(err, 0, "clCreateCommandQueue");
+            ClSetup {
+                platform,
+                device,
+                context,
+                queue,
+            }
+        }
+    }
+}
