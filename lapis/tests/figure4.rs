@@ -178,8 +178,9 @@ fn explain_describes_deferred_output() {
 fn codegen_follows_figure_5() {
     let s = spec();
     let g = lapis::codegen::generate(&s, lapis::codegen::Side::Guest).unwrap();
-    // cuMemcpyDtoHAsync: async, records the buffer, returns success at once.
-    let f = g.split("fn cuMemcpyDtoHAsync(").nth(1).unwrap();
+    // cuMemcpyDtoHAsync: async, records the buffer, returns success at once
+    // (the exported function's body, `__NAME`, makes the call).
+    let f = g.split("fn __cuMemcpyDtoHAsync(").nth(1).unwrap();
     let f = &f[..f.find("\n}\n").unwrap()];
     assert!(
         f.contains("__conn.call(func::cuMemcpyDtoHAsync, false)"),
@@ -191,7 +192,7 @@ fn codegen_follows_figure_5() {
         "an async call reads no reply: {f}"
     );
     // cuStreamSynchronize: collects the registered buffers, waits, fills them.
-    let f = g.split("fn cuStreamSynchronize(").nth(1).unwrap();
+    let f = g.split("fn __cuStreamSynchronize(").nth(1).unwrap();
     let f = &f[..f.find("\n}\n").unwrap()];
     assert!(f.contains("__conn.get_bufs(\"async_DtoH\""), "{f}");
     assert!(

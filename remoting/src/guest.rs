@@ -35,6 +35,10 @@ pub enum CallError {
     /// The host library does not provide the function.
     #[error("the host library does not provide {0}")]
     Unavailable(String),
+    /// The guest library does not remote this use of the function (the
+    /// reason says which argument); nothing was sent.
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// The worker does not serve this API, or serves another revision of
     /// its specification: no call is made (the message says which API and
     /// revisions each side has).
@@ -899,7 +903,7 @@ impl<'c> Reply<'c> {
 pub fn error_value(e: &CallError, unsupported: i64, transport: i64) -> i64 {
     match e {
         CallError::Api(v) => *v,
-        CallError::Unavailable(_) => unsupported,
+        CallError::Unavailable(_) | CallError::Unsupported(_) => unsupported,
         _ => transport,
     }
 }
@@ -909,6 +913,7 @@ pub fn error_value(e: &CallError, unsupported: i64, transport: i64) -> i64 {
 pub fn report(func: &str, e: &CallError) {
     match e {
         CallError::Api(_) => tracing::debug!("{func}: {e}"),
+        CallError::Unsupported(reason) => report_unsupported(func, reason),
         _ => tracing::warn!("{func}: {e}"),
     }
 }

@@ -53,6 +53,9 @@ macro_rules! generated {
             dead_code,
             unused_parens,
             unused_imports,
+            unused_variables,
+            unused_mut,
+            unused_unsafe,
             missing_docs,
             clippy::all,
             clippy::undocumented_unsafe_blocks

@@ -271,7 +271,7 @@ fn function(
     let sync = f.mode() == CallMode::Sync;
     let _ = writeln!(
         o,
-        "/// `{proto}` — {}remoted {}.\n{}#[allow(unused_variables, unused_mut, unused_unsafe, clippy::all)]\npub unsafe extern \"C\" fn {name}({}){} {{",
+        "/// `{proto}` — {}remoted {}.\n{}pub unsafe extern \"C\" fn {name}({}){} {{",
         if f.is_internal() {
             "internal to the guest library, "
         } else {
@@ -313,14 +313,28 @@ fn function(
         );
         return Ok(());
     }
+    // The exported function converts the body's error once into the API's
+    // error value; the body is written with `?`.
+    let args: Vec<&str> = f.params.iter().map(|p| p.name.name.as_str()).collect();
+    let ok_ty = if rust::returns_value(f.ret.ty()) {
+        rust::ty(f.ret.ty())
+    } else {
+        "()".to_string()
+    };
     let _ = writeln!(
         o,
-        "    let __conn = match ::remoting::guest::connection(&API, {}) {{\n        Ok(c) => c,\n        Err(e) => {{ ::remoting::guest::report({name:?}, &e); {} }}\n    }};",
-        opts.locate_region,
+        "    // SAFETY: the application's arguments, passed on as they came.\n    match unsafe {{ __{name}({}) }} {{\n        Ok(v) => v,\n        Err(e) => {{ ::remoting::guest::report({name:?}, &e); {} }}\n    }}\n}}\n",
+        args.join(", "),
         fail(
             plan,
             "::remoting::guest::error_value(&e, UNSUPPORTED_ERROR, TRANSPORT_ERROR)"
         )
+    );
+    let _ = writeln!(
+        o,
+        "/// The body of [`{name}`], which turns its error into the API's.\nunsafe fn __{name}({}) -> Result<{ok_ty}, ::remoting::guest::CallError> {{\n    let __conn = ::remoting::guest::connection(&API, {})?;",
+        params.join(", "),
+        opts.locate_region
     );
     // Checks that need no worker.
     for (i, a) in plan.args.iter().enumerate() {
@@ -328,8 +342,7 @@ fn function(
         if let Arg::MustBeNull = a {
             let _ = writeln!(
                 o,
-                "    if !{pn}.is_null() {{ ::remoting::guest::report_unsupported({name:?}, \"argument `{pn}` must be NULL\"); {} }}",
-                fail(plan, "UNSUPPORTED_ERROR")
+                "    if !{pn}.is_null() {{ return Err(::remoting::guest::CallError::Unsupported(\"argument `{pn}` must be NULL\".into())); }}"
             );
         }
     }
@@ -383,9 +396,7 @@ fn function(
                     .is_some_and(|blk| blk.annots.has(Flag::KeyValue));
                 let es = elem_size(&b.pointee);
                 let must_be_null = format!(
-                    "::remoting::guest::report_unsupported({:?}, \"argument `{pn}` must be NULL here\"); {}",
-                    f.name.name,
-                    fail(plan, "UNSUPPORTED_ERROR")
+                    "return Err(::remoting::guest::CallError::Unsupported(\"argument `{pn}` must be NULL here\".into()));"
                 );
                 let _ = writeln!(
                     o,
@@ -450,32 +461,23 @@ fn function(
             c.name
         );
     }
-    let err = fail(
-        plan,
-        "::remoting::guest::error_value(&e, UNSUPPORTED_ERROR, TRANSPORT_ERROR)",
-    );
-    let _ = writeln!(
-        o,
-        "    let __reply = match __call.send() {{\n        Ok(r) => r,\n        Err(e) => {{ ::remoting::guest::report({name:?}, &e); {err} }}\n    }};"
-    );
+    let _ = writeln!(o, "    let __reply = __call.send()?;");
     if !sync {
         let _ = writeln!(o, "    drop(__reply);\n    __conn.run_callbacks();");
         runtime_statements(&f.annots, &n, o);
         let rt = f.ret.ty();
         if !rust::returns_value(rt) {
-            o.push_str("}\n\n");
+            o.push_str("    Ok(())\n}\n\n");
         } else {
             let v = f.success().map_or("0i128".to_string(), |e| expr(e, &n));
-            let _ = writeln!(o, "    ({v}) as {}\n}}\n", rust::ty(rt));
+            let _ = writeln!(o, "    Ok(({v}) as {})\n}}\n", rust::ty(rt));
         }
         return Ok(());
     }
     let _ = writeln!(
         o,
-        "    let Some(mut __r) = __reply else {{ {} }};",
-        fail(plan, "TRANSPORT_ERROR")
+        "    let Some(mut __r) = __reply else {{ return Err(::remoting::guest::CallError::Protocol(\"no reply to a synchronous call\".into())); }};"
     );
-    let read_err = format!("::remoting::guest::report({name:?}, &e); {err}");
     for (i, a) in plan.args.iter().enumerate() {
         let pn = &f.params[i].name.name;
         if let Arg::Buffer(b) = a
@@ -484,7 +486,7 @@ fn function(
             let es = elem_size(&b.pointee);
             let _ = writeln!(
                 o,
-                "    if let Err(e) = unsafe {{ __r.out_ptr({pn} as *mut u8, __n_{pn} * {es}) }} {{ {read_err} }}"
+                "    unsafe {{ __r.out_ptr({pn} as *mut u8, __n_{pn} * {es}) }}?;"
             );
         }
     }
@@ -492,7 +494,7 @@ fn function(
         let key = expr(c.key, &n);
         let _ = writeln!(
             o,
-            "    for &(__p, __s) in &__c_{0} {{\n        if let Err(e) = unsafe {{ __r.out_ptr(__p as *mut u8, __s as usize) }} {{ {read_err} }}",
+            "    for &(__p, __s) in &__c_{0} {{\n        unsafe {{ __r.out_ptr(__p as *mut u8, __s as usize) }}?;",
             c.name
         );
         if c.deallocate {
@@ -512,16 +514,15 @@ fn function(
         } else {
             rust::scalar_wire(rt).1.replace("{}", "__v")
         };
-        let _ = writeln!(
-            o,
-            "    let __ret = match __r.u64() {{ Ok(__v) => {decode}, Err(e) => {{ {read_err} }} }};"
-        );
+        let _ = writeln!(o, "    let __v = __r.u64()?;\n    let __ret = {decode};");
     }
-    let _ = writeln!(o, "    if let Err(e) = __r.finish() {{ {read_err} }}");
+    let _ = writeln!(o, "    __r.finish()?;");
     let _ = writeln!(o, "    __conn.run_callbacks();");
     runtime_statements(&f.annots, &n, o);
     if has_ret {
-        o.push_str("    __ret\n");
+        o.push_str("    Ok(__ret)\n");
+    } else {
+        o.push_str("    Ok(())\n");
     }
     o.push_str("}\n\n");
     Ok(())

@@ -341,7 +341,7 @@ fn function(
     let n = WorkerNames { plan };
     let _ = writeln!(
         o,
-        "#[allow(non_snake_case, unused_variables, unused_mut, unused_parens, clippy::all)]\nfn call_{name}(api: &Api, d: &mut Decoder<'_>, cx: &mut CallCtx<'_>) -> Result<(), DispatchError> {{"
+        "fn call_{name}(api: &Api, d: &mut Decoder<'_>, cx: &mut CallCtx<'_>) -> Result<(), DispatchError> {{"
     );
     // 1. Decode, in argument order.
     for (i, a) in plan.args.iter().enumerate() {
