@@ -206,8 +206,9 @@ mod tests {
         assert!(h.reserve(1).is_none(), "full");
         assert_eq!(h.in_use(), PAGES * HEAP_ALIGN);
         // Every other page freed: half the heap is free, in one-page holes.
-        let (kept, holes): (Vec<ArenaBlock>, Vec<ArenaBlock>) =
-            blocks.into_iter().partition(|b| b.offset / HEAP_ALIGN % 2 == 0);
+        let (kept, holes): (Vec<ArenaBlock>, Vec<ArenaBlock>) = blocks
+            .into_iter()
+            .partition(|b| (b.offset / HEAP_ALIGN).is_multiple_of(2));
         for b in &holes {
             h.unreserve(*b);
         }
