@@ -5,8 +5,6 @@ use lapis::codegen::{Options, Side, build_script};
 
 fn main() {
     let opts = Options {
-        unsupported_error: -3,
-        transport_error: -4,
         locate_region: "::remoting::guest::no_region".into(),
         ..Options::default()
     };
@@ -42,8 +40,6 @@ fn main() {
     // The paper's Figure 4, completed: must generate and compile.
     let fig4 = "../lapis/tests/specs/figure4.lapis";
     let cuda = Options {
-        unsupported_error: 801,
-        transport_error: 999,
         locate_region: "::remoting::guest::no_region".into(),
         ..Options::default()
     };

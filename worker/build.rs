@@ -5,8 +5,6 @@ use lapis::codegen::{Options, Side, build_script};
 
 fn main() {
     let opts = Options {
-        unsupported_error: -59,
-        transport_error: -5,
         locate_region: String::new(),
         guards: "crate::guards".into(),
         ..Options::default()
@@ -15,8 +13,6 @@ fn main() {
     println!("cargo:rerun-if-env-changed=AVA_OPENCL_SPEC");
     build_script(&spec, Side::Worker, &opts, "opencl_worker.rs");
     let testapi = Options {
-        unsupported_error: -3,
-        transport_error: -4,
         locate_region: String::new(),
         ..Options::default()
     };

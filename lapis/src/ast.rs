@@ -148,6 +148,25 @@ pub enum Decl {
     /// `tracker NAME;`, a named set of registered buffers used by the
     /// state-tracking runtime calls (`register_buf`, `get_bufs`, ...).
     Tracker(Ident),
+    /// `error_value KIND = EXPR;`, the API's error value that the generated
+    /// code returns when a call cannot be made: `unsupported` (a function or
+    /// an argument that is not remoted) or `transport` (the worker cannot be
+    /// reached, refuses the guest, or its policy refuses the call).
+    ErrorValue(ErrorValueDecl),
+}
+
+/// The kinds of `error_value` a specification declares.
+pub const ERROR_VALUE_KINDS: &[&str] = &["unsupported", "transport"];
+
+/// `error_value KIND = EXPR;`
+#[derive(Debug, Clone)]
+pub struct ErrorValueDecl {
+    /// `unsupported` or `transport`.
+    pub kind: Ident,
+    /// The value: an integer constant expression.
+    pub value: Expr,
+    /// The whole declaration.
+    pub span: Span,
 }
 
 impl Decl {
@@ -162,6 +181,7 @@ impl Decl {
             Decl::Callback(d) => &d.name,
             Decl::Metadata(d) => &d.handle,
             Decl::Resource(n) | Decl::Tracker(n) => n,
+            Decl::ErrorValue(e) => &e.kind,
         }
     }
 }

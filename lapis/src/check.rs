@@ -47,6 +47,7 @@ impl Env {
         let mut type_ns: HashMap<String, Span> = HashMap::new();
         let mut value_ns: HashMap<String, Span> = HashMap::new();
         let mut aliases: HashMap<String, &TypeAlias> = HashMap::new();
+        let mut error_values: HashMap<String, Span> = HashMap::new();
         let add =
             |ns: &mut HashMap<String, Span>, what: &str, n: &Ident, diags: &mut Diagnostics| {
                 if let Some(first) = ns.get(&n.name) {
@@ -117,6 +118,23 @@ impl Env {
                     }
                 }
                 Decl::Metadata(_) => {}
+                Decl::ErrorValue(e) => {
+                    if !crate::ast::ERROR_VALUE_KINDS.contains(&e.kind.name.as_str()) {
+                        diags.push(
+                            Diagnostic::error(
+                                e.kind.span,
+                                format!("unknown error value kind `{}`", e.kind.name),
+                            )
+                            .with_label("not an error value kind")
+                            .with_note(format!(
+                                "the kinds are: {}",
+                                crate::ast::ERROR_VALUE_KINDS.join(", ")
+                            )),
+                        );
+                    } else {
+                        add(&mut error_values, "error value", &e.kind, diags);
+                    }
+                }
             }
         }
         // Aliases may refer to each other in any order; resolve recursively.
@@ -397,17 +415,34 @@ fn check_decl(d: &mut Decl, env: &Env, diags: &mut Diagnostics) {
             }
         }
         Decl::Resource(_) | Decl::Tracker(_) => {}
+        Decl::ErrorValue(v) => {
+            let what = format!("error value `{}`", v.kind.name);
+            check_const_int(
+                &what,
+                "error_value transport = CL_OUT_OF_RESOURCES;",
+                &mut v.value,
+                env,
+                diags,
+            );
+        }
     }
 }
 
 /// `handle NAME = EXPR;`: `EXPR` must be an integer constant expression.
 fn check_invalid_handle_error(name: &Ident, e: &mut Expr, env: &Env, diags: &mut Diagnostics) {
+    let what = format!("the invalid-handle error of `{}`", name.name);
+    let example = format!("handle {} = CL_INVALID_MEM_OBJECT;", name.name);
+    check_const_int(&what, &example, e, env, diags);
+}
+
+/// `EXPR` (which gives `what`) must be an integer constant expression;
+/// `example` shows a good one.
+fn check_const_int(what: &str, example: &str, e: &mut Expr, env: &Env, diags: &mut Diagnostics) {
     let scope = Scope {
         env,
         args: &[],
         in_element: false,
     };
-    let what = format!("the invalid-handle error of `{}`", name.name);
     let Some(t) = check_expr(e, &scope, diags) else {
         return;
     };
@@ -416,8 +451,7 @@ fn check_invalid_handle_error(name: &Ident, e: &mut Expr, env: &Env, diags: &mut
             Diagnostic::error(e.span, format!("{what} must be an integer, found {t}"))
                 .with_label("not an integer")
                 .with_note(format!(
-                    "help: name the driver's error code, e.g. `handle {} = CL_INVALID_MEM_OBJECT;`",
-                    name.name
+                    "help: name the driver's error code, e.g. `{example}`"
                 )),
         );
     } else if e.const_value().is_none() {

@@ -75,6 +75,15 @@ impl Spec {
         revision_of(&self.source)
     }
 
+    /// The value of `error_value KIND = EXPR;`, if the specification
+    /// declares it (`unsupported` or `transport`).
+    pub fn error_value(&self, kind: &str) -> Option<i128> {
+        self.decls.iter().find_map(|d| match d {
+            Decl::ErrorValue(e) if e.kind.name == kind => e.value.const_value(),
+            _ => None,
+        })
+    }
+
     /// The function called `name`.
     pub fn function(&self, name: &str) -> Option<&Function> {
         self.functions.iter().find(|f| f.name.name == name)

@@ -505,6 +505,11 @@ impl Builder<'_> {
             }
             Rule::resource_decl => Decl::Resource(ident(it.next().expect("name"))),
             Rule::tracker_decl => Decl::Tracker(ident(it.next().expect("name"))),
+            Rule::error_value_decl => Decl::ErrorValue(ErrorValueDecl {
+                kind: ident(it.next().expect("kind")),
+                value: self.expr(it.next().expect("value")),
+                span,
+            }),
             r => unreachable!("unexpected declaration rule {r:?}"),
         }
     }

@@ -474,6 +474,34 @@ bad!(
     "the invalid-handle error of `cl_x` must be a constant"
 );
 bad!(
+    error_value_unknown_kind,
+    "error_value fatal = 1;\n",
+    1,
+    13,
+    "unknown error value kind `fatal`"
+);
+bad!(
+    error_value_twice,
+    "error_value transport = 1;\nerror_value transport = 2;\n",
+    2,
+    13,
+    "error value `transport`"
+);
+bad!(
+    error_value_not_constant,
+    "error_value unsupported = get_n_bufs(pending, 0);\n",
+    1,
+    27,
+    "error value `unsupported` must be a constant"
+);
+bad!(
+    error_value_not_integer,
+    "error_value unsupported = true;\n",
+    1,
+    27,
+    "error value `unsupported` must be an integer"
+);
+bad!(
     error_code_not_pointer_to_integer,
     "cl_mem f(size_t n, void* p) {\n    argument(p) { out; buffer(n); error_code; }\n}\n",
     2,

@@ -74,6 +74,35 @@ fn every_handle_names_its_invalid_error() {
     }
 }
 
+/// The values a guest library returns when it cannot make a call come from
+/// the specification, and reach both generated sides.
+#[test]
+fn error_values_come_from_the_spec() {
+    let s = spec();
+    assert_eq!(
+        s.error_value("unsupported"),
+        s.constant("CL_INVALID_OPERATION")
+    );
+    assert_eq!(
+        s.error_value("transport"),
+        s.constant("CL_OUT_OF_RESOURCES")
+    );
+    // Options that say otherwise lose to the specification.
+    let opts = lapis::codegen::Options {
+        unsupported_error: 1,
+        transport_error: 2,
+        ..lapis::codegen::Options::default()
+    };
+    let g = lapis::codegen::generate_with(&s, lapis::codegen::Side::Guest, &opts).unwrap();
+    assert!(
+        g.contains("pub const UNSUPPORTED_ERROR: i64 = -59;"),
+        "guest"
+    );
+    assert!(g.contains("pub const TRANSPORT_ERROR: i64 = -5;"), "guest");
+    let w = lapis::codegen::generate_with(&s, lapis::codegen::Side::Worker, &opts).unwrap();
+    assert!(w.contains("pub const REFUSED_ERROR: i64 = -5;"), "worker");
+}
+
 #[test]
 fn enqueued_writes_are_async_and_reads_sync() {
     let s = spec();

@@ -155,7 +155,7 @@ pub(crate) fn declarations(spec: &Spec, model: &Model) -> String {
                     ret(sig.ret.ty())
                 );
             }
-            Decl::Metadata(_) | Decl::Resource(_) | Decl::Tracker(_) => {}
+            Decl::Metadata(_) | Decl::Resource(_) | Decl::Tracker(_) | Decl::ErrorValue(_) => {}
         }
     }
     o.push_str("\n/// Handle kinds, in declaration order.\n#[allow(dead_code)]\npub mod kind {\n");
