@@ -99,7 +99,7 @@ impl Harness {
         let owner = std::process::id();
         let ids = (0..kinds)
             .flat_map(|k| [0x1000, 0x2000].map(|h| (k, h + u64::from(k) * 8)))
-            .map(|(k, h)| table.register(k, h, owner))
+            .map(|(k, h)| table.register(owner, k, h))
             .collect();
         Harness {
             worker,

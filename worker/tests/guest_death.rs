@@ -294,13 +294,11 @@ const OTHER_GUEST: &str = "a_dead_guests_cleanup_leaves_other_guests_handles_alo
 /// after it the second goes on with the handles it holds. A guest can hurt
 /// nobody but itself: every call must still succeed.
 ///
-/// This fails today. The worker's handle table is shared by the region's
-/// processes and registers a host object once (`HandleTable::register`
-/// returns the id it already has), owned by the first process that received
-/// it: the second guest gets the first one's platform and device ids, and
-/// `drain_owner` removes them with the first guest's objects, so the
-/// second's calls get `CL_INVALID_DEVICE` and `CL_INVALID_PLATFORM`. (A
-/// first guest that exits normally does the same harm.)
+/// (When the region's handle table registered a host object once, for the
+/// first process that received it, the second guest got the first one's
+/// platform and device ids, and the first one's cleanup took them away:
+/// `CL_INVALID_DEVICE` and `CL_INVALID_PLATFORM`. Each process now has ids
+/// of its own, `HandleTable`.)
 #[test]
 fn a_dead_guests_cleanup_leaves_other_guests_handles_alone() {
     if common::is_guest_half() {

@@ -93,42 +93,42 @@ impl CallCtx<'_> {
     /// `invalid` error value.
     pub fn handle(&self, id: u64, kind: u16, invalid: i64) -> Result<u64, DispatchError> {
         self.table()
-            .lookup(id, kind)
+            .lookup(self.session.owner, id, kind)
             .ok_or(DispatchError::Api(invalid))
     }
 
     /// Whether `host` is a live host object of type `kind` of this guest
     /// (for guards that check values already translated).
     pub fn is_live_host(&self, kind: u16, host: u64) -> bool {
-        self.table().has_host(kind, host)
+        self.table().has_host(self.session.owner, kind, host)
     }
 
     /// Like [`CallCtx::handle`], but returns `None` for an unknown id.
     pub fn try_handle(&self, id: u64, kind: u16) -> Option<u64> {
-        self.table().lookup(id, kind)
+        self.table().lookup(self.session.owner, id, kind)
     }
 
     /// The id for a host object returned by the call, or found in a query's
     /// result (registered if new; a NULL object is id 0).
     pub fn register(&self, kind: u16, host: u64) -> u64 {
         let owner = self.session.owner;
-        self.table().register(kind, host, owner)
+        self.table().register(owner, kind, host)
     }
 
     /// Binds a guest-chosen id to a host object the call created.
     pub fn bind(&self, id: u64, kind: u16, host: u64) -> Result<(), DispatchError> {
         let owner = self.session.owner;
-        self.table().bind(id, kind, host, owner)
+        self.table().bind(owner, id, kind, host)
     }
 
     /// `retain`: one more reference to `id`.
     pub fn retain(&self, id: u64) {
-        self.table().retain(id);
+        self.table().retain(self.session.owner, id);
     }
 
     /// `deallocate`: one reference fewer to `id`.
     pub fn release(&self, id: u64) {
-        self.table().release(id);
+        self.table().release(self.session.owner, id);
     }
 
     /// The bytes of an input blob, copied out of shared memory.
@@ -199,7 +199,7 @@ impl CallCtx<'_> {
         if bytes.len() == 8 {
             let id = bytes.word(0);
             if (id & ID_TAG_MASK == WORKER_ID_TAG || id & ID_TAG_MASK == GUEST_ID_TAG)
-                && let Some(h) = self.table().lookup_any(id)
+                && let Some(h) = self.table().lookup_any(self.session.owner, id)
             {
                 bytes.set_word(0, h);
             }

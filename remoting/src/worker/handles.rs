@@ -11,16 +11,19 @@ struct Entry {
     kind: u16,
     host: u64,
     refs: u32,
-    owner: u32,
 }
 
-/// The handles of one guest (one VM region): opaque ids with a type, mapped
-/// to host objects. A guest only ever sees ids; an id that is unknown, of the
-/// wrong type or already released does not translate.
+/// The handles of one VM's guest processes for one API: opaque ids with a
+/// type, mapped to host objects, in a namespace of their own per process
+/// (`owner`, its pid as the guest reports it). A guest process only ever
+/// sees ids; an id that is unknown, of the wrong type, already released or
+/// another process's does not translate. A host object that several
+/// processes receive (a platform, a device) has an id in each, so that one
+/// process's exit takes nothing from the others.
 #[derive(Debug, Default)]
 pub struct HandleTable {
-    by_id: HashMap<u64, Entry>,
-    by_host: HashMap<(u16, u64), u64>,
+    by_id: HashMap<(u32, u64), Entry>,
+    by_host: HashMap<(u32, u16, u64), u64>,
     next: u64,
 }
 
@@ -40,105 +43,104 @@ impl HandleTable {
         self.by_id.is_empty()
     }
 
-    /// The host object of `id` if it is a live handle of type `kind`.
-    /// Id 0 is NULL and translates to 0.
-    pub fn lookup(&self, id: u64, kind: u16) -> Option<u64> {
+    /// The host object of `owner`'s `id` if it is a live handle of type
+    /// `kind`. Id 0 is NULL and translates to 0.
+    pub fn lookup(&self, owner: u32, id: u64, kind: u16) -> Option<u64> {
         if id == 0 {
             return Some(0);
         }
         self.by_id
-            .get(&id)
+            .get(&(owner, id))
             .filter(|e| e.kind == kind)
             .map(|e| e.host)
     }
 
-    /// The host object of `id`, whatever its type.
-    pub fn lookup_any(&self, id: u64) -> Option<u64> {
-        self.by_id.get(&id).map(|e| e.host)
+    /// The host object of `owner`'s `id`, whatever its type.
+    pub fn lookup_any(&self, owner: u32, id: u64) -> Option<u64> {
+        self.by_id.get(&(owner, id)).map(|e| e.host)
     }
 
-    /// Whether `host` is a live object of type `kind` of this guest.
-    pub fn has_host(&self, kind: u16, host: u64) -> bool {
-        self.by_host.contains_key(&(kind, host))
+    /// Whether `host` is a live object of type `kind` of process `owner`.
+    pub fn has_host(&self, owner: u32, kind: u16, host: u64) -> bool {
+        self.by_host.contains_key(&(owner, kind, host))
     }
 
-    /// The id of host object `host`, registering it (one reference, owned by
-    /// guest process `owner`) if it is new. A NULL host object is id 0.
-    pub fn register(&mut self, kind: u16, host: u64, owner: u32) -> u64 {
+    /// `owner`'s id of host object `host`, registering it (one reference)
+    /// if it is new to that process. A NULL host object is id 0.
+    pub fn register(&mut self, owner: u32, kind: u16, host: u64) -> u64 {
         if host == 0 {
             return 0;
         }
-        if let Some(&id) = self.by_host.get(&(kind, host)) {
+        if let Some(&id) = self.by_host.get(&(owner, kind, host)) {
             return id;
         }
         self.next += 1;
         let id = WORKER_ID_TAG | (self.next & !ID_TAG_MASK);
-        self.insert(id, kind, host, owner);
+        self.insert(owner, id, kind, host);
         id
     }
 
-    fn insert(&mut self, id: u64, kind: u16, host: u64, owner: u32) {
+    fn insert(&mut self, owner: u32, id: u64, kind: u16, host: u64) {
         self.by_id.insert(
-            id,
+            (owner, id),
             Entry {
                 kind,
                 host,
                 refs: 1,
-                owner,
             },
         );
-        self.by_host.insert((kind, host), id);
+        self.by_host.insert((owner, kind, host), id);
     }
 
-    /// Binds a guest-chosen `id` to a new host object. The id must carry the
-    /// guest tag and be unused.
-    pub fn bind(&mut self, id: u64, kind: u16, host: u64, owner: u32) -> Result<(), DispatchError> {
-        if id & ID_TAG_MASK != GUEST_ID_TAG || self.by_id.contains_key(&id) {
+    /// Binds a guest-chosen `id` of process `owner` to a new host object.
+    /// The id must carry the guest tag and be unused by that process.
+    pub fn bind(&mut self, owner: u32, id: u64, kind: u16, host: u64) -> Result<(), DispatchError> {
+        if id & ID_TAG_MASK != GUEST_ID_TAG || self.by_id.contains_key(&(owner, id)) {
             return Err(DispatchError::Protocol(format!(
                 "handle id {id:#x} cannot be bound"
             )));
         }
         if host != 0 {
-            self.insert(id, kind, host, owner);
+            self.insert(owner, id, kind, host);
         }
         Ok(())
     }
 
-    /// Adds a reference to `id`.
-    pub fn retain(&mut self, id: u64) {
-        if let Some(e) = self.by_id.get_mut(&id) {
+    /// Adds a reference to `owner`'s `id`.
+    pub fn retain(&mut self, owner: u32, id: u64) {
+        if let Some(e) = self.by_id.get_mut(&(owner, id)) {
             e.refs = e.refs.saturating_add(1);
         }
     }
 
-    /// Drops a reference to `id`; forgets it at zero. Returns whether it
-    /// was forgotten.
-    pub fn release(&mut self, id: u64) -> bool {
-        let Some(e) = self.by_id.get_mut(&id) else {
+    /// Drops a reference to `owner`'s `id`; forgets it at zero. Returns
+    /// whether it was forgotten.
+    pub fn release(&mut self, owner: u32, id: u64) -> bool {
+        let Some(e) = self.by_id.get_mut(&(owner, id)) else {
             return false;
         };
         e.refs -= 1;
         if e.refs > 0 {
             return false;
         }
-        let e = self.by_id.remove(&id).expect("present");
-        self.by_host.remove(&(e.kind, e.host));
+        let e = self.by_id.remove(&(owner, id)).expect("present");
+        self.by_host.remove(&(owner, e.kind, e.host));
         true
     }
 
-    /// Removes every handle created by guest process `owner`, returning
-    /// `(kind, host, references)` of each so that the caller can free them.
+    /// Removes every handle of guest process `owner`, returning `(kind,
+    /// host, references)` of each so that the caller can free them.
     pub fn drain_owner(&mut self, owner: u32) -> Vec<(u16, u64, u32)> {
-        let ids: Vec<u64> = self
+        let ids: Vec<(u32, u64)> = self
             .by_id
-            .iter()
-            .filter(|(_, e)| e.owner == owner)
-            .map(|(&id, _)| id)
+            .keys()
+            .filter(|(o, _)| *o == owner)
+            .copied()
             .collect();
         ids.into_iter()
-            .map(|id| {
-                let e = self.by_id.remove(&id).expect("present");
-                self.by_host.remove(&(e.kind, e.host));
+            .map(|key| {
+                let e = self.by_id.remove(&key).expect("present");
+                self.by_host.remove(&(owner, e.kind, e.host));
                 (e.kind, e.host, e.refs)
             })
             .collect()
@@ -151,66 +153,95 @@ mod tests {
 
     const BUF: u16 = 4;
     const CTX: u16 = 2;
+    const DEV: u16 = 1;
 
     #[test]
     fn ids_translate_only_for_their_type_while_referenced() {
         let mut t = HandleTable::new();
-        let id = t.register(BUF, 0x1000, 7);
+        let id = t.register(7, BUF, 0x1000);
         assert_eq!(id & ID_TAG_MASK, WORKER_ID_TAG);
-        assert_eq!(t.lookup(id, BUF), Some(0x1000));
-        assert_eq!(t.lookup(id, CTX), None, "another type");
-        assert_eq!(t.lookup(0, BUF), Some(0), "NULL");
-        assert_eq!(t.lookup(id ^ 1, BUF), None, "an id never issued");
+        assert_eq!(t.lookup(7, id, BUF), Some(0x1000));
+        assert_eq!(t.lookup(7, id, CTX), None, "another type");
+        assert_eq!(t.lookup(7, 0, BUF), Some(0), "NULL");
+        assert_eq!(t.lookup(7, id ^ 1, BUF), None, "an id never issued");
         // The same host object registered again is the same id.
-        assert_eq!(t.register(BUF, 0x1000, 7), id);
-        assert_eq!(t.register(BUF, 0, 7), 0);
+        assert_eq!(t.register(7, BUF, 0x1000), id);
+        assert_eq!(t.register(7, BUF, 0), 0);
         // Two references: the first release keeps the id.
-        t.retain(id);
-        assert!(!t.release(id));
-        assert_eq!(t.lookup(id, BUF), Some(0x1000));
-        assert!(t.release(id));
-        assert_eq!(t.lookup(id, BUF), None);
-        assert!(!t.has_host(BUF, 0x1000));
-        assert!(!t.release(id), "a released id stays released");
+        t.retain(7, id);
+        assert!(!t.release(7, id));
+        assert_eq!(t.lookup(7, id, BUF), Some(0x1000));
+        assert!(t.release(7, id));
+        assert_eq!(t.lookup(7, id, BUF), None);
+        assert!(!t.has_host(7, BUF, 0x1000));
+        assert!(!t.release(7, id), "a released id stays released");
         assert!(t.is_empty());
     }
 
     #[test]
     fn cleanup_frees_exactly_one_owners_objects_with_their_references() {
         let mut t = HandleTable::new();
-        let a1 = t.register(BUF, 0x1000, 1);
-        let a2 = t.register(CTX, 0x2000, 1);
-        let b = t.register(BUF, 0x3000, 2);
-        t.retain(a1);
-        t.retain(a1);
+        let a1 = t.register(1, BUF, 0x1000);
+        let a2 = t.register(1, CTX, 0x2000);
+        let b = t.register(2, BUF, 0x3000);
+        t.retain(1, a1);
+        t.retain(1, a1);
         let mut freed = t.drain_owner(1);
         freed.sort();
         assert_eq!(freed, vec![(CTX, 0x2000, 1), (BUF, 0x1000, 3)]);
-        assert_eq!(t.lookup(a1, BUF), None);
-        assert_eq!(t.lookup(a2, CTX), None);
-        assert_eq!(t.lookup(b, BUF), Some(0x3000), "another owner's object");
+        assert_eq!(t.lookup(1, a1, BUF), None);
+        assert_eq!(t.lookup(1, a2, CTX), None);
+        assert_eq!(t.lookup(2, b, BUF), Some(0x3000), "another owner's object");
         assert_eq!(t.len(), 1);
         assert!(t.drain_owner(1).is_empty());
+    }
+
+    /// A host object that two processes receive (a device) has an id in
+    /// each; one process's exit leaves the other's id alone, and neither
+    /// process can use the other's ids.
+    #[test]
+    fn processes_have_their_own_ids_even_for_shared_objects() {
+        let mut t = HandleTable::new();
+        let a = t.register(1, DEV, 0x5000);
+        let b = t.register(2, DEV, 0x5000);
+        assert_ne!(a, b);
+        assert_eq!(t.lookup(1, a, DEV), Some(0x5000));
+        assert_eq!(t.lookup(2, b, DEV), Some(0x5000));
+        assert_eq!(t.lookup(2, a, DEV), None, "another process's id");
+        assert_eq!(t.lookup_any(1, b), None, "another process's id");
+        assert_eq!(t.drain_owner(1), vec![(DEV, 0x5000, 1)]);
+        assert_eq!(t.lookup(2, b, DEV), Some(0x5000), "still the other's");
+        assert!(t.has_host(2, DEV, 0x5000));
+        assert!(!t.has_host(1, DEV, 0x5000));
     }
 
     #[test]
     fn guest_chosen_ids_bind_once_with_the_guest_tag() {
         let mut t = HandleTable::new();
         let id = GUEST_ID_TAG | 5;
-        t.bind(id, BUF, 0x1000, 1).unwrap();
-        assert_eq!(t.lookup(id, BUF), Some(0x1000));
+        t.bind(1, id, BUF, 0x1000).unwrap();
+        assert_eq!(t.lookup(1, id, BUF), Some(0x1000));
         // An id that is already bound, or lacks the guest tag, is refused.
-        assert!(t.bind(id, BUF, 0x2000, 1).is_err());
-        assert!(t.bind(WORKER_ID_TAG | 6, BUF, 0x2000, 1).is_err());
-        assert!(t.bind(6, BUF, 0x2000, 1).is_err());
-        assert_eq!(t.lookup(id, BUF), Some(0x1000), "the first binding stands");
+        assert!(t.bind(1, id, BUF, 0x2000).is_err());
+        assert!(t.bind(1, WORKER_ID_TAG | 6, BUF, 0x2000).is_err());
+        assert!(t.bind(1, 6, BUF, 0x2000).is_err());
+        assert_eq!(
+            t.lookup(1, id, BUF),
+            Some(0x1000),
+            "the first binding stands"
+        );
+        // Another process chooses its ids from its own counter: the same
+        // value is its own.
+        t.bind(2, id, BUF, 0x4000).unwrap();
+        assert_eq!(t.lookup(2, id, BUF), Some(0x4000));
+        assert_eq!(t.lookup(1, id, BUF), Some(0x1000));
         // A NULL result binds nothing.
-        t.bind(GUEST_ID_TAG | 7, BUF, 0, 1).unwrap();
-        assert_eq!(t.lookup(GUEST_ID_TAG | 7, BUF), None);
+        t.bind(1, GUEST_ID_TAG | 7, BUF, 0).unwrap();
+        assert_eq!(t.lookup(1, GUEST_ID_TAG | 7, BUF), None);
         // Released, the id may be chosen again.
-        assert!(t.release(id));
-        t.bind(id, BUF, 0x3000, 1).unwrap();
-        assert_eq!(t.lookup(id, BUF), Some(0x3000));
+        assert!(t.release(1, id));
+        t.bind(1, id, BUF, 0x3000).unwrap();
+        assert_eq!(t.lookup(1, id, BUF), Some(0x3000));
     }
 
     /// The case the process-wide id counter fixed: a new connection of a
@@ -222,17 +253,17 @@ mod tests {
         let mut t = HandleTable::new();
         let first: Vec<u64> = (1..=3).map(|n| GUEST_ID_TAG | n).collect();
         for (i, id) in first.iter().enumerate() {
-            t.bind(*id, BUF, 0x1000 + i as u64 * 8, 9).unwrap();
+            t.bind(9, *id, BUF, 0x1000 + i as u64 * 8).unwrap();
         }
         // A counter restarted for the new channel repeats the ids: refused.
-        assert!(t.bind(GUEST_ID_TAG | 1, BUF, 0x9000, 9).is_err());
+        assert!(t.bind(9, GUEST_ID_TAG | 1, BUF, 0x9000).is_err());
         // The process-wide counter goes on: accepted, and the old objects
         // still translate.
         for n in 4..=6u64 {
-            t.bind(GUEST_ID_TAG | n, BUF, 0x2000 + n * 8, 9).unwrap();
+            t.bind(9, GUEST_ID_TAG | n, BUF, 0x2000 + n * 8).unwrap();
         }
         for (i, id) in first.iter().enumerate() {
-            assert_eq!(t.lookup(*id, BUF), Some(0x1000 + i as u64 * 8));
+            assert_eq!(t.lookup(9, *id, BUF), Some(0x1000 + i as u64 * 8));
         }
         assert_eq!(t.drain_owner(9).len(), 6);
     }

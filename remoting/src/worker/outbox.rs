@@ -70,7 +70,7 @@ impl CallbackTarget {
         self.handles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .register(kind, host, self.owner)
+            .register(self.owner, kind, host)
     }
 
     /// Queues the message for the guest.
