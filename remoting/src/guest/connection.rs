@@ -1,68 +1,17 @@
-//! The guest side: a connection to the worker, and the call builder that
-//! generated guest functions use.
+//! A guest process's connections: one channel per thread, the region they
+//! live in, the hello that opens each, the heartbeat, and waiting for
+//! replies while callbacks and asynchronous errors arrive.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use transport::{ArenaAllocator, ArenaBlock, GuestChannel, Region, RingError, WaitStrategy};
 
-use crate::wire::{Blob, Decoder, Encoder, FLAG_SYNC, Header, MsgKind, Status, WireError};
-use crate::{ApiId, GUEST_ID_TAG, INLINE_MAX};
-
-/// Why a remoted call could not be completed.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// No region could be opened or no channel claimed.
-    #[error("cannot connect to the worker: {0}")]
-    Connect(String),
-    /// The ring failed (corruption, channel reclaimed).
-    #[error("transport failure: {0}")]
-    Ring(#[from] RingError),
-    /// The worker stopped beating while a call waited.
-    #[error("the worker is not responding (heartbeat stuck at {1} for {0:?})")]
-    WorkerGone(Duration, u64),
-    /// The reply could not be decoded.
-    #[error("malformed reply: {0}")]
-    Wire(#[from] WireError),
-    /// The worker rejected the call as malformed.
-    #[error("the worker rejected the call: {0}")]
-    Protocol(String),
-    /// The worker refused a handle; the API's error value is attached.
-    #[error("invalid handle (API error {0})")]
-    Api(i64),
-    /// The host library does not provide the function.
-    #[error("the host library does not provide {0}")]
-    Unavailable(String),
-    /// The guest library does not remote this use of the function (the
-    /// reason says which argument); nothing was sent.
-    #[error("not supported: {0}")]
-    Unsupported(String),
-    /// The worker does not serve this API, or serves another revision of
-    /// its specification: no call is made (the message says which API and
-    /// revisions each side has).
-    #[error("the worker refused this guest library: {0}")]
-    Refused(String),
-    /// A buffer does not fit the channel's data arena.
-    #[error("a transfer of {len} bytes exceeds the channel's data arena ({cap} bytes)")]
-    TooLarge {
-        /// Bytes asked for.
-        len: u64,
-        /// Arena capacity.
-        cap: u64,
-    },
-}
-
-/// How a callback message is handled: generated code registers one per API.
-/// It gets the callback type, the application's function pointer and user
-/// data registered under the message's token, and the encoded arguments.
-pub type CallbackHandler = fn(
-    kind: u32,
-    function: usize,
-    user_data: usize,
-    args: &mut Decoder<'_>,
-) -> Result<(), WireError>;
+use super::{Call, CallError, CallbackHandler, wait_strategy_from_env};
+use crate::wire::{Decoder, MsgKind, Status};
+use crate::{ApiId, GUEST_ID_TAG};
 
 /// Registered buffers by (tracker, key): `(guest pointer, size)` each.
 type Trackers = HashMap<(&'static str, u64), Vec<(u64, u64)>>;
@@ -91,17 +40,17 @@ pub struct Connection {
     pub worker_timeout: Duration,
 }
 
-struct Inner {
-    ch: GuestChannel,
-    alloc: ArenaAllocator,
-    next_call: u64,
-    msg_buf: Vec<u8>,
-    async_errors: u64,
-    wait: WaitStrategy,
+pub(super) struct Inner {
+    pub(super) ch: GuestChannel,
+    pub(super) alloc: ArenaAllocator,
+    pub(super) next_call: u64,
+    pub(super) msg_buf: Vec<u8>,
+    pub(super) async_errors: u64,
+    pub(super) wait: WaitStrategy,
     /// Asynchronous calls whose data is still in the arena: the blocks are
     /// freed when the worker's reply says it is done with them. Replies come
     /// in call order.
-    outstanding: std::collections::VecDeque<(u64, Vec<ArenaBlock>)>,
+    pub(super) outstanding: std::collections::VecDeque<(u64, Vec<ArenaBlock>)>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -421,25 +370,8 @@ impl Connection {
 
     /// Starts a call to function `func`.
     pub fn call(&self, func: u32, sync: bool) -> Call<'_> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let call_id = inner.next_call;
-        inner.next_call += 1;
-        let buf = std::mem::take(&mut inner.msg_buf);
-        let header = Header {
-            kind: MsgKind::Call,
-            flags: if sync { FLAG_SYNC } else { 0 },
-            func,
-            call_id,
-        };
-        Call {
-            conn: self,
-            inner,
-            enc: Encoder::with_header(buf, header),
-            call_id,
-            sync,
-            blocks: Vec::new(),
-            error: None,
-        }
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        Call::new(self, inner, func, sync)
     }
 
     // ---- per-object metadata (`metadata(x)->field[i]`) ----
@@ -556,7 +488,7 @@ impl Inner {
 
     /// Waits for the reply of the oldest outstanding asynchronous call and
     /// frees its arena blocks. Returns false when none is outstanding.
-    fn retire_oldest(&mut self, conn: &Connection) -> Result<bool, CallError> {
+    pub(super) fn retire_oldest(&mut self, conn: &Connection) -> Result<bool, CallError> {
         let Some(&(id, _)) = self.outstanding.front() else {
             return Ok(false);
         };
@@ -568,7 +500,7 @@ impl Inner {
 
     /// Sends `bytes`, draining incoming messages while the ring is full (so
     /// that a worker blocked on replies can always make progress).
-    fn send(&mut self, conn: &Connection, bytes: &[u8]) -> Result<(), CallError> {
+    pub(super) fn send(&mut self, conn: &Connection, bytes: &[u8]) -> Result<(), CallError> {
         let wait = self.wait;
         let mut backoff = transport::Backoff::new(&wait);
         let mut scratch = Vec::new();
@@ -586,7 +518,7 @@ impl Inner {
 
     /// Waits for the reply to `call_id`, handling other messages meanwhile
     /// and watching the worker's heartbeat.
-    fn wait_reply(
+    pub(super) fn wait_reply(
         &mut self,
         conn: &Connection,
         call_id: u64,
@@ -628,343 +560,5 @@ impl Inner {
             }
             backoff.snooze(None)?;
         }
-    }
-}
-
-/// A call being built. Holds the connection's lock until it is sent and its
-/// reply read, so a process's threads take turns on the channel.
-pub struct Call<'c> {
-    conn: &'c Connection,
-    inner: MutexGuard<'c, Inner>,
-    enc: Encoder,
-    call_id: u64,
-    sync: bool,
-    blocks: Vec<ArenaBlock>,
-    error: Option<CallError>,
-}
-
-impl<'c> Call<'c> {
-    /// The connection.
-    pub fn connection(&self) -> &'c Connection {
-        self.conn
-    }
-
-    /// An integer or pointer-sized value.
-    pub fn u64(&mut self, v: u64) {
-        self.enc.u64(v);
-    }
-
-    /// A handle's id (its pointer value in the application).
-    pub fn handle<T>(&mut self, h: *mut T) {
-        self.enc.u64(h as u64);
-    }
-
-    fn arena_block(&mut self, len: usize) -> Option<ArenaBlock> {
-        let mut got = self.inner.alloc.alloc(len as u64);
-        while got.is_none() {
-            // Room comes back as earlier asynchronous calls complete.
-            match self.inner.retire_oldest(self.conn) {
-                Ok(true) => got = self.inner.alloc.alloc(len as u64),
-                Ok(false) => break,
-                Err(e) => {
-                    self.error.get_or_insert(e);
-                    return None;
-                }
-            }
-        }
-        match got {
-            Some(b) => {
-                self.blocks.push(b);
-                Some(b)
-            }
-            None => {
-                self.error.get_or_insert(CallError::TooLarge {
-                    len: len as u64,
-                    cap: self.inner.alloc.capacity(),
-                });
-                None
-            }
-        }
-    }
-
-    /// Input bytes (`None`: NULL). Large ones go through the arena.
-    pub fn in_bytes(&mut self, data: Option<&[u8]>) {
-        match data {
-            Some(d) if d.len() > INLINE_MAX => {
-                if let Some(b) = self.arena_block(d.len()) {
-                    // The block lies inside the arena by construction.
-                    let _ = self.inner.ch.arena.write(b.offset, d);
-                    self.enc.arena_blob(b.offset, d.len() as u64);
-                } else {
-                    self.enc.blob(None);
-                }
-            }
-            other => self.enc.blob(other),
-        }
-    }
-
-    /// Input bytes read from a raw pointer.
-    ///
-    /// # Safety
-    /// `ptr` must be NULL or valid for reading `len` bytes.
-    pub unsafe fn in_ptr(&mut self, ptr: *const u8, len: usize) {
-        if ptr.is_null() {
-            self.in_bytes(None);
-        } else {
-            // SAFETY: the caller guarantees `ptr` is readable for `len` bytes.
-            let s = unsafe { std::slice::from_raw_parts(ptr, len) };
-            self.in_bytes(Some(s));
-        }
-    }
-
-    /// A list of input buffers (an array of strings or blobs); `None`: NULL.
-    pub fn in_list(&mut self, items: Option<Vec<Option<&[u8]>>>) {
-        match items {
-            None => self.enc.u64(crate::wire::NULL_LEN),
-            Some(items) => {
-                self.enc.u64(items.len() as u64);
-                for it in items {
-                    self.in_bytes(it);
-                }
-            }
-        }
-    }
-
-    /// Room for an output of `len` bytes (`present == false`: NULL).
-    pub fn out_space(&mut self, present: bool, len: usize) {
-        if !present {
-            self.enc.u8(crate::wire::BLOB_NULL);
-        } else if len > INLINE_MAX {
-            match self.arena_block(len) {
-                Some(b) => self.enc.arena_blob(b.offset, len as u64),
-                None => self.enc.u8(crate::wire::BLOB_NULL),
-            }
-        } else {
-            self.enc.u8(crate::wire::BLOB_INLINE);
-            self.enc.u64(len as u64);
-        }
-    }
-
-    /// A new guest-chosen handle id (for an asynchronous call's output
-    /// handle), sent with the call.
-    pub fn new_handle(&mut self) -> u64 {
-        let id = self.conn.new_guest_id();
-        self.enc.u64(id);
-        id
-    }
-
-    /// Sends the call. For a synchronous call (or one that moved data
-    /// through the arena), waits and returns the reply; otherwise `None`.
-    pub fn send(mut self) -> Result<Option<Reply<'c>>, CallError> {
-        if let Some(e) = self.error.take() {
-            self.release();
-            return Err(e);
-        }
-        // An asynchronous call with data in the arena asks for a reply (the
-        // worker replies to every call flagged sync) but does not wait for
-        // it: its blocks stay reserved until the reply comes, so that the
-        // next calls proceed while the worker still reads them.
-        let keep = !self.sync && !self.blocks.is_empty();
-        if self.sync || keep {
-            self.enc.set_flags(FLAG_SYNC);
-        }
-        let wait = self.sync;
-        let conn = self.conn;
-        let bytes = std::mem::take(&mut self.enc).into_inner();
-        let sent = self.inner.send(conn, &bytes);
-        self.inner.msg_buf = bytes;
-        if let Err(e) = sent {
-            self.release();
-            return Err(e);
-        }
-        if keep {
-            let blocks = std::mem::take(&mut self.blocks);
-            self.inner.outstanding.push_back((self.call_id, blocks));
-        }
-        if !wait {
-            return Ok(None);
-        }
-        let mut out = Vec::new();
-        let r = self.inner.wait_reply(conn, self.call_id, &mut out);
-        if let Err(e) = r {
-            self.release();
-            return Err(e);
-        }
-        Reply::parse(self, out).map(Some)
-    }
-
-    fn release(&mut self) {
-        for b in self.blocks.drain(..) {
-            self.inner.alloc.free(b);
-        }
-    }
-}
-
-impl Drop for Call<'_> {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
-/// A reply being read by generated code, in the order the worker wrote it.
-/// Frees the call's arena blocks and the connection's lock when dropped.
-pub struct Reply<'c> {
-    call: Call<'c>,
-    bytes: Vec<u8>,
-    pos: usize,
-}
-
-impl<'c> Reply<'c> {
-    fn parse(call: Call<'c>, bytes: Vec<u8>) -> Result<Reply<'c>, CallError> {
-        let (h, mut d) = Decoder::new(&bytes)?;
-        match Status::from_u32(h.flags) {
-            Some(Status::Ok) => {}
-            Some(Status::ApiError) => return Err(CallError::Api(d.i64()?)),
-            Some(Status::Protocol) => return Err(CallError::Protocol(d.string()?)),
-            Some(Status::Unavailable) => return Err(CallError::Unavailable(d.string()?)),
-            Some(Status::Refused) => return Err(CallError::Refused(d.string()?)),
-            None => {
-                return Err(CallError::Wire(WireError::Invalid {
-                    what: "reply status",
-                    value: u64::from(h.flags),
-                }));
-            }
-        }
-        let pos = bytes.len() - d.remaining();
-        Ok(Reply { call, bytes, pos })
-    }
-
-    fn with<T>(
-        &mut self,
-        f: impl FnOnce(&mut Decoder<'_>) -> Result<T, WireError>,
-    ) -> Result<T, CallError> {
-        let mut d = Decoder::at(&self.bytes, self.pos);
-        let v = f(&mut d)?;
-        self.pos = self.bytes.len() - d.remaining();
-        Ok(v)
-    }
-
-    /// The next integer.
-    pub fn u64(&mut self) -> Result<u64, CallError> {
-        self.with(|d| d.u64())
-    }
-
-    /// Copies the next output blob into `dst` (up to `dst`'s length).
-    ///
-    /// # Safety
-    /// `dst` must be NULL or valid for writing `len` bytes.
-    pub unsafe fn out_ptr(&mut self, dst: *mut u8, len: usize) -> Result<(), CallError> {
-        let blob = self.with(|d| {
-            d.blob().map(|b| match b {
-                Blob::Null => (0u8, 0u64, 0u64, 0usize, 0usize),
-                Blob::Inline(x) => (1, 0, x.len() as u64, 0, x.as_ptr() as usize),
-                Blob::Arena { offset, len } => (2, offset, len, 0, 0),
-            })
-        })?;
-        if dst.is_null() {
-            return Ok(());
-        }
-        match blob.0 {
-            0 => Ok(()),
-            1 => {
-                let n = (blob.2 as usize).min(len);
-                let start = self.pos - blob.2 as usize;
-                let src = &self.bytes[start..start + n];
-                // SAFETY: the caller guarantees `dst` is writable for `len`
-                // bytes, and `n <= len`; `src` is our private copy.
-                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, n) };
-                Ok(())
-            }
-            _ => {
-                let n = (blob.2 as usize).min(len);
-                // SAFETY: as above; the arena read is bounds-checked.
-                let d = unsafe { std::slice::from_raw_parts_mut(dst, n) };
-                self.call
-                    .inner
-                    .ch
-                    .arena
-                    .read(blob.1, d)
-                    .map_err(|e| CallError::Protocol(e.to_string()))
-            }
-        }
-    }
-
-    /// Fails if the worker wrote more than the generated code read.
-    pub fn finish(self) -> Result<(), CallError> {
-        match self.bytes.len() - self.pos {
-            0 => Ok(()),
-            n => Err(CallError::Wire(WireError::Trailing(n))),
-        }
-    }
-}
-
-/// The API error value for a failed call: the worker's value for an invalid
-/// handle, `unsupported` when the host lacks the function, else `transport`.
-pub fn error_value(e: &CallError, unsupported: i64, transport: i64) -> i64 {
-    match e {
-        CallError::Api(v) => *v,
-        CallError::Unavailable(_) | CallError::Unsupported(_) => unsupported,
-        _ => transport,
-    }
-}
-
-/// Logs why a call failed (once per function and kind of failure is enough
-/// for a user; `tracing` filters decide).
-pub fn report(func: &str, e: &CallError) {
-    match e {
-        CallError::Api(_) => tracing::debug!("{func}: {e}"),
-        CallError::Unsupported(reason) => report_unsupported(func, reason),
-        _ => tracing::warn!("{func}: {e}"),
-    }
-}
-
-/// Logs that an `unsupported` function was called.
-pub fn report_unsupported(func: &str, reason: &str) {
-    tracing::warn!("{func} is not supported by this guest library: {reason}");
-    if std::env::var_os("AVA_QUIET").is_none() {
-        eprintln!("ava: {func} is not supported: {reason}");
-    }
-}
-
-/// A region locator for hosts without ivshmem probing: always fails,
-/// asking for `AVA_REGION`.
-pub fn no_region() -> Result<std::path::PathBuf, String> {
-    Err("AVA_REGION is not set (set it to the region's path)".into())
-}
-
-/// Number of elements of a zero-terminated list, the terminator included
-/// (0 for NULL). With `key_value`, the list is (key, value) pairs and only
-/// keys are tested. Lists are capped at 4096 elements.
-///
-/// # Safety
-/// `p` must be NULL or point to a list that is terminated as described.
-pub unsafe fn zero_terminated_len<T: Copy + PartialEq + Default>(
-    p: *const T,
-    key_value: bool,
-) -> usize {
-    if p.is_null() {
-        return 0;
-    }
-    let step = if key_value { 2 } else { 1 };
-    let mut i = 0;
-    while i < 4096 {
-        // SAFETY: the caller guarantees the list is readable up to its terminator.
-        if unsafe { *p.add(i) } == T::default() {
-            return i + 1;
-        }
-        i += step;
-    }
-    i
-}
-
-/// The guest's wait strategy: `AVA_WAIT=spin|balanced|idle` (default
-/// `balanced`). Spinning gives the lowest latency when the guest has a core
-/// to itself; `idle` leaves the core to others (for example to the host
-/// library's own threads when guest and worker share a small machine).
-pub fn wait_strategy_from_env() -> WaitStrategy {
-    match std::env::var("AVA_WAIT").as_deref() {
-        Ok("spin") => WaitStrategy::LOW_LATENCY,
-        Ok("idle") => WaitStrategy::IDLE,
-        _ => WaitStrategy::BALANCED,
     }
 }
