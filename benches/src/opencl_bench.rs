@@ -10,14 +10,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 
-use ava_worker::opencl::Api;
+remoting::generated! {
+    /// The OpenCL function table generated from the specification.
+    mod opencl = "opencl_table.rs";
+}
+
+use opencl::Api;
 
 use crate::report::{BenchResult, compare};
 
 type Id = *mut c_void;
 
 /// The OpenCL entry points of one library, in the function table generated
-/// from the OpenCL specification (`ava_worker::opencl::Api`).
+/// from the OpenCL specification (`opencl::Api`, `Side::Table`).
 struct Cl {
     api: Api,
     _lib: libloading::Library,

@@ -59,6 +59,8 @@ enum SideArg {
     Guest,
     /// The host worker.
     Worker,
+    /// Only the declarations and the function table.
+    Table,
 }
 
 fn load(path: &PathBuf) -> Result<lapis::Spec, ExitCode> {
@@ -118,6 +120,7 @@ fn main() -> ExitCode {
             let side = match side {
                 SideArg::Guest => Side::Guest,
                 SideArg::Worker => Side::Worker,
+                SideArg::Table => Side::Table,
             };
             match codegen::generate(&spec, side) {
                 Ok(code) => {

@@ -85,6 +85,11 @@ fn generate_prints_both_sides() {
     let (code, out, err) = run(&["generate", &spec("figure4.lapis"), "--side", "worker"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("fn call_cuStreamSynchronize("), "{out}");
+    // The function table alone: the `Api` struct, no dispatcher.
+    let (code, out, err) = run(&["generate", &spec("figure4.lapis"), "--side", "table"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pub struct Api {"), "{out}");
+    assert!(!out.contains("fn call_cuStreamSynchronize("), "{out}");
     let (code, _, err) = run(&["generate", &spec("figure4.lapis"), "--side", "both"]);
     assert_ne!(code, 0);
     assert!(err.contains("invalid value"), "{err}");

@@ -27,6 +27,11 @@ pub enum Side {
     Guest,
     /// The host worker's dispatcher that executes calls on the real driver.
     Worker,
+    /// Only the API's declarations and its function table (`Api`, resolved
+    /// from a library at run time): for tools that call a library of the
+    /// API directly, such as benchmarks comparing the native library with
+    /// the guest library.
+    Table,
 }
 
 impl fmt::Display for Side {
@@ -34,6 +39,7 @@ impl fmt::Display for Side {
         f.write_str(match self {
             Side::Guest => "guest",
             Side::Worker => "worker",
+            Side::Table => "function table",
         })
     }
 }
@@ -126,6 +132,7 @@ pub fn generate_with(spec: &Spec, side: Side, opts: &Options) -> Result<String, 
     match side {
         Side::Guest => out.push_str(&guest::generate(spec, &model, opts)?),
         Side::Worker => out.push_str(&worker::generate(spec, &model, opts)?),
+        Side::Table => out.push_str(&worker::table(&model)),
     }
     Ok(out)
 }

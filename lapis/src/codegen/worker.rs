@@ -100,16 +100,10 @@ fn invalid_value(spec: &Spec, handle: &str, opts: &Options) -> String {
         .map_or(opts.transport_error.to_string(), |v| v.to_string())
 }
 
-pub(crate) fn generate(spec: &Spec, model: &Model, opts: &Options) -> Result<String, CodegenError> {
+/// The API's function table: `Api`, one optional function pointer per
+/// function of the specification, resolved from a library at run time.
+pub(crate) fn table(model: &Model) -> String {
     let mut o = String::new();
-    o.push_str(
-        "use ::remoting::wire::Decoder;\nuse ::remoting::worker::{CallCtx, DispatchError};\n\n",
-    );
-    let _ = writeln!(
-        o,
-        "/// The API's error value for a call that the admission policy refuses.\npub const REFUSED_ERROR: i64 = {};\n",
-        opts.transport_error
-    );
     o.push_str("/// The host library's functions, resolved at run time (`None`: missing).\n#[allow(non_snake_case)]\n#[derive(Default)]\npub struct Api {\n");
     for p in &model.fns {
         let _ = writeln!(o, "    pub {}: Option<{}>,", p.f.name.name, fn_type(p.f));
@@ -131,6 +125,20 @@ pub(crate) fn generate(spec: &Spec, model: &Model, opts: &Options) -> Result<Str
         .collect();
     o.push_str(&avail.join(", "));
     o.push_str("].iter().filter(|x| **x).count()\n    }\n}\n\n");
+    o
+}
+
+pub(crate) fn generate(spec: &Spec, model: &Model, opts: &Options) -> Result<String, CodegenError> {
+    let mut o = String::new();
+    o.push_str(
+        "use ::remoting::wire::Decoder;\nuse ::remoting::worker::{CallCtx, DispatchError};\n\n",
+    );
+    let _ = writeln!(
+        o,
+        "/// The API's error value for a call that the admission policy refuses.\npub const REFUSED_ERROR: i64 = {};\n",
+        opts.transport_error
+    );
+    o.push_str(&table(model));
     o.push_str("/// Executes commands of this API against an [`Api`] table.\npub struct Dispatch {\n    /// The host functions.\n    pub api: Api,\n}\n\n");
     o.push_str("impl ::remoting::worker::Dispatcher for Dispatch {\n    fn dispatch(&self, func: u32, d: &mut Decoder<'_>, cx: &mut CallCtx<'_>) -> Result<(), DispatchError> {\n        match func {\n");
     for p in &model.fns {
