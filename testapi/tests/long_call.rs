@@ -11,8 +11,6 @@
 //! environment names the region and the worker timeout: the generated
 //! guest code reads both from there.
 
-use std::process::Command;
-
 mod common;
 
 remoting::generated! {
@@ -57,21 +55,11 @@ fn a_long_call_is_not_a_dead_guest() {
         return;
     }
     let worker = common::Worker::start("longcall", &[("AVA_STALE_MS", STALE_MS)]);
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-        .env(GUEST_ROLE, "1")
-        .env("AVA_REGION", &worker.region)
+    let out = common::guest_half(TEST, GUEST_ROLE, "1", &worker)
         .env("AVA_WORKER_TIMEOUT_MS", WORKER_TIMEOUT_MS)
         .output()
         .expect("run the guest process");
-    assert!(
-        out.status.success(),
-        "the guest failed ({}):\nstdout:\n{}\nstderr:\n{}\nworker log:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        worker.log()
-    );
+    common::check_guest("the guest", &out, &worker);
     // The worker saw one guest on one channel from start to end: it never
     // took the guest for dead, and the guest gave the channel back itself,
     // after its three calls, still owning the object it created.

@@ -84,10 +84,7 @@ fn guestlib() -> PathBuf {
 }
 
 fn guest(role: &str, worker: &common::Worker) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-        .env(ROLE, role)
-        .env("AVA_REGION", &worker.region)
+    common::guest_half(TEST, ROLE, role, worker)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -95,14 +92,7 @@ fn guest(role: &str, worker: &common::Worker) -> std::process::Child {
 }
 
 fn check(what: &str, out: &Output, worker: &common::Worker) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}\nworker log:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        worker.log()
-    );
+    common::check_guest(what, out, worker);
 }
 
 #[test]

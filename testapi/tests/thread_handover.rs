@@ -10,7 +10,6 @@
 //! The guest runs in a child process (this test binary again), whose
 //! environment names the region.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -127,20 +126,10 @@ fn a_later_thread_takes_over_a_finished_threads_channel() {
         return;
     }
     let worker = common::Worker::start("handover", &[]);
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-        .env(GUEST_ROLE, "1")
-        .env("AVA_REGION", &worker.region)
+    let out = common::guest_half(TEST, GUEST_ROLE, "1", &worker)
         .output()
         .expect("run the guest process");
-    assert!(
-        out.status.success(),
-        "the guest failed ({}):\nstdout:\n{}\nstderr:\n{}\nworker log:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        worker.log()
-    );
+    common::check_guest("the guest", &out, &worker);
     // Three channels ended: the main thread's, A's and B's.
     let deadline = Instant::now() + Duration::from_secs(60);
     let log = loop {

@@ -18,7 +18,7 @@ fn platform_part(out: &str) -> String {
 
 #[test]
 fn clinfo_remoted_equals_native() {
-    let stack = common::Stack::start("clinfo");
+    let mut stack = common::Stack::start("clinfo");
     let native = common::run_capture(Command::new("clinfo"), Duration::from_secs(60));
     assert!(
         native.status.success(),
@@ -54,42 +54,7 @@ fn clinfo_remoted_equals_native() {
         );
     }
     // The list form too.
-    let native = common::run_capture(
-        {
-            let mut c = Command::new("clinfo");
-            c.arg("-l");
-            c
-        },
-        Duration::from_secs(60),
-    );
-    let remote = common::run_capture(
-        {
-            let mut c = stack.remote("clinfo");
-            c.arg("-l");
-            c
-        },
-        Duration::from_secs(60),
-    );
-    // Both must succeed: two failed runs can print the same (nothing).
-    assert!(
-        native.status.success(),
-        "native clinfo -l failed ({}):\n{}",
-        native.status,
-        common::text(&native.stderr)
-    );
-    assert!(
-        remote.status.success(),
-        "remoted clinfo -l failed ({}):\n{}\nworker log (tail):\n{}",
-        remote.status,
-        common::text(&remote.stderr),
-        common::tail(&stack.log(), 30)
-    );
-    let (n, r) = (common::text(&native.stdout), common::text(&remote.stdout));
-    assert!(
-        n.contains("Platform #0"),
-        "native clinfo -l lists nothing:\n{n}"
-    );
-    common::assert_same_lines("clinfo -l", &n, &r);
+    common::assert_clinfo_list_same(&mut stack);
     assert!(
         stack.log().contains("guest attached"),
         "the calls went through the worker"

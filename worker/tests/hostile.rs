@@ -361,29 +361,7 @@ fn a_hostile_guest_hurts_only_itself() {
     shm.write(at, &[5, 0, 0, 0, 0x5a, 0x5a, 0x5a, 0x5a]);
     std::thread::sleep(Duration::from_millis(300));
     assert!(stack.alive(), "the worker survived");
-    let native = common::run_capture(
-        {
-            let mut c = Command::new("clinfo");
-            c.arg("-l");
-            c
-        },
-        Duration::from_secs(60),
-    );
-    let remote = common::run_capture(
-        {
-            let mut c = stack.remote("clinfo");
-            c.arg("-l");
-            c
-        },
-        Duration::from_secs(60),
-    );
-    assert!(native.status.success(), "native clinfo -l failed");
-    assert!(
-        remote.status.success(),
-        "{}",
-        common::remote_failure(&mut stack, "clinfo -l", &remote)
-    );
-    assert_eq!(native.stdout, remote.stdout);
+    common::assert_clinfo_list_same(&mut stack);
     assert!(stack.log().contains("dropping channel"), "{}", stack.log());
     drop(evil);
 }

@@ -145,3 +145,27 @@ impl Drop for Worker {
         let _ = std::fs::remove_file(&self.log_path);
     }
 }
+
+/// This test binary, started again to run only `test`, as a guest:
+/// `role_var` set to `role`, and `worker`'s region in `AVA_REGION` (where
+/// the generated guest code looks for it).
+pub fn guest_half(test: &str, role_var: &str, role: &str, worker: &Worker) -> Command {
+    let mut c = Command::new(std::env::current_exe().expect("test binary"));
+    c.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(role_var, role)
+        .env("AVA_REGION", &worker.region);
+    c
+}
+
+/// Panics, with its output and the worker's log, if the guest process
+/// `what` failed.
+pub fn check_guest(what: &str, out: &std::process::Output, worker: &Worker) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}\nworker log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        worker.log()
+    );
+}

@@ -550,3 +550,33 @@ impl ClSetup {
         }
     }
 }
+
+/// Runs `clinfo -l` natively and through the guest library against
+/// `stack`, requires both to succeed and to list a platform, and requires
+/// the same lines.
+pub fn assert_clinfo_list_same(stack: &mut Stack) {
+    let list = |mut c: Command| {
+        c.arg("-l");
+        run_capture(c, Duration::from_secs(60))
+    };
+    let native = list(Command::new("clinfo"));
+    let remote = list(stack.remote("clinfo"));
+    // Both must succeed: two failed runs can print the same (nothing).
+    assert!(
+        native.status.success(),
+        "native clinfo -l failed ({}):\n{}",
+        native.status,
+        text(&native.stderr)
+    );
+    assert!(
+        remote.status.success(),
+        "{}",
+        remote_failure(stack, "clinfo -l", &remote)
+    );
+    let (n, r) = (text(&native.stdout), text(&remote.stdout));
+    assert!(
+        n.contains("Platform #0"),
+        "native clinfo -l lists nothing:\n{n}"
+    );
+    assert_same_lines("clinfo -l", &n, &r);
+}
