@@ -290,6 +290,12 @@ pub extern "C" fn ta_sleep(ms: u32) -> i32 {
     TA_OK
 }
 
+/// Aborts the process, as a driver that hits a fatal error does.
+#[unsafe(no_mangle)]
+pub extern "C" fn ta_abort() -> i32 {
+    std::process::abort()
+}
+
 /// A host-only debugging aid.
 #[unsafe(no_mangle)]
 pub extern "C" fn ta_debug_dump(obj: *mut c_void) -> i32 {

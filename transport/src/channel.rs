@@ -206,6 +206,16 @@ impl GuestChannel {
         }
     }
 
+    /// A handle that tells, from any thread and without access to the
+    /// rings, whether this endpoint still owns the channel.
+    pub fn ownership(&self) -> Ownership {
+        Ownership {
+            shm: self.shm.clone(),
+            offset: self.header.channel(self.index).base + layout::CH_STATE,
+            expected: word(self.generation, CLAIMED),
+        }
+    }
+
     /// Advances the guest heartbeat, showing the worker that the owner lives.
     pub fn beat(&self) {
         self.heartbeat().beat();
@@ -236,6 +246,23 @@ impl GuestChannel {
 impl Drop for GuestChannel {
     fn drop(&mut self) {
         free(&self.shm, &self.header, self.index, self.generation);
+    }
+}
+
+/// Whether a channel endpoint's ownership still lasts (see
+/// [`GuestChannel::ownership`]).
+#[derive(Debug, Clone)]
+pub struct Ownership {
+    shm: Shm,
+    offset: usize,
+    expected: u64,
+}
+
+impl Ownership {
+    /// Whether the channel is still claimed under the endpoint's generation
+    /// (not released, and not reclaimed by the worker).
+    pub fn holds(&self) -> bool {
+        self.shm.atomic_u64(self.offset).load(Ordering::Acquire) == self.expected
     }
 }
 

@@ -39,7 +39,7 @@ mod wait;
 
 pub use arena::{ARENA_ALIGN, Arena, ArenaAllocator, ArenaBlock};
 pub use channel::{
-    ChannelState, ChannelStatus, GuestChannel, Heartbeat, LivenessTracker, WorkerChannel,
+    ChannelState, ChannelStatus, GuestChannel, Heartbeat, LivenessTracker, Ownership, WorkerChannel,
 };
 pub use error::{ArenaError, Error, RingError};
 pub use region::{Region, RegionConfig};

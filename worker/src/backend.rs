@@ -16,6 +16,17 @@ pub const DEFAULT: &[&str] = &["opencl"];
 
 pub use server::Backend;
 
+/// The name of function `func` of the API called `api`, for logs (among the
+/// APIs this worker knows).
+pub fn function_name(api: &str, func: u32) -> Option<&'static str> {
+    let names = match api {
+        "opencl" => opencl::FUNCTION_NAMES,
+        "testapi" => crate::testapi::FUNCTION_NAMES,
+        _ => return None,
+    };
+    names.get(func as usize).copied()
+}
+
 /// The host's OpenCL library (normally the ICD loader) and its dispatcher.
 pub struct OpenCl {
     /// Keeps the library loaded while the dispatcher's pointers are used.

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod guards;
+pub mod supervisor;
 
 /// The serving core (`ava-server`), re-exported for the worker binary.
 pub use server;

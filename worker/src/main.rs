@@ -1,5 +1,7 @@
-//! `ava-worker`: serves VM regions and executes their OpenCL calls on the
-//! host's real OpenCL library.
+//! `ava-worker`: serves VM regions and executes their calls on the host's
+//! real libraries — as a supervisor of one executor process per isolation
+//! group of VMs (`ava_worker::supervisor`), each executor being this same
+//! program started with `--executor`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +15,7 @@ use transport::RegionConfig;
 #[command(
     version,
     about,
-    after_help = "Examples:\n  ava-worker --region /dev/shm/vm1\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --cores 2,3\n  AVA_LOG=debug ava-worker --region /dev/shm/test --opencl-lib /usr/lib/x86_64-linux-gnu/libOpenCL.so.1\n  ava-worker --region /dev/shm/vm1 --backends opencl\n  ava-worker --region /dev/shm/t --backends opencl,testapi --testapi-lib target/debug/libava_testapi.so\n\nA region that does not exist is created with --channels/--ring-size/--arena-size;\none that exists (e.g. made by `ivshmem-setup create`) is served as it is.\nLog levels: AVA_LOG=error|warn|info|debug|trace (default info)."
+    after_help = "Examples:\n  ava-worker --region /dev/shm/vm1\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --cores 2,3\n  AVA_LOG=debug ava-worker --region /dev/shm/test --opencl-lib /usr/lib/x86_64-linux-gnu/libOpenCL.so.1\n  ava-worker --region /dev/shm/vm1 --backends opencl\n  ava-worker --region /dev/shm/t --backends opencl,testapi --testapi-lib target/debug/libava_testapi.so\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --region /dev/shm/vm3 --isolation-group team=/dev/shm/vm1,/dev/shm/vm2\n\nEach isolation group of VMs (by default each VM) is served by an executor process of its own;\nif a driver crashes one, its VMs' guests get errors and it is restarted, and no other VM notices.\n\nA region that does not exist is created with --channels/--ring-size/--arena-size;\none that exists (e.g. made by `ivshmem-setup create`) is served as it is.\nLog levels: AVA_LOG=error|warn|info|debug|trace (default info)."
 )]
 struct Cli {
     /// A region to serve (one per VM); repeat for several VMs.
@@ -52,6 +54,22 @@ struct Cli {
     /// Seconds without a heartbeat after which a guest is taken for dead.
     #[arg(long, default_value_t = 5)]
     stale_after: u64,
+    /// VMs that share one executor process and its device contexts:
+    /// NAME=REGION[,REGION...] (repeatable). Every other region is an
+    /// isolation group of its own, so that a driver crash in one VM's calls
+    /// takes down nobody else's.
+    #[arg(long = "isolation-group", value_name = "NAME=PATHS")]
+    isolation_groups: Vec<String>,
+    /// Internal: run as the executor of isolation group NAME (started by
+    /// the supervisor).
+    #[arg(long, hide = true, value_name = "NAME")]
+    executor: Option<String>,
+    /// Internal: the pid whose worker lease the executor serves under.
+    #[arg(long, hide = true)]
+    lease_pid: Option<u32>,
+    /// Internal: the executor's table of calls in flight.
+    #[arg(long, hide = true)]
+    in_flight: Option<PathBuf>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -69,10 +87,135 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    use ava_worker::backend::{Backend, DEFAULT, KNOWN, OpenCl, TestApi};
+    use ava_worker::backend::KNOWN;
     if let Some(b) = cli.backends.iter().find(|b| !KNOWN.contains(&b.as_str())) {
         anyhow::bail!("unknown backend `{b}` (known: {})", KNOWN.join(", "));
     }
+    on_stop_signals()?;
+    match &cli.executor {
+        Some(group) => executor(&cli, group).map_err(|e| {
+            // Not a crash: a restart would fail the same way.
+            tracing::error!(group, "the executor cannot start: {e:#}");
+            std::process::exit(ava_worker::supervisor::EXIT_CANNOT_START)
+        }),
+        None => supervisor(&cli),
+    }
+}
+
+/// Stops at SIGINT or SIGTERM.
+fn on_stop_signals() -> anyhow::Result<()> {
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(on_signal),
+        nix::sys::signal::SaFlags::empty(),
+        nix::sys::signal::SigSet::empty(),
+    );
+    for sig in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        unsafe { nix::sys::signal::sigaction(sig, &action) }?;
+    }
+    Ok(())
+}
+
+fn region_config(cli: &Cli) -> RegionConfig {
+    RegionConfig {
+        channels: cli.channels,
+        cmd_ring_size: cli.ring_size,
+        resp_ring_size: cli.ring_size,
+        arena_size: cli.arena_size,
+        heap_size: cli.heap_size,
+    }
+}
+
+/// The supervisor: opens (or creates) every region and holds its lease,
+/// then runs and watches one executor per isolation group until stopped.
+fn supervisor(cli: &Cli) -> anyhow::Result<()> {
+    use ava_worker::supervisor::{ExecutorCommand, groups, supervise};
+    let groups = groups(&cli.regions, &cli.isolation_groups)?;
+    let config = region_config(cli);
+    let regions: Vec<Vec<transport::Region>> = groups
+        .iter()
+        .map(|g| {
+            g.regions
+                .iter()
+                .map(|p| server::open_region(p, &config))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut common_args: Vec<String> = Vec::new();
+    let mut push = |k: &str, v: String| {
+        common_args.push(k.to_string());
+        common_args.push(v);
+    };
+    if !cli.backends.is_empty() {
+        push("--backends", cli.backends.join(","));
+    }
+    if let Some(p) = &cli.testapi_lib {
+        push("--testapi-lib", p.display().to_string());
+    }
+    if let Some(p) = &cli.opencl_lib {
+        push("--opencl-lib", p.clone());
+    }
+    if !cli.cores.is_empty() {
+        let cores: Vec<String> = cli.cores.iter().map(ToString::to_string).collect();
+        push("--cores", cores.join(","));
+    }
+    push("--stale-after", cli.stale_after.to_string());
+    let cmd = ExecutorCommand {
+        program: std::env::current_exe()?,
+        common_args,
+    };
+    let children: Vec<std::sync::Mutex<Option<u32>>> =
+        groups.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let tables: Vec<PathBuf> = (0..groups.len())
+        .map(|i| PathBuf::from(format!("/dev/shm/ava-in-flight-{}-{i}", std::process::id())))
+        .collect();
+    std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            let (regions, cmd, table, child) = (&regions[i], &cmd, &tables[i], &children[i]);
+            handles.push(s.spawn(move || {
+                if let Err(e) = supervise(g, regions, cmd, table, child, &STOP) {
+                    tracing::error!(group = %g.name, "cannot run the executor: {e:#}");
+                    STOP.store(true, Ordering::Relaxed);
+                }
+            }));
+        }
+        while !STOP.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for c in &children {
+            if let Some(pid) = *c.lock().unwrap_or_else(|p| p.into_inner()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+    });
+    for t in &tables {
+        let _ = std::fs::remove_file(t);
+    }
+    for r in regions.iter().flatten() {
+        r.release_worker(std::process::id());
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// An executor: loads the backends and serves its group's regions, under
+/// the supervisor's lease, until stopped (or until the supervisor dies).
+fn executor(cli: &Cli, group: &str) -> anyhow::Result<()> {
+    use ava_worker::backend::{Backend, DEFAULT, OpenCl, TestApi};
+    // The supervisor gone, nobody would restart or stop this process.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+    tracing::info!(group, pid = std::process::id(), "executor serving");
     let wanted = |name: &str| {
         if cli.backends.is_empty() {
             DEFAULT.contains(&name)
@@ -105,32 +248,18 @@ fn main() -> anyhow::Result<()> {
         "no backend could be loaded (see the warnings above)"
     );
     let backends: Vec<&dyn Backend> = loaded.iter().map(|b| &**b).collect();
-    let config = RegionConfig {
-        channels: cli.channels,
-        cmd_ring_size: cli.ring_size,
-        resp_ring_size: cli.ring_size,
-        arena_size: cli.arena_size,
-        heap_size: cli.heap_size,
+    let in_flight = match &cli.in_flight {
+        Some(p) => Some(server::InFlight::open(p)?),
+        None => None,
     };
-    let action = nix::sys::signal::SigAction::new(
-        nix::sys::signal::SigHandler::Handler(on_signal),
-        nix::sys::signal::SaFlags::empty(),
-        nix::sys::signal::SigSet::empty(),
-    );
-    for sig in [
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGTERM,
-    ] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe.
-        unsafe { nix::sys::signal::sigaction(sig, &action) }?;
-    }
     let opts = server::ServeOptions {
-        cores: cli.cores,
+        cores: cli.cores.clone(),
         stale_after: Duration::from_secs(cli.stale_after),
+        in_flight,
+        lease_pid: cli.lease_pid,
         ..Default::default()
     };
-    server::serve(&cli.regions, &config, &backends, &opts, &STOP)?;
-    tracing::info!("stopped");
+    server::serve(&cli.regions, &region_config(cli), &backends, &opts, &STOP)?;
+    tracing::info!(group, "executor stopped");
     Ok(())
 }

@@ -22,6 +22,9 @@ pub struct Connection {
     /// The region's buffer heap (empty when the region has none).
     heap: transport::Arena,
     heartbeat: transport::Heartbeat,
+    /// Whether the channel is still this connection's (read without the
+    /// channel's lock).
+    ownership: transport::Ownership,
     index: u32,
     callbacks: OnceLock<CallbackHandler>,
     callback_targets: Mutex<HashMap<u64, (usize, usize)>>,
@@ -63,9 +66,9 @@ impl std::fmt::Debug for Connection {
 
 /// The region this process talks through, opened on first use.
 static REGION: OnceLock<Result<Region, String>> = OnceLock::new();
-/// The first connection opened: the fallback for threads that find no
-/// free channel.
-static SHARED: OnceLock<Arc<Connection>> = OnceLock::new();
+/// The first connection opened (and still current): the fallback for
+/// threads that find no free channel.
+static SHARED: Mutex<Option<Arc<Connection>>> = Mutex::new(None);
 /// Why the worker refused this process's API, once it has: no channel is
 /// claimed again, and every call fails with the same error.
 static REFUSED: OnceLock<String> = OnceLock::new();
@@ -107,7 +110,17 @@ pub fn connection(
     locate: fn() -> Result<std::path::PathBuf, String>,
 ) -> Result<Arc<Connection>, CallError> {
     if let Ok(Some(c)) = LOCAL.try_with(|l| l.borrow().clone()) {
-        return Ok(c);
+        if c.is_current() {
+            return Ok(c);
+        }
+        // The worker took the channel back (its executor was restarted, or
+        // it took this process for dead): the objects made over it are gone
+        // with it, and the next call opens a new channel.
+        tracing::warn!(
+            channel = c.channel(),
+            "the worker took this thread's channel back; opening a new one"
+        );
+        let _ = LOCAL.try_with(|l| *l.borrow_mut() = None);
     }
     if let Some(why) = REFUSED.get() {
         return Err(CallError::Refused(why.clone()));
@@ -129,7 +142,11 @@ pub fn connection(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(Arc::downgrade(&c));
-            let _ = SHARED.set(c.clone());
+            let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+            if shared.as_ref().is_none_or(|s| !s.is_current()) {
+                *shared = Some(c.clone());
+            }
+            drop(shared);
             start_heartbeat();
             c
         }
@@ -138,7 +155,12 @@ pub fn connection(
             let _ = REFUSED.set(why.clone());
             return Err(CallError::Refused(why));
         }
-        Err(e) => match SHARED.get() {
+        Err(e) => match SHARED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|s| s.is_current())
+        {
             Some(shared) => {
                 tracing::debug!("no channel of its own for this thread ({e}); sharing");
                 shared.clone()
@@ -219,9 +241,11 @@ impl Connection {
         let index = ch.index();
         let alloc = ArenaAllocator::new(ch.arena.size());
         let heartbeat = ch.heartbeat();
+        let ownership = ch.ownership();
         Connection {
             heap: ch.heap.clone(),
             heartbeat,
+            ownership,
             inner: Mutex::new(Inner {
                 ch,
                 alloc,
@@ -244,6 +268,12 @@ impl Connection {
                 .and_then(|v| v.parse().ok())
                 .map_or(Duration::from_secs(30), Duration::from_millis),
         }
+    }
+
+    /// Whether the channel is still this connection's: not given back, and
+    /// not taken back by the worker.
+    pub fn is_current(&self) -> bool {
+        self.ownership.holds()
     }
 
     /// Advances the channel's heartbeat. A guest library calls this from a

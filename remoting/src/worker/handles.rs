@@ -20,17 +20,38 @@ struct Entry {
 /// another process's does not translate. A host object that several
 /// processes receive (a platform, a device) has an id in each, so that one
 /// process's exit takes nothing from the others.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HandleTable {
     by_id: HashMap<(u32, u64), Entry>,
     by_host: HashMap<(u32, u16, u64), u64>,
+    /// The last id issued. Starts at a value of this table's own (see
+    /// [`HandleTable::new`]).
     next: u64,
 }
 
+impl Default for HandleTable {
+    fn default() -> Self {
+        HandleTable::new()
+    }
+}
+
 impl HandleTable {
-    /// An empty table.
+    /// An empty table. Its ids start at a point of their own (20 bits from
+    /// the clock and the process id, above a 28-bit counter): after an
+    /// executor restarts, an id that a guest kept from the executor that
+    /// died does not name an object of the new one (except by a one in a
+    /// million coincidence), so a stale handle fails as invalid instead of
+    /// reaching another object.
     pub fn new() -> HandleTable {
-        HandleTable::default()
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let seed = (u64::from(nanos) ^ u64::from(std::process::id()).rotate_left(7)) & 0xF_FFFF;
+        HandleTable {
+            by_id: HashMap::new(),
+            by_host: HashMap::new(),
+            next: seed << 28,
+        }
     }
 
     /// Number of live ids.

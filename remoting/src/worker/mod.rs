@@ -14,7 +14,7 @@ pub use call::{Bytes, CallCtx, InData, OutBuf};
 pub use handles::HandleTable;
 pub use outbox::{CallbackTarget, Outbox};
 pub use serve::{Dispatcher, flush_outbox, handle_message, serve_pending};
-pub use session::{Admission, Admit, AdmitAll, Caller, Session};
+pub use session::{Admission, Admit, AdmitAll, Caller, IN_FLIGHT_BUSY, InFlightSlot, Session};
 
 use crate::wire::WireError;
 

@@ -68,9 +68,15 @@ pub fn handle_message(
         arena,
         out: Encoder::with_header(reply_buf, reply_header),
     };
+    if let Some(slot) = &cx.session.in_flight {
+        slot.begin(h.func);
+    }
     let result = dispatcher
         .dispatch(h.func, &mut d, &mut cx)
         .and_then(|()| d.finish().map_err(DispatchError::from));
+    if let Some(slot) = &cx.session.in_flight {
+        slot.end();
+    }
     let mut out = cx.out;
     match result {
         Ok(()) if sync => Some(out.into_inner()),

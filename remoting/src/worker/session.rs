@@ -6,6 +6,43 @@ use std::time::Duration;
 
 use super::Outbox;
 
+/// Where a channel records the call it is executing: one word in memory
+/// that its supervisor can read if the executing process dies (written
+/// with two plain stores per call, no synchronisation on the fast path).
+#[derive(Debug, Clone)]
+pub struct InFlightSlot {
+    shm: transport::Shm,
+    offset: usize,
+    api: u8,
+}
+
+/// The bit of an [`InFlightSlot`] word that says a call is executing.
+pub const IN_FLIGHT_BUSY: u64 = 1 << 63;
+
+impl InFlightSlot {
+    /// The slot at `offset` of `shm` (8-aligned, inside the mapping), for
+    /// a channel of API number `api` (the supervisor's numbering).
+    pub fn new(shm: transport::Shm, offset: usize, api: u8) -> InFlightSlot {
+        assert!(offset.is_multiple_of(8) && offset + 8 <= shm.len(), "slot {offset}");
+        InFlightSlot { shm, offset, api }
+    }
+
+    /// Function `func` starts executing.
+    pub(crate) fn begin(&self, func: u32) {
+        let word = IN_FLIGHT_BUSY | (u64::from(self.api) << 32) | u64::from(func);
+        self.shm
+            .atomic_u64(self.offset)
+            .store(word, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The call has finished.
+    pub(crate) fn end(&self) {
+        self.shm
+            .atomic_u64(self.offset)
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// What an [`Admission`] decides for a call that consumes a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
@@ -97,6 +134,8 @@ pub struct Session {
     pub caller: Caller,
     /// Decides whether calls that consume resources run (none: all run).
     pub admission: Option<Arc<dyn Admission>>,
+    /// Where the call being executed is recorded (none: nowhere).
+    pub in_flight: Option<InFlightSlot>,
     /// The reply buffer, reused from call to call.
     pub(super) reply: Vec<u8>,
 }

@@ -27,8 +27,10 @@ pub fn library_path() -> PathBuf {
 /// A running `testapi-worker` serving `region`.
 pub struct Worker {
     child: Child,
-    /// The region it serves.
+    /// The region it serves (the first, when it serves several).
     pub region: PathBuf,
+    /// Every region it serves.
+    pub regions: Vec<PathBuf>,
     /// Its stderr: the serving loop's log.
     pub log_path: PathBuf,
 }
@@ -57,7 +59,18 @@ impl Worker {
     /// test API from the library built here and the backends `backends`
     /// names (e.g. `opencl,testapi`).
     pub fn start_ava_worker(tag: &str, backends: &str) -> Worker {
-        let region = Worker::fresh_region(tag);
+        Worker::start_ava_worker_with(tag, 1, backends, &[])
+    }
+
+    /// [`Worker::start_ava_worker`] on `regions` new regions (`TAG-0`,
+    /// `TAG-1`, …), with extra arguments.
+    pub fn start_ava_worker_with(
+        tag: &str,
+        regions: usize,
+        backends: &str,
+        extra: &[&str],
+    ) -> Worker {
+        let paths = Worker::fresh_region_paths(tag, regions);
         let exe = std::env::current_exe().unwrap();
         let bin = exe.parent().unwrap().parent().unwrap().join("ava-worker");
         assert!(
@@ -66,12 +79,26 @@ impl Worker {
             bin.display()
         );
         let mut cmd = Command::new(bin);
-        cmd.arg("--region")
-            .arg(&region)
-            .args(["--backends", backends, "--testapi-lib"])
+        for p in &paths {
+            cmd.arg("--region").arg(p);
+        }
+        cmd.args(["--backends", backends, "--testapi-lib"])
             .arg(library_path())
-            .args(["--arena-size", "1048576", "--heap-size", "4194304"]);
-        Worker::spawn(cmd, region)
+            .args(["--arena-size", "1048576", "--heap-size", "4194304"])
+            .args(extra);
+        Worker::spawn_on(cmd, paths)
+    }
+
+    /// The paths [`Worker::start_ava_worker_with`] gives `regions` regions
+    /// of `tag` (none of them exists).
+    pub fn fresh_region_paths(tag: &str, regions: usize) -> Vec<PathBuf> {
+        if regions == 1 {
+            vec![Worker::fresh_region(tag)]
+        } else {
+            (0..regions)
+                .map(|i| Worker::fresh_region(&format!("{tag}-{i}")))
+                .collect()
+        }
     }
 
     fn fresh_region(tag: &str) -> PathBuf {
@@ -80,7 +107,12 @@ impl Worker {
         region
     }
 
-    fn spawn(mut cmd: Command, region: PathBuf) -> Worker {
+    fn spawn(cmd: Command, region: PathBuf) -> Worker {
+        Worker::spawn_on(cmd, vec![region])
+    }
+
+    fn spawn_on(mut cmd: Command, regions: Vec<PathBuf>) -> Worker {
+        let region = regions[0].clone();
         let log_path = region.with_extension("log");
         let log = std::fs::File::create(&log_path).expect("create the worker's log");
         let child = cmd
@@ -91,10 +123,16 @@ impl Worker {
         let mut worker = Worker {
             child,
             region,
+            regions,
             log_path,
         };
         let deadline = Instant::now() + START_DEADLINE;
-        while !transport::Region::open(&worker.region).is_ok_and(|r| r.worker_heartbeat() > 0) {
+        let serving = |w: &Worker| {
+            w.regions
+                .iter()
+                .all(|r| transport::Region::open(r).is_ok_and(|r| r.worker_heartbeat() > 0))
+        };
+        while !serving(&worker) {
             if let Some(status) = worker.child.try_wait().expect("poll testapi-worker") {
                 panic!(
                     "the worker exited ({status}) before serving {}:\n{}",
@@ -139,9 +177,20 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        // Asked to stop first, so that it stops its executors and removes
+        // its files; killed if it does not.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.region);
+        for r in &self.regions {
+            let _ = std::fs::remove_file(r);
+        }
         let _ = std::fs::remove_file(&self.log_path);
     }
 }

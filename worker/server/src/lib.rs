@@ -10,9 +10,11 @@
 use remoting::ApiId;
 use remoting::worker::Dispatcher;
 
+mod inflight;
 mod serve;
 
-pub use serve::{ServeOptions, open_region, serve, serve_region};
+pub use inflight::{InFlight, Running};
+pub use serve::{ServeOptions, open_region, open_region_as, serve, serve_region};
 
 /// One API the worker serves: its identity (name and specification
 /// revision), the dispatcher generated from its specification over the host

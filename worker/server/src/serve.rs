@@ -24,7 +24,7 @@ use remoting::worker::{
 use remoting::{ApiId, accept_hello};
 use transport::{LivenessTracker, Region, RegionConfig, WaitStrategy, WorkerChannel};
 
-use crate::Backend;
+use crate::{Backend, InFlight};
 
 /// No API chosen yet on a channel (no hello accepted).
 const NO_API: usize = usize::MAX;
@@ -41,6 +41,13 @@ pub struct ServeOptions {
     /// Asked before every call that consumes a resource (`consumes_rc`):
     /// the scheduling hook. The default admits everything.
     pub admission: Arc<dyn Admission>,
+    /// Where the calls being executed are recorded for a supervisor (an
+    /// executor of an isolation group has one).
+    pub in_flight: Option<InFlight>,
+    /// The pid the regions' worker lease is held under (default: this
+    /// process; an executor uses its supervisor's, which holds the lease
+    /// across executor restarts).
+    pub lease_pid: Option<u32>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -60,6 +67,8 @@ impl Default for ServeOptions {
             stale_after: Duration::from_secs(5),
             wait: WaitStrategy::BALANCED,
             admission: Arc::new(AdmitAll),
+            in_flight: None,
+            lease_pid: None,
         }
     }
 }
@@ -69,6 +78,11 @@ impl Default for ServeOptions {
 /// power of two (ivshmem BARs are, so QEMU can map it as it is); when
 /// `config` asks for a heap, the heap grows to fill the file.
 pub fn open_region(path: &Path, config: &RegionConfig) -> anyhow::Result<Region> {
+    open_region_as(path, config, std::process::id())
+}
+
+/// [`open_region`], taking the worker lease for `pid`.
+pub fn open_region_as(path: &Path, config: &RegionConfig, pid: u32) -> anyhow::Result<Region> {
     let region = if path.exists() {
         Region::open(path)?
     } else {
@@ -87,7 +101,7 @@ pub fn open_region(path: &Path, config: &RegionConfig) -> anyhow::Result<Region>
         Region::open(path)?
     };
     region
-        .acquire_worker(std::process::id())
+        .acquire_worker(pid)
         .with_context(|| format!("{}: cannot serve this region", path.display()))?;
     Ok(region)
 }
@@ -121,6 +135,18 @@ struct Served<'s> {
 /// has finished.
 pub fn serve_region(
     region: &Region,
+    backends: &[&dyn Backend],
+    opts: &ServeOptions,
+    stop: &AtomicBool,
+) {
+    serve_region_at(region, 0, backends, opts, stop);
+}
+
+/// [`serve_region`] for the region at `position` among those served (its
+/// slots in [`ServeOptions::in_flight`]).
+fn serve_region_at(
+    region: &Region,
+    position: usize,
     backends: &[&dyn Backend],
     opts: &ServeOptions,
     stop: &AtomicBool,
@@ -183,6 +209,7 @@ pub fn serve_region(
                         .spawn_scoped(s, move || {
                             let served = Channel {
                                 vm: region_name(region),
+                                position,
                                 owner,
                                 tables,
                                 heap,
@@ -220,6 +247,8 @@ pub fn serve_region(
 struct Channel<'a> {
     /// The VM (its region's name), for logs and the admission policy.
     vm: String,
+    /// The region's position among those served.
+    position: usize,
     /// The guest process on the channel.
     owner: u32,
     /// The region's handle table of each API (indexed as `backends`).
@@ -280,6 +309,10 @@ fn serve_channel(
                 if let Some(i) = r {
                     chosen = Some(i);
                     session.caller.api = apis[i].name;
+                    session.in_flight = opts
+                        .in_flight
+                        .as_ref()
+                        .and_then(|t| t.slot(c.position, ch.index(), i as u8));
                     c.api.store(i, Ordering::Release);
                 }
                 usize::from(r.is_some())
@@ -386,10 +419,15 @@ pub fn serve(
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(!backends.is_empty(), "no API to serve: no backend loaded");
+    let lease = opts.lease_pid.unwrap_or_else(std::process::id);
     let regions: Vec<Region> = paths
         .iter()
-        .map(|p| open_region(p, config))
+        .map(|p| open_region_as(p, config, lease))
         .collect::<anyhow::Result<_>>()?;
+    if let Some(t) = &opts.in_flight {
+        let names: Vec<&str> = backends.iter().map(|b| b.api().name).collect();
+        t.set_apis(&names);
+    }
     std::thread::scope(|s| {
         // The heartbeat has its own thread: a poller busy in a long call
         // (a kernel that runs for minutes) is not a dead worker.
@@ -409,8 +447,8 @@ pub fn serve(
                     pin(c);
                 }
                 tracing::info!(region = %region.path().display(), core = ?core, "serving");
-                serve_region(region, backends, opts, stop);
-                region.release_worker(std::process::id());
+                serve_region_at(region, i, backends, opts, stop);
+                region.release_worker(lease);
             });
         }
     });

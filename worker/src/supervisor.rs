@@ -1,0 +1,213 @@
+//! The supervisor: one executor process per isolation group of VMs.
+//!
+//! A driver that aborts or faults takes down the process it runs in. So the
+//! worker runs every backend in **executor** processes — `ava-worker`
+//! itself, started with `--executor` — one per isolation group: the VMs of
+//! one group share a process and its device contexts (fine-grained sharing);
+//! VMs of different groups share nothing a driver fault can reach. By
+//! default every VM (region) is a group of its own.
+//!
+//! The supervisor holds every region's worker lease (the executors serve
+//! under it), waits on each executor (the exit is noticed at once, not after
+//! a timeout), and when one dies: logs how it died and which call it was
+//! executing (from the executor's [`InFlight`] table), takes its VMs'
+//! claimed channels back so that their guests get errors instead of waiting
+//! (the guest library then opens a new channel), and starts the executor
+//! again, with a backoff that grows while it keeps dying soon after
+//! starting. Other groups see nothing of it.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use server::InFlight;
+use transport::{ChannelState, Region};
+
+/// One isolation group: a name and its regions (VMs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// The group's name (for a VM that is a group of its own, its region's
+    /// file name).
+    pub name: String,
+    /// The regions of its VMs.
+    pub regions: Vec<PathBuf>,
+}
+
+/// The groups of `regions`: each `NAME=PATH[,PATH…]` of `specs` puts those
+/// regions in group `NAME`; every other region is a group of its own.
+pub fn groups(regions: &[PathBuf], specs: &[String]) -> anyhow::Result<Vec<Group>> {
+    let mut out: Vec<Group> = Vec::new();
+    let mut placed: Vec<&PathBuf> = Vec::new();
+    for spec in specs {
+        let (name, paths) = spec.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("isolation group `{spec}`: expected NAME=PATH[,PATH...]")
+        })?;
+        anyhow::ensure!(!name.is_empty(), "isolation group `{spec}` has no name");
+        anyhow::ensure!(
+            out.iter().all(|g| g.name != name),
+            "isolation group `{name}` is given twice"
+        );
+        let mut group = Group {
+            name: name.to_string(),
+            regions: Vec::new(),
+        };
+        for p in paths.split(',').filter(|p| !p.is_empty()) {
+            let r = regions.iter().find(|r| r.as_os_str() == p).ok_or_else(|| {
+                anyhow::anyhow!("isolation group `{name}`: {p} is not one of the --region paths")
+            })?;
+            anyhow::ensure!(!placed.contains(&r), "{p} is in two isolation groups");
+            placed.push(r);
+            group.regions.push(r.clone());
+        }
+        anyhow::ensure!(
+            !group.regions.is_empty(),
+            "isolation group `{name}` has no region"
+        );
+        out.push(group);
+    }
+    for r in regions.iter().filter(|r| !placed.contains(r)) {
+        let name = r.file_name().map_or_else(
+            || r.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        out.push(Group {
+            name,
+            regions: vec![r.clone()],
+        });
+    }
+    Ok(out)
+}
+
+/// How executors are started.
+#[derive(Debug, Clone)]
+pub struct ExecutorCommand {
+    /// The program (this `ava-worker`).
+    pub program: PathBuf,
+    /// Arguments every executor gets (backends, libraries, timeouts).
+    pub common_args: Vec<String>,
+}
+
+/// The exit status of an executor that cannot start (no backend loads, a
+/// region cannot be served): the supervisor stops instead of restarting it.
+pub const EXIT_CANNOT_START: i32 = 78;
+
+/// Shortest and longest wait before restarting an executor.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
+/// An executor that ran this long before dying starts again at once.
+const HEALTHY: Duration = Duration::from_secs(10);
+
+/// Supervises the executor of `group` until `stop`: starts it, waits for it,
+/// and after each death cleans up and starts it again. `regions` are the
+/// group's regions, opened by the supervisor (which holds their lease).
+pub fn supervise(
+    group: &Group,
+    regions: &[Region],
+    cmd: &ExecutorCommand,
+    in_flight_path: &std::path::Path,
+    child_pid: &Mutex<Option<u32>>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let table = InFlight::create(in_flight_path, regions.len())?;
+    let mut backoff = BACKOFF.0;
+    let mut restarts = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        table.clear();
+        let mut c = Command::new(&cmd.program);
+        c.args(&cmd.common_args)
+            .arg("--executor")
+            .arg(&group.name)
+            .arg("--lease-pid")
+            .arg(std::process::id().to_string())
+            .arg("--in-flight")
+            .arg(in_flight_path);
+        for r in &group.regions {
+            c.arg("--region").arg(r);
+        }
+        let started = Instant::now();
+        let mut child = c.spawn()?;
+        *child_pid.lock().unwrap_or_else(|p| p.into_inner()) = Some(child.id());
+        tracing::info!(group = %group.name, pid = child.id(), regions = regions.len(), "executor started");
+        let status = child.wait()?;
+        *child_pid.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if stop.load(Ordering::Relaxed) {
+            tracing::info!(group = %group.name, %status, "executor stopped");
+            break;
+        }
+        if status.code() == Some(EXIT_CANNOT_START) {
+            anyhow::bail!(
+                "the executor of group {} cannot start (see its error above)",
+                group.name
+            );
+        }
+        tracing::error!(group = %group.name, %status, "executor died");
+        for r in table.running() {
+            let vm = group
+                .regions
+                .get(r.region)
+                .map_or_else(String::new, |p| p.display().to_string());
+            let func = crate::backend::function_name(&r.api, r.func).unwrap_or("?");
+            tracing::error!(group = %group.name, vm, channel = r.channel, api = %r.api, "the executor died executing {func}");
+        }
+        // Its guests' channels: taken back, so that calls in flight and
+        // later calls fail at once; the guest library opens new ones.
+        for region in regions {
+            for i in 0..region.channel_count() {
+                if let Ok(s) = region.status(i)
+                    && s.state == ChannelState::Claimed
+                {
+                    let _ = region.reclaim(i, s.generation);
+                }
+            }
+        }
+        restarts += 1;
+        if started.elapsed() >= HEALTHY {
+            backoff = BACKOFF.0;
+        }
+        let wait = backoff;
+        backoff = (backoff * 2).min(BACKOFF.1);
+        tracing::warn!(group = %group.name, restarts, "restarting the executor in {wait:?}");
+        let until = Instant::now() + wait;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_region_is_its_own_group_unless_named() {
+        let r: Vec<PathBuf> = ["/dev/shm/a", "/dev/shm/b", "/dev/shm/c"]
+            .map(PathBuf::from)
+            .into();
+        let g = groups(&r, &[]).unwrap();
+        assert_eq!(
+            g.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        let g = groups(&r, &["shared=/dev/shm/a,/dev/shm/c".into()]).unwrap();
+        assert_eq!(g[0].name, "shared");
+        assert_eq!(g[0].regions, [r[0].clone(), r[2].clone()]);
+        assert_eq!(g[1].regions, [r[1].clone()]);
+    }
+
+    #[test]
+    fn bad_group_specifications_are_refused() {
+        let r: Vec<PathBuf> = ["/dev/shm/a", "/dev/shm/b"].map(PathBuf::from).into();
+        for bad in [
+            vec!["noequals".to_string()],
+            vec!["=/dev/shm/a".into()],
+            vec!["g=/dev/shm/zzz".into()],
+            vec!["g=".into()],
+            vec!["g=/dev/shm/a".into(), "h=/dev/shm/a".into()],
+            vec!["g=/dev/shm/a".into(), "g=/dev/shm/b".into()],
+        ] {
+            assert!(groups(&r, &bad).is_err(), "{bad:?}");
+        }
+    }
+}
