@@ -158,6 +158,79 @@ unsafe extern "C" fn free_storage(mem: opencl::cl_mem, user_data: *mut c_void) {
     heap.detach(mem as u64);
 }
 
+/// Whether the guard `name` is turned off (`AVA_UNGUARDED=NAME[,NAME…]` in
+/// the worker's environment): a testing aid that lets the driver see an
+/// input it mishandles, to check that the executor's crash is contained.
+fn unguarded(name: &str) -> bool {
+    static OFF: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    OFF.get_or_init(|| {
+        std::env::var("AVA_UNGUARDED")
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    })
+    .iter()
+    .any(|n| n == name)
+}
+
+/// `clCreateCommandQueueWithProperties`: asking for a device-side queue
+/// (`CL_QUEUE_ON_DEVICE`) on a device whose
+/// `CL_DEVICE_QUEUE_ON_DEVICE_PROPERTIES` is 0 is
+/// `CL_INVALID_QUEUE_PROPERTIES` ("values specified in properties are valid
+/// but are not supported by the device"). PoCL aborts the process instead,
+/// which would take down the executor of every VM of the caller's group.
+///
+/// # Safety
+/// The arguments are those the dispatcher would pass: `properties` is NULL
+/// or a (key, value) list ending with a zero key (the dispatcher checked).
+pub unsafe fn queue_on_device(
+    api: &Api,
+    _cx: &CallCtx<'_>,
+    _context: opencl::cl_context,
+    device: opencl::cl_device_id,
+    properties: *const opencl::cl_queue_properties,
+    _errcode_ret: *mut opencl::cl_int,
+) -> Result<(), DispatchError> {
+    if properties.is_null() || device.is_null() || unguarded("queue_on_device") {
+        return Ok(());
+    }
+    let mut i = 0;
+    loop {
+        // SAFETY: keys sit at even positions up to the zero key, which the
+        // dispatcher checked ends the list.
+        let key = unsafe { *properties.add(i) };
+        if key == 0 {
+            return Ok(());
+        }
+        // SAFETY: a non-zero key is followed by its value (odd length).
+        let value = unsafe { *properties.add(i + 1) };
+        if key == u64::from(opencl::CL_QUEUE_PROPERTIES) && value & opencl::CL_QUEUE_ON_DEVICE != 0
+        {
+            let Some(info) = api.clGetDeviceInfo else {
+                return Ok(());
+            };
+            let mut supported: opencl::cl_command_queue_properties = 0;
+            // SAFETY: `device` is a live device of this guest (translated);
+            // the output is a local of the size passed.
+            let rc = unsafe {
+                info(
+                    device,
+                    opencl::CL_DEVICE_QUEUE_ON_DEVICE_PROPERTIES,
+                    size_of::<opencl::cl_command_queue_properties>(),
+                    (&mut supported as *mut opencl::cl_command_queue_properties).cast(),
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc == 0 && supported == 0 {
+                tracing::debug!("a device-side queue on a device without one refused");
+                return Err(DispatchError::Api(
+                    opencl::CL_INVALID_QUEUE_PROPERTIES.into(),
+                ));
+            }
+        }
+        i += 2;
+    }
+}
+
 /// `clCreateBuffer`: on a CPU device, with room in the region's heap, the
 /// buffer's storage is placed in the heap (`CL_MEM_USE_HOST_PTR` over
 /// shared memory, with the guest's initial data copied there), so that

@@ -546,7 +546,7 @@ fn malformed_call_guest_half() {
     let g = Guest::load();
     let null = std::ptr::null_mut::<c_void>();
     // SAFETY: the OpenCL entry points get live locals of the sizes they write, NULL where the API accepts it, and handles as opaque ids (the guest library never dereferences them).
-    let (ctx, refs) = unsafe {
+    let (ctx, device, refs) = unsafe {
         let mut platform: Id = null;
         assert_eq!(
             cl!(g, clGetPlatformIDs)(1, &mut platform, std::ptr::null_mut()),
@@ -574,7 +574,7 @@ fn malformed_call_guest_half() {
             assert_eq!(rc, 0);
             n
         };
-        (ctx, refs)
+        (ctx, device, refs)
     };
     // A second channel of this process (same owner, same objects).
     let region = Region::open(&guest_region()).unwrap();
@@ -609,6 +609,28 @@ fn malformed_call_guest_half() {
         assert_eq!(cl!(g, clReleaseMemObject)(buf as usize as Id), 0);
     }
     assert_eq!(refs(), before);
+
+    // A (key, value) list must end with a zero key: one that ends on a
+    // value (an even count) would have the driver read the next key past
+    // its end. Refused before the driver sees it.
+    let queue_msg = |props: &[u64]| {
+        call(
+            ava_worker::opencl::func::clCreateCommandQueueWithProperties,
+            |e| {
+                e.u64(ctx as u64);
+                e.u64(device as u64);
+                let bytes: Vec<u8> = props.iter().flat_map(|p| p.to_le_bytes()).collect();
+                e.blob(Some(&bytes));
+                e.u8(remoting::wire::BLOB_INLINE);
+                e.u64(4);
+            },
+        )
+    };
+    const CL_QUEUE_PROPERTIES: u64 = 0x1093;
+    let status = send(&queue_msg(&[CL_QUEUE_PROPERTIES, 0]), &mut reply);
+    assert_eq!(status, Status::Protocol as u32, "a list ending on a value");
+    let status = send(&queue_msg(&[CL_QUEUE_PROPERTIES, 0, 0]), &mut reply);
+    assert_eq!(status, Status::Ok as u32, "the same list, terminated");
 }
 
 /// A remoted program reaches no native OpenCL: its ICD loader, asked

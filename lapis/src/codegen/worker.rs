@@ -699,9 +699,22 @@ fn buffer_prepare(
                         );
                     }
                     Count::ZeroTerminated => {
+                        // A (key, value) list ends with a zero key: an odd
+                        // number of elements, or the driver, reading the
+                        // key after the last value, would read past it.
+                        let kv = n
+                            .plan
+                            .f
+                            .argument(pn)
+                            .is_some_and(|blk| blk.annots.has(Flag::KeyValue));
+                        let odd = if kv {
+                            format!(" || (__b.len() / {es}) % 2 == 0")
+                        } else {
+                            String::new()
+                        };
                         let _ = writeln!(
                             o,
-                            "    if let Some(__b) = &{pn}_in && (__b.len() % {es} != 0 || __b.len() < {es} || __b.int(__b.len() / {es} - 1, {es}, false) != 0) {{ return Err(DispatchError::Protocol(\"{fname}: `{pn}` is not zero-terminated\".into())); }}"
+                            "    if let Some(__b) = &{pn}_in && (__b.len() % {es} != 0 || __b.len() < {es}{odd} || __b.int(__b.len() / {es} - 1, {es}, false) != 0) {{ return Err(DispatchError::Protocol(\"{fname}: `{pn}` is not zero-terminated\".into())); }}"
                         );
                     }
                     _ => {

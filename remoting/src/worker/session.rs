@@ -23,7 +23,10 @@ impl InFlightSlot {
     /// The slot at `offset` of `shm` (8-aligned, inside the mapping), for
     /// a channel of API number `api` (the supervisor's numbering).
     pub fn new(shm: transport::Shm, offset: usize, api: u8) -> InFlightSlot {
-        assert!(offset.is_multiple_of(8) && offset + 8 <= shm.len(), "slot {offset}");
+        assert!(
+            offset.is_multiple_of(8) && offset + 8 <= shm.len(),
+            "slot {offset}"
+        );
         InFlightSlot { shm, offset, api }
     }
 

@@ -50,15 +50,23 @@ impl Stack {
 
     /// Starts `ava-worker` with extra arguments.
     pub fn start_with(tag: &str, args: &[&str]) -> Stack {
+        let mut all = vec!["--arena-size", "8388608"];
+        all.extend_from_slice(args);
+        Self::launch(tag, &all, &[])
+    }
+
+    /// Starts `ava-worker` with `args` and extra environment `env` (no
+    /// default arena size).
+    pub fn launch(tag: &str, args: &[&str], env: &[(&str, &str)]) -> Stack {
         let region = PathBuf::from(format!("/dev/shm/ava-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_file(&region);
         let log = std::env::temp_dir().join(format!("ava-worker-{tag}-{}.log", std::process::id()));
         let child = Command::new(worker_bin())
             .arg("--region")
             .arg(&region)
-            .args(["--arena-size", "8388608"])
             .args(args)
             .env("AVA_LOG", "info,remoting=debug,ava_worker::guards=debug")
+            .envs(env.iter().copied())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start ava-worker");
@@ -320,20 +328,7 @@ impl Stack {
     /// Starts `ava-worker` with `args` only (no default arena size), for
     /// tests that size the region's channels themselves.
     pub fn start_args(tag: &str, args: &[&str]) -> Stack {
-        let region = PathBuf::from(format!("/dev/shm/ava-test-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_file(&region);
-        let log = std::env::temp_dir().join(format!("ava-worker-{tag}-{}.log", std::process::id()));
-        let child = Command::new(worker_bin())
-            .arg("--region")
-            .arg(&region)
-            .args(args)
-            .env("AVA_LOG", "info,remoting=debug,ava_worker::guards=debug")
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start ava-worker");
-        let stack = Stack { region, child, log };
-        stack.wait_ready();
-        stack
+        Self::launch(tag, args, &[])
     }
 
     /// The guest half of test `test` (see [`Stack::run_guest_half`]) as a
