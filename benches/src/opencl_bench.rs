@@ -381,6 +381,16 @@ struct Worker(Child, PathBuf);
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        // Asked to stop first, so that it stops its executors and removes
+        // its files; killed if it does not.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
         let _ = std::fs::remove_file(&self.1);

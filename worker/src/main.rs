@@ -170,6 +170,7 @@ fn supervisor(cli: &Cli) -> anyhow::Result<()> {
     };
     let children: Vec<std::sync::Mutex<Option<u32>>> =
         groups.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    remove_stale_tables();
     let tables: Vec<PathBuf> = (0..groups.len())
         .map(|i| PathBuf::from(format!("/dev/shm/ava-in-flight-{}-{i}", std::process::id())))
         .collect();
@@ -207,6 +208,31 @@ fn supervisor(cli: &Cli) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Removes the tables of calls in flight that supervisors which no longer
+/// run left in `/dev/shm` (one killed outright cannot remove its own).
+fn remove_stale_tables() {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("ava-in-flight-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(()) => true,
+            Err(e) => e == nix::errno::Errno::EPERM,
+        };
+        if !alive {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// An executor: loads the backends and serves its group's regions, under
