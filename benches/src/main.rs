@@ -1,6 +1,7 @@
 //! `ava-bench`: benchmarks of the remoting stack, each figure printed beside
 //! a baseline measured in the same run.
 
+mod groups_bench;
 mod opencl_bench;
 mod peer;
 mod report;
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 #[command(
     version,
     about,
-    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick"
+    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench groups --quick"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -50,6 +51,16 @@ enum Command {
         #[arg(long, default_value = "libOpenCL.so.1")]
         native_lib: String,
     },
+    /// Isolation groups: two VMs' guests making small calls and kernel
+    /// launches, served by one executor each, then by one shared executor.
+    Groups {
+        /// Fewer iterations.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the results as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+    },
     /// The other side of a two-process measurement (started by the benchmark itself).
     #[command(hide = true)]
     Peer {
@@ -80,6 +91,15 @@ fn main() -> anyhow::Result<()> {
         } => {
             let results = opencl_bench::run(quick, &native_lib)?;
             report::print_table("opencl", &results);
+            if let Some(path) = json {
+                report::write_json(&path, &results)?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Groups { quick, json } => {
+            let results = groups_bench::run(quick)?;
+            report::print_table("groups", &results);
             if let Some(path) = json {
                 report::write_json(&path, &results)?;
                 eprintln!("wrote {}", path.display());

@@ -377,7 +377,55 @@ fn launch_latency(region: &Path, quick: bool) -> anyhow::Result<Vec<BenchResult>
     Ok(out)
 }
 
-struct Worker(Child, PathBuf);
+/// A guest of `ava-bench groups`: the guest library in this process (its
+/// region in `AVA_REGION`), timing `queries` device queries and `launches`
+/// kernel launches (each with its `clFinish`); prints their p50 in ns.
+pub fn guest_role(queries: usize, launches: usize) -> anyhow::Result<()> {
+    let remote = Cl::load(&sibling("libava_opencl.so")?)?;
+    let s = setup(&remote)?;
+    let mut units = 0u32;
+    let q = time(queries, || {
+        // SAFETY: `units` is a live u32, its size is passed.
+        check("clGetDeviceInfo", unsafe {
+            cl!(remote, clGetDeviceInfo)(
+                s.device,
+                CL_DEVICE_MAX_COMPUTE_UNITS,
+                4,
+                (&mut units as *mut u32).cast(),
+                std::ptr::null_mut(),
+            )
+        })
+    })?;
+    let global = 1usize;
+    let k = time(launches, || {
+        // SAFETY: `global` lives across the call; no events.
+        unsafe {
+            check(
+                "clEnqueueNDRangeKernel",
+                cl!(remote, clEnqueueNDRangeKernel)(
+                    s.queue,
+                    s.kernel,
+                    1,
+                    std::ptr::null(),
+                    &global,
+                    std::ptr::null(),
+                    0,
+                    std::ptr::null(),
+                    std::ptr::null_mut(),
+                ),
+            )?;
+            check("clFinish", cl!(remote, clFinish)(s.queue))
+        }
+    })?;
+    println!(
+        "query_p50_ns {} launch_p50_ns {}",
+        q.value_at_quantile(0.5),
+        k.value_at_quantile(0.5)
+    );
+    Ok(())
+}
+
+pub(crate) struct Worker(pub(crate) Child, pub(crate) PathBuf);
 
 impl Drop for Worker {
     fn drop(&mut self) {
@@ -397,7 +445,7 @@ impl Drop for Worker {
     }
 }
 
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let p = exe.parent().context("exe dir")?.join(name);
     anyhow::ensure!(

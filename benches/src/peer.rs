@@ -63,6 +63,7 @@ pub fn run(role: &str, args: &[String]) -> anyhow::Result<()> {
             s.set_nodelay(true)?;
             socket_echo(s)
         }
+        "opencl-guest" => crate::opencl_bench::guest_role(arg(0)?.parse()?, arg(1)?.parse()?),
         other => bail!("unknown peer role {other}"),
     }
 }

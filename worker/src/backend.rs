@@ -35,6 +35,8 @@ pub struct OpenCl {
     pub dispatch: opencl::Dispatch,
     /// The library's path as loaded.
     library: String,
+    /// The devices the driver reported at load time.
+    devices: Vec<String>,
 }
 
 impl OpenCl {
@@ -46,18 +48,70 @@ impl OpenCl {
         let lib = unsafe { libloading::Library::new(path) }
             .with_context(|| format!("loading the host OpenCL library {path} (is an ICD loader such as ocl-icd-libopencl1 installed?)"))?;
         let api = opencl::Api::load(&lib);
+        // The driver is initialised here, on one thread, before any guest
+        // calls it: PoCL's first platform and device queries are not safe
+        // to make from two threads at once (concurrent first calls saw
+        // CL_DEVICE_NOT_FOUND and a maximum allocation of 0).
+        let devices = devices(&api);
         tracing::info!(
             library = path,
             functions = api.available(),
             of = opencl::FUNCTION_NAMES.len(),
+            devices = %devices.join("; "),
             "OpenCL backend loaded"
         );
         Ok(OpenCl {
             _lib: lib,
             dispatch: opencl::Dispatch { api },
             library: path.to_string(),
+            devices,
         })
     }
+}
+
+/// The names of every device of every platform (`platform: device`).
+fn devices(api: &opencl::Api) -> Vec<String> {
+    let (Some(platforms), Some(device_ids), Some(device_info)) = (
+        api.clGetPlatformIDs,
+        api.clGetDeviceIDs,
+        api.clGetDeviceInfo,
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut ps = [std::ptr::null_mut(); 16];
+    let mut np = 0u32;
+    // SAFETY: the arrays and counts are locals of the sizes passed.
+    if unsafe { platforms(16, ps.as_mut_ptr(), &mut np) } != 0 {
+        return out;
+    }
+    for &p in &ps[..(np as usize).min(16)] {
+        let mut ds = [std::ptr::null_mut(); 16];
+        let mut nd = 0u32;
+        // SAFETY: as above; `p` is a platform the driver returned.
+        if unsafe { device_ids(p, 0xFFFF_FFFF, 16, ds.as_mut_ptr(), &mut nd) } != 0 {
+            continue;
+        }
+        for &d in &ds[..(nd as usize).min(16)] {
+            let mut name = [0u8; 256];
+            // SAFETY: `d` is a device the driver returned; the buffer is a
+            // local of the size passed.
+            let rc = unsafe {
+                device_info(
+                    d,
+                    opencl::CL_DEVICE_NAME,
+                    name.len(),
+                    name.as_mut_ptr().cast(),
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc == 0 {
+                let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+                out.push(String::from_utf8_lossy(&name[..end]).into_owned());
+            }
+        }
+    }
+    out
 }
 
 impl Backend for OpenCl {
@@ -71,10 +125,15 @@ impl Backend for OpenCl {
 
     fn describe(&self) -> String {
         format!(
-            "{} of {} OpenCL functions from {}",
+            "{} of {} OpenCL functions from {}; devices: {}",
             self.dispatch.api.available(),
             opencl::FUNCTION_NAMES.len(),
-            self.library
+            self.library,
+            if self.devices.is_empty() {
+                "none".to_string()
+            } else {
+                self.devices.join(", ")
+            }
         )
     }
 }

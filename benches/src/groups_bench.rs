@@ -1,0 +1,147 @@
+//! `ava-bench groups`: what isolation costs on the fast path. Two VMs
+//! (regions), each with a guest process making small calls (a device
+//! query) and kernel launches (each with its `clFinish`), served once by
+//! one executor per VM (the default: separate isolation groups) and once by
+//! one executor for both (`--isolation-group`): the figures of the shared
+//! group beside those of separate groups, from the same run, alternating.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::opencl_bench::{Worker, sibling};
+use crate::report::{BenchResult, compare};
+
+/// p50s of one configuration: (query, launch) of each guest.
+fn one(shared: bool, quick: bool, round: usize) -> anyhow::Result<Vec<(f64, f64)>> {
+    let regions: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            PathBuf::from(format!(
+                "/dev/shm/ava-bench-groups-{}-{round}-{i}",
+                std::process::id()
+            ))
+        })
+        .collect();
+    for r in &regions {
+        let _ = std::fs::remove_file(r);
+    }
+    let mut c = Command::new(sibling("ava-worker")?);
+    for r in &regions {
+        c.arg("--region").arg(r);
+    }
+    c.args([
+        "--channels",
+        "2",
+        "--arena-size",
+        "4194304",
+        "--heap-size",
+        "0",
+    ])
+    .env("AVA_LOG", "warn");
+    if shared {
+        c.arg("--isolation-group").arg(format!(
+            "both={},{}",
+            regions[0].display(),
+            regions[1].display()
+        ));
+    }
+    let child = c.spawn().context("starting ava-worker")?;
+    let _worker = Worker(child, regions[0].clone());
+    let _second = Remove(regions[1].clone());
+    let start = Instant::now();
+    while !regions
+        .iter()
+        .all(|r| transport::Region::open(r).is_ok_and(|r| r.worker_heartbeat() > 0))
+    {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(20),
+            "the worker did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (queries, launches) = if quick { (3_000, 300) } else { (30_000, 3_000) };
+    // One guest after the other: with two cores, two guests and two
+    // serving threads polling at once would measure the machine's
+    // oversubscription, not the executors.
+    let mut out = Vec::new();
+    for (i, r) in regions.iter().enumerate() {
+        let out = Command::new(std::env::current_exe()?)
+            .args(["peer", "opencl-guest"])
+            .arg(i.to_string())
+            .arg(queries.to_string())
+            .arg(launches.to_string())
+            .env("AVA_REGION", r)
+            .env_remove("LD_PRELOAD")
+            .output()
+            .context("running a guest")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        anyhow::ensure!(out.status.success(), "a guest failed: {text}");
+        let field = |name: &str| -> anyhow::Result<f64> {
+            let mut w = text.split_whitespace();
+            while let Some(x) = w.next() {
+                if x == name {
+                    return Ok(w.next().context("value")?.parse()?);
+                }
+            }
+            anyhow::bail!("no {name} in {text}")
+        };
+        out.push((field("query_p50_ns")?, field("launch_p50_ns")?));
+    }
+    Ok(out)
+}
+
+/// Removes a region file when dropped.
+struct Remove(PathBuf);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs the benchmark: five rounds, each configuration once per round;
+/// each figure is the median of the guests' p50s over the rounds.
+pub fn run(quick: bool) -> anyhow::Result<Vec<BenchResult>> {
+    let rounds = 5;
+    let (mut sep, mut shared) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        eprintln!(
+            "[round {}/{rounds}] separate groups, then one shared group",
+            r + 1
+        );
+        sep.extend(one(false, quick, r)?);
+        shared.extend(one(true, quick, r)?);
+    }
+    let median = |v: Vec<f64>| {
+        let mut v = v;
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut out = vec![
+        BenchResult::value(
+            "query_separate_groups",
+            "ns",
+            median(sep.iter().map(|x| x.0).collect()),
+        ),
+        BenchResult::value(
+            "query_shared_group",
+            "ns",
+            median(shared.iter().map(|x| x.0).collect()),
+        ),
+        BenchResult::value(
+            "launch_separate_groups",
+            "ns",
+            median(sep.iter().map(|x| x.1).collect()),
+        ),
+        BenchResult::value(
+            "launch_shared_group",
+            "ns",
+            median(shared.iter().map(|x| x.1).collect()),
+        ),
+    ];
+    compare(&mut out, "query_shared_group", "query_separate_groups");
+    compare(&mut out, "launch_shared_group", "launch_separate_groups");
+    Ok(out)
+}
