@@ -65,7 +65,7 @@ fn one(shared: bool, quick: bool, round: usize) -> anyhow::Result<Vec<(f64, f64)
     // One guest after the other: with two cores, two guests and two
     // serving threads polling at once would measure the machine's
     // oversubscription, not the executors.
-    let mut out = Vec::new();
+    let mut p50s = Vec::new();
     for (i, r) in regions.iter().enumerate() {
         let out = Command::new(std::env::current_exe()?)
             .args(["peer", "opencl-guest"])
@@ -87,9 +87,9 @@ fn one(shared: bool, quick: bool, round: usize) -> anyhow::Result<Vec<(f64, f64)
             }
             anyhow::bail!("no {name} in {text}")
         };
-        out.push((field("query_p50_ns")?, field("launch_p50_ns")?));
+        p50s.push((field("query_p50_ns")?, field("launch_p50_ns")?));
     }
-    Ok(out)
+    Ok(p50s)
 }
 
 /// Removes a region file when dropped.
