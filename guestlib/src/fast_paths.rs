@@ -9,6 +9,12 @@
 //! heap.
 //! The ordinary path takes two copies (through the channel's arena) and a
 //! device command.
+//!
+//! Reads and writes larger than a quarter of the channel's data arena (and
+//! not made in place) go in pieces of that size: several writes are in
+//! flight at once (each piece's arena space comes back when the worker has
+//! written it), reads follow one another. No size that works natively fails
+//! for want of arena space.
 
 use std::sync::Arc;
 
@@ -87,7 +93,7 @@ pub unsafe fn read_buffer(
     event_wait_list: *const cl_event,
     event: *mut cl_event,
 ) -> Option<cl_int> {
-    in_place(
+    let done = in_place(
         command_queue,
         buffer,
         offset,
@@ -102,6 +108,35 @@ pub unsafe fn read_buffer(
             let ok = heap.read(at, dst).is_ok();
             tracing::trace!(size, ok, "read in place");
             ok
+        },
+    );
+    if done.is_some() {
+        return done;
+    }
+    in_pieces(
+        buffer,
+        offset,
+        size,
+        ptr.is_null(),
+        num_events_in_wait_list,
+        event_wait_list,
+        event,
+        |off, len, n, list, ev| {
+            // SAFETY: the piece lies inside the application's `size` bytes
+            // at `ptr`; the wait list is the application's or a piece's.
+            unsafe {
+                opencl::clEnqueueReadBuffer(
+                    command_queue,
+                    buffer,
+                    1,
+                    offset + off,
+                    len,
+                    ptr.cast::<u8>().add(off).cast(),
+                    n,
+                    list,
+                    ev,
+                )
+            }
         },
     )
 }
@@ -125,7 +160,7 @@ pub unsafe fn write_buffer(
     event_wait_list: *const cl_event,
     event: *mut cl_event,
 ) -> Option<cl_int> {
-    in_place(
+    let done = in_place(
         command_queue,
         buffer,
         offset,
@@ -141,5 +176,223 @@ pub unsafe fn write_buffer(
             tracing::trace!(size, ok, "written in place");
             ok
         },
+    );
+    if done.is_some() {
+        return done;
+    }
+    in_pieces(
+        buffer,
+        offset,
+        size,
+        ptr.is_null(),
+        num_events_in_wait_list,
+        event_wait_list,
+        event,
+        |off, len, n, list, ev| {
+            // The application's own blocking flag on the last piece.
+            let blocking = if off + len == size { blocking_write } else { 0 };
+            // SAFETY: the piece lies inside the application's `size` bytes
+            // at `ptr`; the wait list is the application's or a piece's.
+            unsafe {
+                opencl::clEnqueueWriteBuffer(
+                    command_queue,
+                    buffer,
+                    blocking,
+                    offset + off,
+                    len,
+                    ptr.cast::<u8>().add(off).cast(),
+                    n,
+                    list,
+                    ev,
+                )
+            }
+        },
     )
+}
+
+/// A transfer of `size` bytes at `offset` of `buffer` in pieces that fit the
+/// channel's arena, each made by `piece(offset in the transfer, length,
+/// wait list length, wait list, event or NULL)`. `None` when the transfer
+/// fits in one piece (or has no data): the ordinary path takes it. A range
+/// outside the buffer is `CL_INVALID_VALUE` before any piece is sent, as
+/// natively.
+///
+/// The first piece waits for the application's wait list. When the
+/// application asks for an event, each later piece waits for the one before
+/// and the last piece's event is the application's: it completes when the
+/// whole transfer has, on an out-of-order queue too, and it is the event of
+/// a command of the transfer's own type.
+#[allow(clippy::too_many_arguments)]
+fn in_pieces(
+    buffer: cl_mem,
+    offset: usize,
+    size: usize,
+    no_data: bool,
+    num_events_in_wait_list: cl_uint,
+    event_wait_list: *const cl_event,
+    event: *mut cl_event,
+    mut piece: impl FnMut(usize, usize, cl_uint, *const cl_event, *mut cl_event) -> cl_int,
+) -> Option<cl_int> {
+    if no_data || size == 0 {
+        return None;
+    }
+    let conn = remoting::guest::connection(&crate::opencl::API, crate::locate_region).ok()?;
+    let step = (conn.arena_size() / 4).max(1);
+    if size <= step {
+        return None;
+    }
+    let mut total: u64 = 0;
+    // SAFETY: `total` is a live u64 for the query's one output.
+    let rc = unsafe {
+        opencl::clGetMemObjectInfo(
+            buffer,
+            opencl::CL_MEM_SIZE,
+            size_of::<u64>(),
+            (&mut total as *mut u64).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != opencl::CL_SUCCESS {
+        return Some(rc);
+    }
+    if offset
+        .checked_add(size)
+        .is_none_or(|end| end as u64 > total)
+    {
+        return Some(opencl::CL_INVALID_VALUE);
+    }
+    tracing::debug!(size, step, "transfer in pieces");
+    let chain = !event.is_null();
+    let mut prev: cl_event = std::ptr::null_mut();
+    let mut off = 0;
+    let mut rc = opencl::CL_SUCCESS;
+    while off < size {
+        let len = step.min(size - off);
+        let (n, list) = if prev.is_null() {
+            (num_events_in_wait_list, event_wait_list)
+        } else {
+            (1, &prev as *const cl_event)
+        };
+        let mut ev: cl_event = std::ptr::null_mut();
+        let want = if chain {
+            &mut ev as *mut cl_event
+        } else {
+            std::ptr::null_mut()
+        };
+        rc = piece(off, len, n, list, want);
+        if !prev.is_null() {
+            // SAFETY: the previous piece's event, which this library holds.
+            unsafe { opencl::clReleaseEvent(prev) };
+        }
+        prev = ev;
+        if rc != opencl::CL_SUCCESS {
+            break;
+        }
+        off += len;
+    }
+    if rc == opencl::CL_SUCCESS && chain {
+        // SAFETY: the caller's event pointer (checked non-NULL).
+        unsafe { *event = prev };
+    } else if !prev.is_null() {
+        // SAFETY: the last piece's event, which this library holds.
+        unsafe { opencl::clReleaseEvent(prev) };
+    }
+    Some(rc)
+}
+
+/// `clCreateBuffer` with initial data larger than a piece of the arena
+/// (`CL_MEM_COPY_HOST_PTR`, or `CL_MEM_USE_HOST_PTR`, which the worker makes
+/// a copy): the buffer is created without data, then written in pieces
+/// through a queue of its own on the context's first device, which is
+/// finished and released before the buffer is returned. Buffers the host
+/// may not write (`CL_MEM_HOST_NO_ACCESS`, `CL_MEM_HOST_READ_ONLY`) take the
+/// ordinary path.
+///
+/// # Safety
+/// OpenCL's contract: `host_ptr` is NULL or points to `size` readable
+/// bytes; `errcode_ret` is NULL or writable.
+pub unsafe fn create_buffer(
+    context: opencl::cl_context,
+    flags: opencl::cl_mem_flags,
+    size: usize,
+    host_ptr: *mut std::ffi::c_void,
+    errcode_ret: *mut cl_int,
+) -> Option<cl_mem> {
+    let data = opencl::CL_MEM_COPY_HOST_PTR | opencl::CL_MEM_USE_HOST_PTR;
+    let no_write = opencl::CL_MEM_HOST_NO_ACCESS | opencl::CL_MEM_HOST_READ_ONLY;
+    if host_ptr.is_null() || flags & data == 0 || flags & no_write != 0 {
+        return None;
+    }
+    let conn = remoting::guest::connection(&crate::opencl::API, crate::locate_region).ok()?;
+    if size <= (conn.arena_size() / 4).max(1) {
+        return None;
+    }
+    let fail = |rc: cl_int| {
+        if !errcode_ret.is_null() {
+            // SAFETY: the caller's contract.
+            unsafe { *errcode_ret = rc };
+        }
+        Some(std::ptr::null_mut())
+    };
+    let mut device: opencl::cl_device_id = std::ptr::null_mut();
+    // SAFETY: `device` is a live local for the first device of the list
+    // (the query returns as many as fit).
+    let rc = unsafe {
+        opencl::clGetContextInfo(
+            context,
+            opencl::CL_CONTEXT_DEVICES,
+            size_of::<opencl::cl_device_id>(),
+            (&mut device as *mut opencl::cl_device_id).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != opencl::CL_SUCCESS {
+        return fail(rc);
+    }
+    let mut err = 0;
+    let plain = flags & !data;
+    // SAFETY: no host pointer; `err` is a live local.
+    let mem =
+        unsafe { opencl::clCreateBuffer(context, plain, size, std::ptr::null_mut(), &mut err) };
+    if mem.is_null() {
+        return fail(err);
+    }
+    // SAFETY: a live context and device; `err` is a live local.
+    let queue = unsafe { opencl::clCreateCommandQueue(context, device, 0, &mut err) };
+    if queue.is_null() {
+        // SAFETY: the buffer just created.
+        unsafe { opencl::clReleaseMemObject(mem) };
+        return fail(err);
+    }
+    // SAFETY: `host_ptr` holds `size` bytes (the caller's contract).
+    let mut rc = unsafe {
+        opencl::clEnqueueWriteBuffer(
+            queue,
+            mem,
+            1,
+            0,
+            size,
+            host_ptr,
+            0,
+            std::ptr::null(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc == opencl::CL_SUCCESS {
+        // SAFETY: a live queue.
+        rc = unsafe { opencl::clFinish(queue) };
+    }
+    // SAFETY: the queue made here, used no more.
+    unsafe { opencl::clReleaseCommandQueue(queue) };
+    if rc != opencl::CL_SUCCESS {
+        // SAFETY: the buffer made here, never returned.
+        unsafe { opencl::clReleaseMemObject(mem) };
+        return fail(rc);
+    }
+    tracing::debug!(size, "buffer created, then filled in pieces");
+    if !errcode_ret.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { *errcode_ret = opencl::CL_SUCCESS };
+    }
+    Some(mem)
 }

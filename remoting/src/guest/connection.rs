@@ -21,6 +21,8 @@ pub struct Connection {
     inner: Mutex<Inner>,
     /// The region's buffer heap (empty when the region has none).
     heap: transport::Arena,
+    /// Bytes of the channel's data arena.
+    arena_size: usize,
     heartbeat: transport::Heartbeat,
     /// Whether the channel is still this connection's (read without the
     /// channel's lock).
@@ -244,6 +246,7 @@ impl Connection {
         let ownership = ch.ownership();
         Connection {
             heap: ch.heap.clone(),
+            arena_size: ch.arena.size() as usize,
             heartbeat,
             ownership,
             inner: Mutex::new(Inner {
@@ -289,6 +292,12 @@ impl Connection {
     /// when the region has none.
     pub fn heap(&self) -> &transport::Arena {
         &self.heap
+    }
+
+    /// Bytes of the channel's data arena: the most that one call can move
+    /// through it.
+    pub fn arena_size(&self) -> usize {
+        self.arena_size
     }
 
     /// The channel index this connection owns.
