@@ -22,6 +22,21 @@ use remoting::guest::Connection;
 
 use crate::opencl::{self, cl_bool, cl_command_queue, cl_event, cl_int, cl_mem, cl_uint};
 
+/// Where the bytes `[offset, offset + size)` of `buffer` are in the heap,
+/// once `queue` has finished (`Err`: the driver's error for the range);
+/// `None` when the buffer is not in the heap.
+pub(crate) fn heap_range(
+    queue: cl_command_queue,
+    buffer: cl_mem,
+    offset: usize,
+    size: usize,
+) -> Option<Result<(transport::Arena, u64), cl_int>> {
+    match in_heap(queue, buffer, offset, size)? {
+        Access::InPlace(conn, at) => Some(Ok((conn.heap().clone(), at))),
+        Access::Error(e) => Some(Err(e)),
+    }
+}
+
 /// What the worker said of an access.
 enum Access {
     /// The bytes are at this heap offset, and no command is using them.
@@ -396,3 +411,5 @@ pub unsafe fn create_buffer(
     }
     Some(mem)
 }
+
+pub use crate::mapping::{map_buffer, unmap_mem_object};

@@ -14,6 +14,7 @@
 use std::path::PathBuf;
 
 mod fast_paths;
+mod mapping;
 
 remoting::generated! {
     /// The generated OpenCL entry points and types.

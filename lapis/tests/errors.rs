@@ -670,11 +670,11 @@ bad!(
     "duplicate `implement`"
 );
 bad!(
-    fast_path_on_unsupported,
-    "cl_int f(size_t n) {\n    unsupported;\n    fast_path(quick);\n}\n",
+    implement_on_unsupported,
+    "cl_int f(size_t n) {\n    unsupported;\n    implement(quick);\n}\n",
     3,
     5,
-    "`fast_path` on an `unsupported` function"
+    "`implement` on an `unsupported` function"
 );
 bad!(
     implement_needs_a_name,

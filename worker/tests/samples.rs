@@ -238,3 +238,21 @@ fn binaries_remoted_equals_native_or_unsupported() {
         common::remote_failure(&mut stack, "binaries", &remote)
     );
 }
+
+/// Mapping (`samples/opencl/map.c`): reads, writes, write-invalidate,
+/// ranges, events, two mappings at once and bad ranges, on a buffer that
+/// lives in the heap (1 MiB, mapped in place) and on one that does not
+/// (96 MiB, larger than the heap and than the arena: mapped through the
+/// guest library's memory, moved in pieces).
+#[test]
+fn map_remoted_equals_native() {
+    check_sample(
+        "map",
+        &[
+            "1 MiB: two mappings at once                      ok",
+            "96 MiB: map a range for writing                  ok",
+            "96 MiB: unmap of a pointer never mapped: -30",
+            "failures: 0",
+        ],
+    );
+}

@@ -383,7 +383,10 @@ impl<'e, 'd> FnChecker<'e, 'd> {
         }
 
         if let Some(u) = unsupported {
-            if let Some((kw, s0)) = hooks.first() {
+            // A guest-side fast path may make what it can of an unsupported
+            // function (the rest is reported unsupported); worker-side hooks
+            // never run.
+            if let Some((kw, s0)) = hooks.iter().find(|(k, _)| *k != "fast_path") {
                 self.err(
                     Diagnostic::error(*s0, format!("`{kw}` on an `unsupported` function"))
                         .with_label("never runs")

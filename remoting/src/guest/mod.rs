@@ -86,6 +86,8 @@ pub fn report(func: &str, e: &CallError) {
     match e {
         CallError::Api(_) => tracing::debug!("{func}: {e}"),
         CallError::Unsupported(reason) => report_unsupported(func, reason),
+        // Logged once, as an error, when the worker refused the library.
+        CallError::Refused(_) => tracing::debug!("{func}: {e}"),
         _ => tracing::warn!("{func}: {e}"),
     }
 }

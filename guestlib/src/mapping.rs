@@ -1,0 +1,259 @@
+//! `clEnqueueMapBuffer` and `clEnqueueUnmapMemObject`, made by the guest
+//! library itself: the application gets a pointer it can read and write,
+//! which the worker's memory cannot be.
+//!
+//! - A buffer in the region's heap, mapped with no events, is mapped in
+//!   place: the worker says where its bytes are once its queue has
+//!   finished (`avaBufferAccess`), and the pointer points into the heap; the
+//!   unmap has nothing to copy.
+//! - Any other mapping is memory of the guest library's (page-aligned):
+//!   filled from the buffer by a read at map time unless the map only
+//!   writes (`CL_MAP_WRITE_INVALIDATE_REGION`), and written back at unmap
+//!   when the map could write. A non-blocking map completes before it
+//!   returns, which the specification allows.
+//!
+//! Events: a map or unmap that makes a read or a write gives that command's
+//! event; one that moves nothing gives a marker's. Several mappings of one
+//! buffer may be held at once; each pointer is unmapped once.
+
+use std::alloc::Layout;
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::Mutex;
+
+use crate::opencl::{self, cl_bool, cl_command_queue, cl_event, cl_int, cl_mem, cl_uint};
+
+/// One mapping the application holds.
+struct Mapping {
+    buffer: usize,
+    offset: usize,
+    size: usize,
+    /// Whether the unmap writes the bytes back.
+    write_back: bool,
+    /// The guest library's memory (`None`: the pointer is into the heap).
+    storage: Option<Storage>,
+}
+
+/// Page-aligned memory of the guest library's.
+struct Storage {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+// SAFETY: the memory is owned by the mapping and only reached through it
+// (or by the application, through the pointer it was given).
+unsafe impl Send for Storage {}
+
+impl Storage {
+    fn new(size: usize) -> Option<Storage> {
+        let layout = Layout::from_size_align(size.max(1), 4096).ok()?;
+        // SAFETY: a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        (!ptr.is_null()).then_some(Storage { ptr, layout })
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        // SAFETY: allocated with this layout in `Storage::new`.
+        unsafe { std::alloc::dealloc(self.ptr, self.layout) };
+    }
+}
+
+/// The mappings held, by the pointer the application got.
+static MAPPINGS: Mutex<Option<HashMap<usize, Mapping>>> = Mutex::new(None);
+
+fn mappings() -> std::sync::MutexGuard<'static, Option<HashMap<usize, Mapping>>> {
+    MAPPINGS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A marker's event for a map or unmap that moves no bytes.
+fn marker(
+    queue: cl_command_queue,
+    num_events_in_wait_list: cl_uint,
+    event_wait_list: *const cl_event,
+    event: *mut cl_event,
+) -> cl_int {
+    if event.is_null() && num_events_in_wait_list == 0 {
+        return opencl::CL_SUCCESS;
+    }
+    // SAFETY: the application's wait list and event pointer, passed on.
+    unsafe {
+        opencl::clEnqueueMarkerWithWaitList(queue, num_events_in_wait_list, event_wait_list, event)
+    }
+}
+
+/// `clEnqueueMapBuffer`.
+///
+/// # Safety
+/// OpenCL's contract: the wait list holds `num_events_in_wait_list` events;
+/// `event` and `errcode_ret` are NULL or writable.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn map_buffer(
+    queue: cl_command_queue,
+    buffer: cl_mem,
+    _blocking_map: cl_bool,
+    map_flags: opencl::cl_map_flags,
+    offset: usize,
+    size: usize,
+    num_events_in_wait_list: cl_uint,
+    event_wait_list: *const cl_event,
+    event: *mut cl_event,
+    errcode_ret: *mut cl_int,
+) -> Option<*mut c_void> {
+    let fail = |rc: cl_int| {
+        if !errcode_ret.is_null() {
+            // SAFETY: the caller's contract.
+            unsafe { *errcode_ret = rc };
+        }
+        Some(std::ptr::null_mut())
+    };
+    let invalidate = map_flags & opencl::CL_MAP_WRITE_INVALIDATE_REGION != 0;
+    let known = opencl::CL_MAP_READ | opencl::CL_MAP_WRITE | opencl::CL_MAP_WRITE_INVALIDATE_REGION;
+    if size == 0
+        || map_flags & !known != 0
+        || (invalidate && map_flags & (opencl::CL_MAP_READ | opencl::CL_MAP_WRITE) != 0)
+    {
+        return fail(opencl::CL_INVALID_VALUE);
+    }
+    let write_back =
+        map_flags & (opencl::CL_MAP_WRITE | opencl::CL_MAP_WRITE_INVALIDATE_REGION) != 0;
+    // In place, when the buffer lives in the heap and no event is involved.
+    if num_events_in_wait_list == 0 && event.is_null() {
+        match crate::fast_paths::heap_range(queue, buffer, offset, size) {
+            Some(Ok((heap, at))) => {
+                if let Ok(p) = heap.ptr(at, size as u64) {
+                    let m = Mapping {
+                        buffer: buffer as usize,
+                        offset,
+                        size,
+                        write_back: false,
+                        storage: None,
+                    };
+                    mappings()
+                        .get_or_insert_with(HashMap::new)
+                        .insert(p as usize, m);
+                    tracing::trace!(size, "mapped in place");
+                    if !errcode_ret.is_null() {
+                        // SAFETY: the caller's contract.
+                        unsafe { *errcode_ret = opencl::CL_SUCCESS };
+                    }
+                    return Some(p.cast());
+                }
+            }
+            Some(Err(rc)) => return fail(rc),
+            None => {}
+        }
+    }
+    let Some(storage) = Storage::new(size) else {
+        return fail(opencl::CL_OUT_OF_HOST_MEMORY);
+    };
+    let rc = if invalidate {
+        // The range is the application's to fill: nothing to read. The
+        // range must still lie inside the buffer.
+        let mut total: u64 = 0;
+        // SAFETY: `total` is a live u64 for the query's one output.
+        let rc = unsafe {
+            opencl::clGetMemObjectInfo(
+                buffer,
+                opencl::CL_MEM_SIZE,
+                size_of::<u64>(),
+                (&mut total as *mut u64).cast(),
+                std::ptr::null_mut(),
+            )
+        };
+        if rc != opencl::CL_SUCCESS {
+            rc
+        } else if offset.checked_add(size).is_none_or(|e| e as u64 > total) {
+            opencl::CL_INVALID_VALUE
+        } else {
+            marker(queue, num_events_in_wait_list, event_wait_list, event)
+        }
+    } else {
+        // SAFETY: the storage holds `size` bytes; the wait list and event
+        // are the application's.
+        unsafe {
+            opencl::clEnqueueReadBuffer(
+                queue,
+                buffer,
+                1,
+                offset,
+                size,
+                storage.ptr.cast(),
+                num_events_in_wait_list,
+                event_wait_list,
+                event,
+            )
+        }
+    };
+    if rc != opencl::CL_SUCCESS {
+        return fail(rc);
+    }
+    let p = storage.ptr;
+    let m = Mapping {
+        buffer: buffer as usize,
+        offset,
+        size,
+        write_back,
+        storage: Some(storage),
+    };
+    mappings()
+        .get_or_insert_with(HashMap::new)
+        .insert(p as usize, m);
+    tracing::trace!(
+        size,
+        write_back,
+        "mapped through the guest library's memory"
+    );
+    if !errcode_ret.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { *errcode_ret = opencl::CL_SUCCESS };
+    }
+    Some(p.cast())
+}
+
+/// `clEnqueueUnmapMemObject` of a pointer [`map_buffer`] gave. Pointers it
+/// did not give (images, which are not mapped here) take the ordinary path.
+///
+/// # Safety
+/// OpenCL's contract, as for [`map_buffer`].
+pub unsafe fn unmap_mem_object(
+    queue: cl_command_queue,
+    memobj: cl_mem,
+    mapped_ptr: *mut c_void,
+    num_events_in_wait_list: cl_uint,
+    event_wait_list: *const cl_event,
+    event: *mut cl_event,
+) -> Option<cl_int> {
+    let m = {
+        let mut all = mappings();
+        let map = all.get_or_insert_with(HashMap::new);
+        match map.get(&(mapped_ptr as usize)) {
+            None => return Some(opencl::CL_INVALID_VALUE),
+            Some(m) if m.buffer != memobj as usize => return Some(opencl::CL_INVALID_VALUE),
+            Some(_) => map.remove(&(mapped_ptr as usize)).expect("present"),
+        }
+    };
+    let rc = match (&m.storage, m.write_back) {
+        (Some(s), true) => {
+            // SAFETY: the storage holds `m.size` bytes, written by the
+            // application; the write copies them before it returns.
+            unsafe {
+                opencl::clEnqueueWriteBuffer(
+                    queue,
+                    memobj,
+                    1,
+                    m.offset,
+                    m.size,
+                    s.ptr.cast(),
+                    num_events_in_wait_list,
+                    event_wait_list,
+                    event,
+                )
+            }
+        }
+        _ => marker(queue, num_events_in_wait_list, event_wait_list, event),
+    };
+    tracing::trace!(size = m.size, rc, "unmapped");
+    Some(rc)
+}
