@@ -203,3 +203,42 @@ fn clpeak_runs_remoted() {
         "the calls went through the worker"
     );
 }
+
+/// Unmodified `clpeak` with all of its tests (no options): every test runs
+/// remoted — the transfer tests move 512 MiB buffers (larger than the
+/// channel's arena and the region's heap: in pieces, and mapped through the
+/// guest library's memory) — and prints the same lines as natively, with
+/// its measured numbers blanked.
+#[test]
+fn clpeak_with_all_tests_runs_remoted() {
+    let stack = common::Stack::start("clpeak-all");
+    let (native, remote) = common::run_both(
+        "clpeak (all tests)",
+        Command::new("clpeak"),
+        Duration::from_secs(600),
+        stack.remote("clpeak"),
+        Duration::from_secs(900),
+    );
+    let (n, r) = (common::text(&native.stdout), common::text(&remote.stdout));
+    assert!(native.status.success(), "native clpeak failed:\n{n}");
+    assert!(
+        remote.status.success(),
+        "remoted clpeak failed ({}):\n{r}\n{}",
+        remote.status,
+        common::tail(&common::text(&remote.stderr), 40)
+    );
+    for line in [
+        "enqueueWriteBuffer non-blocking",
+        "enqueueMapBuffer(for read)",
+        "enqueueUnmap(after write)",
+        "Kernel launch latency",
+    ] {
+        assert!(r.contains(line), "remoted clpeak lacks {line:?}:\n{r}");
+    }
+    assert!(!r.contains("Tests skipped"), "{r}");
+    common::assert_same_lines(
+        "clpeak, all tests (numbers blanked)",
+        &clpeak_shape(&n),
+        &clpeak_shape(&r),
+    );
+}
