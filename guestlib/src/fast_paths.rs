@@ -333,6 +333,31 @@ pub unsafe fn create_buffer(
     host_ptr: *mut std::ffi::c_void,
     errcode_ret: *mut cl_int,
 ) -> Option<cl_mem> {
+    if crate::host_ptr::passing() {
+        return None;
+    }
+    if !host_ptr.is_null() && flags & opencl::CL_MEM_USE_HOST_PTR != 0 {
+        // Made (in pieces if need be, or by the ordinary call), then recorded.
+        // SAFETY: the caller's arguments, passed on.
+        return Some(unsafe {
+            crate::host_ptr::create_over_host_memory(context, flags, size, host_ptr, errcode_ret)
+        });
+    }
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { create_in_pieces(context, flags, size, host_ptr, errcode_ret) }
+}
+
+/// The part of [`create_buffer`] for initial data larger than a piece.
+///
+/// # Safety
+/// As for [`create_buffer`].
+pub(crate) unsafe fn create_in_pieces(
+    context: opencl::cl_context,
+    flags: opencl::cl_mem_flags,
+    size: usize,
+    host_ptr: *mut std::ffi::c_void,
+    errcode_ret: *mut cl_int,
+) -> Option<cl_mem> {
     let data = opencl::CL_MEM_COPY_HOST_PTR | opencl::CL_MEM_USE_HOST_PTR;
     let no_write = opencl::CL_MEM_HOST_NO_ACCESS | opencl::CL_MEM_HOST_READ_ONLY;
     if host_ptr.is_null() || flags & data == 0 || flags & no_write != 0 {
@@ -412,4 +437,5 @@ pub unsafe fn create_buffer(
     Some(mem)
 }
 
+pub use crate::host_ptr::mem_object_info;
 pub use crate::mapping::{map_buffer, unmap_mem_object};

@@ -28,10 +28,12 @@ struct Mapping {
     buffer: usize,
     offset: usize,
     size: usize,
-    /// Whether the unmap writes the bytes back.
+    /// Whether the unmap writes the bytes back (from the mapped pointer).
     write_back: bool,
-    /// The guest library's memory (`None`: the pointer is into the heap).
-    storage: Option<Storage>,
+    /// The guest library's memory, if the mapping is in it (`None`: the
+    /// pointer is into the heap, or into the application's own memory of a
+    /// `CL_MEM_USE_HOST_PTR` buffer).
+    _storage: Option<Storage>,
 }
 
 /// Page-aligned memory of the guest library's.
@@ -118,8 +120,11 @@ pub unsafe fn map_buffer(
     }
     let write_back =
         map_flags & (opencl::CL_MAP_WRITE | opencl::CL_MAP_WRITE_INVALIDATE_REGION) != 0;
-    // In place, when the buffer lives in the heap and no event is involved.
-    if num_events_in_wait_list == 0 && event.is_null() {
+    let host = crate::host_ptr::host_buffer(buffer);
+    // In place, when the buffer lives in the heap and no event is involved
+    // (not a `CL_MEM_USE_HOST_PTR` buffer: that maps at the application's
+    // own pointer).
+    if host.is_none() && num_events_in_wait_list == 0 && event.is_null() {
         match crate::fast_paths::heap_range(queue, buffer, offset, size) {
             Some(Ok((heap, at))) => {
                 if let Ok(p) = heap.ptr(at, size as u64) {
@@ -128,7 +133,7 @@ pub unsafe fn map_buffer(
                         offset,
                         size,
                         write_back: false,
-                        storage: None,
+                        _storage: None,
                     };
                     mappings()
                         .get_or_insert_with(HashMap::new)
@@ -145,8 +150,17 @@ pub unsafe fn map_buffer(
             None => {}
         }
     }
-    let Some(storage) = Storage::new(size) else {
-        return fail(opencl::CL_OUT_OF_HOST_MEMORY);
+    // A `CL_MEM_USE_HOST_PTR` buffer maps at `host_ptr + offset`, as
+    // natively; any other into memory of the guest library's.
+    let (storage, at) = match host {
+        Some(h) => (None, (h.host_ptr + offset) as *mut u8),
+        None => match Storage::new(size) {
+            Some(s) => {
+                let p = s.ptr;
+                (Some(s), p)
+            }
+            None => return fail(opencl::CL_OUT_OF_HOST_MEMORY),
+        },
     };
     let rc = if invalidate {
         // The range is the application's to fill: nothing to read. The
@@ -170,8 +184,9 @@ pub unsafe fn map_buffer(
             marker(queue, num_events_in_wait_list, event_wait_list, event)
         }
     } else {
-        // SAFETY: the storage holds `size` bytes; the wait list and event
-        // are the application's.
+        // SAFETY: `at` holds `size` bytes (the storage, or the
+        // application's memory of the buffer, by its contract); the wait
+        // list and event are the application's.
         unsafe {
             opencl::clEnqueueReadBuffer(
                 queue,
@@ -179,7 +194,7 @@ pub unsafe fn map_buffer(
                 1,
                 offset,
                 size,
-                storage.ptr.cast(),
+                at.cast(),
                 num_events_in_wait_list,
                 event_wait_list,
                 event,
@@ -189,13 +204,13 @@ pub unsafe fn map_buffer(
     if rc != opencl::CL_SUCCESS {
         return fail(rc);
     }
-    let p = storage.ptr;
+    let p = at;
     let m = Mapping {
         buffer: buffer as usize,
         offset,
         size,
         write_back,
-        storage: Some(storage),
+        _storage: storage,
     };
     mappings()
         .get_or_insert_with(HashMap::new)
@@ -234,10 +249,10 @@ pub unsafe fn unmap_mem_object(
             Some(_) => map.remove(&(mapped_ptr as usize)).expect("present"),
         }
     };
-    let rc = match (&m.storage, m.write_back) {
-        (Some(s), true) => {
-            // SAFETY: the storage holds `m.size` bytes, written by the
-            // application; the write copies them before it returns.
+    let rc = match m.write_back {
+        true => {
+            // SAFETY: the mapped pointer holds `m.size` bytes, written by
+            // the application; the write copies them before it returns.
             unsafe {
                 opencl::clEnqueueWriteBuffer(
                     queue,
@@ -245,14 +260,14 @@ pub unsafe fn unmap_mem_object(
                     1,
                     m.offset,
                     m.size,
-                    s.ptr.cast(),
+                    mapped_ptr,
                     num_events_in_wait_list,
                     event_wait_list,
                     event,
                 )
             }
         }
-        _ => marker(queue, num_events_in_wait_list, event_wait_list, event),
+        false => marker(queue, num_events_in_wait_list, event_wait_list, event),
     };
     tracing::trace!(size = m.size, rc, "unmapped");
     Some(rc)

@@ -242,3 +242,45 @@ fn clpeak_with_all_tests_runs_remoted() {
         &clpeak_shape(&r),
     );
 }
+
+/// PyOpenCL with a `CL_MEM_USE_HOST_PTR` buffer
+/// (`samples/opencl/pyopencl_host_ptr.py`): its host array is the program's
+/// own array (remoted, it used to be an address in the worker, and reading
+/// it crashed), and after a kernel and a map the results are in it.
+#[test]
+fn pyopencl_host_array_remoted_equals_native() {
+    require_pyopencl();
+    let stack = common::Stack::start("pyhostptr");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/opencl/pyopencl_host_ptr.py");
+    let mut native = Command::new(PYTHON);
+    native.arg(&script);
+    let mut remote = stack.remote(PYTHON);
+    remote.arg(&script);
+    let (native, remote) = common::run_both(
+        "pyopencl host array",
+        native,
+        Duration::from_secs(300),
+        remote,
+        Duration::from_secs(300),
+    );
+    let (n, r) = (common::text(&native.stdout), common::text(&remote.stdout));
+    assert!(native.status.success(), "native: {n}");
+    assert!(
+        remote.status.success(),
+        "remoted ({}): {r}\n{}",
+        remote.status,
+        common::tail(&common::text(&remote.stderr), 30)
+    );
+    for line in [
+        "host array is the program's: True",
+        "results in the program's array: True",
+        "done",
+    ] {
+        assert!(
+            n.contains(line) && r.contains(line),
+            "{line:?}\nnative:\n{n}\nremoted:\n{r}"
+        );
+    }
+    common::assert_same_lines("pyopencl host array", &n, &r);
+}

@@ -256,3 +256,19 @@ fn map_remoted_equals_native() {
         ],
     );
 }
+
+/// `CL_MEM_USE_HOST_PTR` (`samples/opencl/host_ptr.c`): the buffer's host
+/// pointer and flags are the program's, and mapping returns
+/// `host_ptr + offset` with the kernel's results there.
+#[test]
+fn host_ptr_remoted_equals_native() {
+    check_sample(
+        "host_ptr",
+        &[
+            "CL_MEM_HOST_PTR is the program's pointer     ok",
+            "the kernel's results are in the program's memory ok",
+            "CL_MEM_HOST_PTR into 2 bytes: -30",
+            "failures: 0",
+        ],
+    );
+}
