@@ -336,15 +336,9 @@ pub unsafe fn create_buffer(
     if crate::host_ptr::passing() {
         return None;
     }
-    if !host_ptr.is_null() && flags & opencl::CL_MEM_USE_HOST_PTR != 0 {
-        // Made (in pieces if need be, or by the ordinary call), then recorded.
-        // SAFETY: the caller's arguments, passed on.
-        return Some(unsafe {
-            crate::host_ptr::create_over_host_memory(context, flags, size, host_ptr, errcode_ret)
-        });
-    }
+    // Made (in pieces if need be, or by the ordinary call), then recorded.
     // SAFETY: the caller's arguments, passed on.
-    unsafe { create_in_pieces(context, flags, size, host_ptr, errcode_ret) }
+    Some(unsafe { crate::host_ptr::create_and_record(context, flags, size, host_ptr, errcode_ret) })
 }
 
 /// The part of [`create_buffer`] for initial data larger than a piece.

@@ -1,10 +1,13 @@
-//! `CL_MEM_USE_HOST_PTR` keeps its meaning for the application: the
-//! worker's buffer is a copy (the guest's memory is not the worker's), but
-//! the guest library records the application's pointer and flags, so that
-//! `clGetMemObjectInfo` answers `CL_MEM_HOST_PTR` and `CL_MEM_FLAGS` as
-//! natively, and mapping such a buffer returns `host_ptr + offset` with the
-//! buffer's bytes copied there first (and written back at unmap), which is
-//! where the OpenCL specification says the contents are after a map.
+//! The flags and host pointer the application gave keep their meaning: the
+//! worker's buffer may differ (a `CL_MEM_USE_HOST_PTR` buffer is a copy
+//! there, the guest's memory not being the worker's; a buffer placed in the
+//! region's heap is `CL_MEM_USE_HOST_PTR` over heap memory there), but the
+//! guest library records what the application asked for at
+//! `clCreateBuffer`, so that `clGetMemObjectInfo` answers `CL_MEM_HOST_PTR`
+//! and `CL_MEM_FLAGS` as natively, and mapping a `CL_MEM_USE_HOST_PTR`
+//! buffer returns `host_ptr + offset` with the buffer's bytes copied there
+//! first (and written back at unmap), which is where the OpenCL
+//! specification says the contents are after a map.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -12,10 +15,11 @@ use std::sync::Mutex;
 
 use crate::opencl::{self, cl_int, cl_mem};
 
-/// What the application gave when it created a buffer over its own memory.
+/// What the application gave when it created a buffer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HostBuffer {
-    /// The application's `host_ptr`.
+    /// The application's `host_ptr` if it passed `CL_MEM_USE_HOST_PTR`
+    /// (what `CL_MEM_HOST_PTR` returns), else 0 (NULL).
     pub host_ptr: usize,
     /// The flags it passed.
     pub flags: opencl::cl_mem_flags,
@@ -43,8 +47,9 @@ pub(crate) fn passing() -> bool {
     PASSING.with(Cell::get)
 }
 
-/// The record of `mem`, if the application created it over its memory.
-pub(crate) fn host_buffer(mem: cl_mem) -> Option<HostBuffer> {
+/// What the application gave when it created `mem`, if it did so with
+/// `clCreateBuffer`.
+fn record_of(mem: cl_mem) -> Option<HostBuffer> {
     HOST_BUFFERS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -53,13 +58,39 @@ pub(crate) fn host_buffer(mem: cl_mem) -> Option<HostBuffer> {
         .copied()
 }
 
-/// `clCreateBuffer` with `CL_MEM_USE_HOST_PTR`: made (the worker copies the
-/// data), then recorded.
+/// The record of `mem`, if the application created it over its memory
+/// (`CL_MEM_USE_HOST_PTR`).
+pub(crate) fn host_buffer(mem: cl_mem) -> Option<HostBuffer> {
+    record_of(mem).filter(|r| r.host_ptr != 0)
+}
+
+/// Records what the application gave for buffer `mem`.
+pub(crate) fn record(mem: cl_mem, flags: opencl::cl_mem_flags, host_ptr: *mut std::ffi::c_void) {
+    if mem.is_null() {
+        return;
+    }
+    let use_host = flags & opencl::CL_MEM_USE_HOST_PTR != 0;
+    HOST_BUFFERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(
+            mem as usize,
+            HostBuffer {
+                host_ptr: if use_host { host_ptr as usize } else { 0 },
+                flags,
+            },
+        );
+}
+
+/// `clCreateBuffer`: made (in pieces when its data does not fit, or by the
+/// ordinary call), then recorded.
 ///
 /// # Safety
-/// OpenCL's contract: `host_ptr` points to `size` bytes that stay valid
-/// while the buffer lives; `errcode_ret` is NULL or writable.
-pub(crate) unsafe fn create_over_host_memory(
+/// OpenCL's contract: `host_ptr` is NULL or points to `size` bytes (that
+/// stay valid while the buffer lives, with `CL_MEM_USE_HOST_PTR`);
+/// `errcode_ret` is NULL or writable.
+pub(crate) unsafe fn create_and_record(
     context: opencl::cl_context,
     flags: opencl::cl_mem_flags,
     size: usize,
@@ -76,24 +107,13 @@ pub(crate) unsafe fn create_over_host_memory(
             opencl::clCreateBuffer(context, flags, size, host_ptr, errcode_ret)
         }),
     };
-    if !mem.is_null() {
-        HOST_BUFFERS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(HashMap::new)
-            .insert(
-                mem as usize,
-                HostBuffer {
-                    host_ptr: host_ptr as usize,
-                    flags,
-                },
-            );
-    }
+    record(mem, flags, host_ptr);
     mem
 }
 
 /// `clGetMemObjectInfo` of `CL_MEM_HOST_PTR` and `CL_MEM_FLAGS` for a
-/// buffer created over the application's memory; `None` for anything else.
+/// buffer the application created with `clCreateBuffer`; `None` for
+/// anything else.
 ///
 /// # Safety
 /// OpenCL's contract: `param_value` is NULL or holds `param_value_size`
@@ -106,8 +126,8 @@ pub unsafe fn mem_object_info(
     param_value_size_ret: *mut usize,
 ) -> Option<cl_int> {
     let value = match param_name {
-        opencl::CL_MEM_HOST_PTR => host_buffer(memobj)?.host_ptr as u64,
-        opencl::CL_MEM_FLAGS => host_buffer(memobj)?.flags,
+        opencl::CL_MEM_HOST_PTR => record_of(memobj)?.host_ptr as u64,
+        opencl::CL_MEM_FLAGS => record_of(memobj)?.flags,
         _ => return None,
     };
     if !param_value.is_null() {

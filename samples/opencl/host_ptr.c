@@ -68,6 +68,16 @@ int main(void) {
   }
   check("what the program wrote at the mapping is the buffer's", written);
 
+  /* A buffer made without host memory: its flags are those given and its
+     host pointer is NULL (remoted, it may live in shared memory). */
+  cl_mem plain = clCreateBuffer(ctx, CL_MEM_READ_ONLY, 1 << 20, NULL, &err);
+  flags = 0;
+  hp = (void *)1;
+  clGetMemObjectInfo(plain, CL_MEM_FLAGS, sizeof flags, &flags, NULL);
+  clGetMemObjectInfo(plain, CL_MEM_HOST_PTR, sizeof hp, &hp, NULL);
+  check("a plain buffer's flags and NULL host pointer", flags == CL_MEM_READ_ONLY && hp == NULL);
+  clReleaseMemObject(plain);
+
   clReleaseKernel(k);
   clReleaseProgram(p);
   clReleaseMemObject(b);
