@@ -433,3 +433,78 @@ pub(crate) unsafe fn create_in_pieces(
 
 pub use crate::host_ptr::mem_object_info;
 pub use crate::mapping::{map_buffer, unmap_mem_object};
+
+/// `clGetProgramInfo(CL_PROGRAM_BINARIES)`: the answer is an array of
+/// pointers to the application's buffers, one per device of the program,
+/// each filled with that device's binary (`avaProgramBinary`); NULL entries
+/// are skipped, as natively. Other parameters take the ordinary path.
+///
+/// # Safety
+/// OpenCL's contract: `param_value` is NULL or holds `param_value_size`
+/// bytes, here an array of pointers each NULL or holding that device's
+/// binary size; `param_value_size_ret` is NULL or writable.
+pub unsafe fn program_info(
+    program: opencl::cl_program,
+    param_name: opencl::cl_program_info,
+    param_value_size: usize,
+    param_value: *mut std::ffi::c_void,
+    param_value_size_ret: *mut usize,
+) -> Option<cl_int> {
+    if param_name != opencl::CL_PROGRAM_BINARIES {
+        return None;
+    }
+    let mut n: cl_uint = 0;
+    // SAFETY: `n` is a live cl_uint for the query's one output.
+    let rc = unsafe {
+        opencl::clGetProgramInfo(
+            program,
+            opencl::CL_PROGRAM_NUM_DEVICES,
+            size_of::<cl_uint>(),
+            (&mut n as *mut cl_uint).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != opencl::CL_SUCCESS {
+        return Some(rc);
+    }
+    let n = n as usize;
+    let needed = n * size_of::<*mut u8>();
+    if !param_value_size_ret.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { *param_value_size_ret = needed };
+    }
+    if param_value.is_null() {
+        return Some(opencl::CL_SUCCESS);
+    }
+    if param_value_size < needed {
+        return Some(opencl::CL_INVALID_VALUE);
+    }
+    let mut sizes = vec![0usize; n];
+    // SAFETY: `sizes` holds `n` size_t, the size passed.
+    let rc = unsafe {
+        opencl::clGetProgramInfo(
+            program,
+            opencl::CL_PROGRAM_BINARY_SIZES,
+            n * size_of::<usize>(),
+            sizes.as_mut_ptr().cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != opencl::CL_SUCCESS {
+        return Some(rc);
+    }
+    for (i, &size) in sizes.iter().enumerate() {
+        // SAFETY: the caller's array holds `n` pointers (checked above).
+        let dst = unsafe { *param_value.cast::<*mut u8>().add(i) };
+        if dst.is_null() || size == 0 {
+            continue;
+        }
+        // SAFETY: the caller's contract: `dst` holds that device's binary
+        // size.
+        let rc = unsafe { opencl::avaProgramBinary(program, i as cl_uint, size, dst.cast()) };
+        if rc != opencl::CL_SUCCESS {
+            return Some(rc);
+        }
+    }
+    Some(opencl::CL_SUCCESS)
+}

@@ -336,6 +336,66 @@ unsafe fn place_buffer(
     Some(mem)
 }
 
+/// `avaProgramBinary` (see `specs/opencl.lapis`): the binary of the
+/// program's device number `index`, into `binary` (`size` bytes). The other
+/// devices' entries of the pointer array are NULL, which the specification
+/// says the driver skips.
+///
+/// # Safety
+/// `binary` is NULL or holds `size` writable bytes (the dispatcher's
+/// guarantee).
+pub unsafe fn program_binary(
+    api: &Api,
+    _cx: &mut CallCtx<'_>,
+    program: opencl::cl_program,
+    index: cl_uint,
+    size: usize,
+    binary: *mut c_void,
+) -> Result<opencl::cl_int, DispatchError> {
+    let query = api
+        .clGetProgramInfo
+        .ok_or(DispatchError::Unavailable("clGetProgramInfo"))?;
+    // SAFETY: a live program of this guest (translated).
+    let Some(n) = (unsafe { info::<_, cl_uint>(query, program, opencl::CL_PROGRAM_NUM_DEVICES) })
+    else {
+        return Ok(opencl::CL_INVALID_PROGRAM);
+    };
+    let n = n as usize;
+    if index as usize >= n || binary.is_null() || n > 4096 {
+        return Ok(opencl::CL_INVALID_VALUE);
+    }
+    let mut sizes = vec![0usize; n];
+    // SAFETY: `sizes` holds `n` size_t, the size passed.
+    let rc = unsafe {
+        query(
+            program,
+            opencl::CL_PROGRAM_BINARY_SIZES,
+            n * size_of::<usize>(),
+            sizes.as_mut_ptr().cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != 0 {
+        return Ok(rc);
+    }
+    if size < sizes[index as usize] {
+        return Ok(opencl::CL_INVALID_VALUE);
+    }
+    let mut ptrs = vec![std::ptr::null_mut::<u8>(); n];
+    ptrs[index as usize] = binary.cast();
+    // SAFETY: `ptrs` holds `n` pointers, NULL but for `binary`, which holds
+    // at least that device's binary size (checked above).
+    Ok(unsafe {
+        query(
+            program,
+            opencl::CL_PROGRAM_BINARIES,
+            n * size_of::<*mut u8>(),
+            ptrs.as_mut_ptr().cast(),
+            std::ptr::null_mut(),
+        )
+    })
+}
+
 /// `avaBufferAccess` (see `specs/opencl.lapis`): when `buffer` lives in the
 /// heap, `command_queue` is in order and of its context and the range is
 /// inside it, waits for the queue to finish and returns the range's heap
