@@ -431,7 +431,9 @@ pub(crate) unsafe fn create_in_pieces(
     Some(mem)
 }
 
-pub use crate::host_ptr::mem_object_info;
+pub use crate::host_ptr::{
+    context_info, create_context, create_context_from_type, mem_object_info,
+};
 pub use crate::mapping::{map_buffer, unmap_mem_object};
 
 /// `clGetProgramInfo(CL_PROGRAM_BINARIES)`: the answer is an array of

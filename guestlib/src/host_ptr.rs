@@ -143,3 +143,136 @@ pub unsafe fn mem_object_info(
     }
     Some(opencl::CL_SUCCESS)
 }
+
+/// The properties each context was created with (`None`: NULL), as the
+/// application passed them: `CL_CONTEXT_PROPERTIES` returns them, with the
+/// application's own platform id (the worker's answer would hold the
+/// worker's platform pointer).
+static CONTEXT_PROPERTIES: Mutex<Option<HashMap<usize, Option<Vec<isize>>>>> = Mutex::new(None);
+
+/// A zero-terminated (key, value) property list, copied (at most 64 pairs).
+///
+/// # Safety
+/// `p` is NULL or a list ending with a zero key.
+unsafe fn copy_properties(p: *const opencl::cl_context_properties) -> Option<Vec<isize>> {
+    if p.is_null() {
+        return None;
+    }
+    let mut v = Vec::new();
+    for i in (0..129).step_by(2) {
+        // SAFETY: keys sit at even positions up to the zero key.
+        let key = unsafe { *p.add(i) };
+        v.push(key);
+        if key == 0 {
+            break;
+        }
+        // SAFETY: a non-zero key is followed by its value.
+        v.push(unsafe { *p.add(i + 1) });
+    }
+    Some(v)
+}
+
+fn record_context(ctx: opencl::cl_context, props: Option<Vec<isize>>) {
+    if !ctx.is_null() {
+        CONTEXT_PROPERTIES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(HashMap::new)
+            .insert(ctx as usize, props);
+    }
+}
+
+/// `clCreateContext`, made, then its properties recorded.
+///
+/// # Safety
+/// OpenCL's contract for `clCreateContext`.
+pub unsafe fn create_context(
+    properties: *const opencl::cl_context_properties,
+    num_devices: opencl::cl_uint,
+    devices: *const opencl::cl_device_id,
+    pfn_notify: opencl::pfn_context_notify,
+    user_data: *mut std::ffi::c_void,
+    errcode_ret: *mut cl_int,
+) -> Option<opencl::cl_context> {
+    if passing() {
+        return None;
+    }
+    // SAFETY: the caller's arguments, passed on.
+    let ctx = passing_through(|| unsafe {
+        opencl::clCreateContext(
+            properties,
+            num_devices,
+            devices,
+            pfn_notify,
+            user_data,
+            errcode_ret,
+        )
+    });
+    // SAFETY: the caller's contract (the worker checked the list too).
+    record_context(ctx, unsafe { copy_properties(properties) });
+    Some(ctx)
+}
+
+/// `clCreateContextFromType`, made, then its properties recorded.
+///
+/// # Safety
+/// OpenCL's contract for `clCreateContextFromType`.
+pub unsafe fn create_context_from_type(
+    properties: *const opencl::cl_context_properties,
+    device_type: opencl::cl_device_type,
+    pfn_notify: opencl::pfn_context_notify,
+    user_data: *mut std::ffi::c_void,
+    errcode_ret: *mut cl_int,
+) -> Option<opencl::cl_context> {
+    if passing() {
+        return None;
+    }
+    // SAFETY: the caller's arguments, passed on.
+    let ctx = passing_through(|| unsafe {
+        opencl::clCreateContextFromType(properties, device_type, pfn_notify, user_data, errcode_ret)
+    });
+    // SAFETY: as in `create_context`.
+    record_context(ctx, unsafe { copy_properties(properties) });
+    Some(ctx)
+}
+
+/// `clGetContextInfo(CL_CONTEXT_PROPERTIES)` of a context this library
+/// created: the properties as the application passed them (none: size 0).
+///
+/// # Safety
+/// OpenCL's contract: `param_value` is NULL or holds `param_value_size`
+/// writable bytes; `param_value_size_ret` is NULL or writable.
+pub unsafe fn context_info(
+    context: opencl::cl_context,
+    param_name: opencl::cl_context_info,
+    param_value_size: usize,
+    param_value: *mut std::ffi::c_void,
+    param_value_size_ret: *mut usize,
+) -> Option<cl_int> {
+    if param_name != opencl::CL_CONTEXT_PROPERTIES {
+        return None;
+    }
+    let props = CONTEXT_PROPERTIES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()?
+        .get(&(context as usize))?
+        .clone();
+    let bytes: Vec<u8> = props
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|v| v.to_ne_bytes())
+        .collect();
+    if !param_value.is_null() {
+        if param_value_size < bytes.len() {
+            return Some(opencl::CL_INVALID_VALUE);
+        }
+        // SAFETY: the caller's contract; checked to hold the bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), param_value.cast(), bytes.len()) };
+    }
+    if !param_value_size_ret.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { *param_value_size_ret = bytes.len() };
+    }
+    Some(opencl::CL_SUCCESS)
+}

@@ -248,3 +248,18 @@ fn host_ptr_remoted_equals_native() {
         ],
     );
 }
+
+/// `CL_CONTEXT_PROPERTIES` (`samples/opencl/context_properties.c`): the
+/// properties as given, with the program's own platform id.
+#[test]
+fn context_properties_remoted_equals_native() {
+    check_sample(
+        "context_properties",
+        &[
+            "properties size: 24",
+            "platform is the program's: yes",
+            "into 8 bytes: -30",
+            "no properties: size 0",
+        ],
+    );
+}
