@@ -333,12 +333,12 @@ pub unsafe fn create_buffer(
     host_ptr: *mut std::ffi::c_void,
     errcode_ret: *mut cl_int,
 ) -> Option<cl_mem> {
-    if crate::host_ptr::passing() {
+    if crate::recorded::passing() {
         return None;
     }
     // Made (in pieces if need be, or by the ordinary call), then recorded.
     // SAFETY: the caller's arguments, passed on.
-    Some(unsafe { crate::host_ptr::create_and_record(context, flags, size, host_ptr, errcode_ret) })
+    Some(unsafe { crate::recorded::create_and_record(context, flags, size, host_ptr, errcode_ret) })
 }
 
 /// The part of [`create_buffer`] for initial data larger than a piece.
@@ -431,10 +431,10 @@ pub(crate) unsafe fn create_in_pieces(
     Some(mem)
 }
 
-pub use crate::host_ptr::{
+pub use crate::mapping::{map_buffer, unmap_mem_object};
+pub use crate::recorded::{
     context_info, create_context, create_context_from_type, mem_object_info,
 };
-pub use crate::mapping::{map_buffer, unmap_mem_object};
 
 /// `clGetProgramInfo(CL_PROGRAM_BINARIES)`: the answer is an array of
 /// pointers to the application's buffers, one per device of the program,

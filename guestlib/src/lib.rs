@@ -14,8 +14,8 @@
 use std::path::PathBuf;
 
 mod fast_paths;
-mod host_ptr;
 mod mapping;
+mod recorded;
 
 remoting::generated! {
     /// The generated OpenCL entry points and types.

@@ -120,7 +120,7 @@ pub unsafe fn map_buffer(
     }
     let write_back =
         map_flags & (opencl::CL_MAP_WRITE | opencl::CL_MAP_WRITE_INVALIDATE_REGION) != 0;
-    let host = crate::host_ptr::host_buffer(buffer);
+    let host = crate::recorded::host_buffer(buffer);
     // In place, when the buffer lives in the heap and no event is involved
     // (not a `CL_MEM_USE_HOST_PTR` buffer: that maps at the application's
     // own pointer).

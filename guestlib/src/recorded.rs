@@ -1,13 +1,20 @@
-//! The flags and host pointer the application gave keep their meaning: the
-//! worker's buffer may differ (a `CL_MEM_USE_HOST_PTR` buffer is a copy
-//! there, the guest's memory not being the worker's; a buffer placed in the
-//! region's heap is `CL_MEM_USE_HOST_PTR` over heap memory there), but the
-//! guest library records what the application asked for at
-//! `clCreateBuffer`, so that `clGetMemObjectInfo` answers `CL_MEM_HOST_PTR`
-//! and `CL_MEM_FLAGS` as natively, and mapping a `CL_MEM_USE_HOST_PTR`
-//! buffer returns `host_ptr + offset` with the buffer's bytes copied there
-//! first (and written back at unmap), which is where the OpenCL
-//! specification says the contents are after a map.
+//! What the application gave, recorded by the guest library, where the
+//! worker's objects differ from what a native driver would report:
+//!
+//! - buffers: the worker's buffer may differ (a `CL_MEM_USE_HOST_PTR`
+//!   buffer is a copy there, the guest's memory not being the worker's; a
+//!   buffer placed in the region's heap is `CL_MEM_USE_HOST_PTR` over heap
+//!   memory there), so the flags and host pointer given to `clCreateBuffer`
+//!   are recorded: `clGetMemObjectInfo` answers `CL_MEM_HOST_PTR` and
+//!   `CL_MEM_FLAGS` as natively, and mapping a `CL_MEM_USE_HOST_PTR` buffer
+//!   returns `host_ptr + offset` with the buffer's bytes copied there first
+//!   (and written back at unmap), where the OpenCL specification says the
+//!   contents are after a map;
+//! - contexts: the properties given, for `CL_CONTEXT_PROPERTIES` (the
+//!   worker's answer would hold its own platform pointer).
+//!
+//! A fast path that records makes the call it stands for itself
+//! ([`passing_through`]).
 
 use std::cell::Cell;
 use std::collections::HashMap;
