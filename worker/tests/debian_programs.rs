@@ -43,11 +43,28 @@ fn fresh_dir(tag: &str) -> PathBuf {
 /// cache (so both take the same path: build from source, then save the
 /// binaries), and with `extra_env` set.
 fn pyopencl_both(tag: &str, extra_env: &[(&str, &str)]) {
+    pyopencl_script_both(
+        tag,
+        &demo_script(),
+        extra_env,
+        &[
+            "device: ",
+            "vecadd: n=1048576 mismatches=0",
+            "reduction sum(a): ",
+            "reductions match host: yes",
+        ],
+    );
+}
+
+/// Runs `script` natively and remoted, each with its own empty PyOpenCL
+/// cache, with `extra_env` set; both must print each of `expect`, and the
+/// same lines.
+fn pyopencl_script_both(tag: &str, script: &Path, extra_env: &[(&str, &str)], expect: &[&str]) {
     require_pyopencl();
     let mut stack = common::Stack::start(tag);
-    let script = demo_script();
+    let name = script.file_name().unwrap().to_string_lossy().into_owned();
     let cmd = |mut c: Command, cache: &Path| {
-        c.arg(&script).env("XDG_CACHE_HOME", cache);
+        c.arg(script).env("XDG_CACHE_HOME", cache);
         for (k, v) in extra_env {
             c.env(k, v);
         }
@@ -70,25 +87,43 @@ fn pyopencl_both(tag: &str, extra_env: &[(&str, &str)]) {
     let n = common::text(&native.stdout);
     assert!(
         native.status.success(),
-        "native pyopencl_demo.py failed ({}):\n{n}\n{}",
+        "native {name} failed ({}):\n{n}\n{}",
         native.status,
         common::tail(&common::text(&native.stderr), 40)
     );
-    for e in [
-        "device: ",
-        "vecadd: n=1048576 mismatches=0",
-        "reduction sum(a): ",
-        "reductions match host: yes",
-    ] {
+    for e in expect {
         assert!(n.contains(e), "native output lacks {e:?}:\n{n}");
     }
     if !remote.status.success() {
-        panic!(
-            "{}",
-            common::remote_failure(&mut stack, "pyopencl_demo.py", &remote)
-        );
+        panic!("{}", common::remote_failure(&mut stack, &name, &remote));
     }
-    common::assert_same_lines("pyopencl_demo.py", &n, &common::text(&remote.stdout));
+    common::assert_same_lines(&name, &n, &common::text(&remote.stdout));
+}
+
+/// PyOpenCL's higher-level features (`samples/opencl/pyopencl_features.py`):
+/// element-wise kernels, inclusive and exclusive scans, array arithmetic,
+/// slices and dot products, `clrandom`, a radix sort and mapped buffers,
+/// each checked against numpy: remoted equals native.
+#[test]
+fn pyopencl_features_remoted_equal_native() {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/opencl/pyopencl_features.py");
+    pyopencl_script_both(
+        "pyfeatures",
+        &script,
+        &[],
+        &[
+            "elementwise: True",
+            "inclusive scan: True",
+            "exclusive scan: True",
+            "array arithmetic: True",
+            "array dot: True",
+            "random repeatable: True",
+            "radix sort: True",
+            "mapped buffer: True",
+            "done",
+        ],
+    );
 }
 
 /// PyOpenCL as installed, with its compiler cache (which reads program
