@@ -510,3 +510,57 @@ pub unsafe fn program_info(
     }
     Some(opencl::CL_SUCCESS)
 }
+
+/// `clCreateSubDevices`: the property list is measured by its own rules
+/// (`CL_DEVICE_PARTITION_BY_COUNTS` lists counts up to a 0, then the final
+/// 0; the other partition types take one value, then the final 0) and sent
+/// with its length (`avaCreateSubDevices`). A list longer than 256 entries
+/// takes the ordinary path (reported unsupported).
+///
+/// # Safety
+/// OpenCL's contract: `properties` is NULL or a partition property list;
+/// `out_devices` is NULL or holds `num_devices`; `num_devices_ret` is NULL
+/// or writable.
+pub unsafe fn create_sub_devices(
+    in_device: opencl::cl_device_id,
+    properties: *const opencl::cl_device_partition_property,
+    num_devices: cl_uint,
+    out_devices: *mut opencl::cl_device_id,
+    num_devices_ret: *mut cl_uint,
+) -> Option<cl_int> {
+    if properties.is_null() {
+        return Some(opencl::CL_INVALID_VALUE);
+    }
+    let at = |i: usize| {
+        // SAFETY: read only up to the list's end, by its rules below.
+        unsafe { *properties.add(i) }
+    };
+    let len = match at(0) {
+        0 => 1,
+        p if p == opencl::CL_DEVICE_PARTITION_BY_COUNTS as isize => {
+            let mut i = 1;
+            while i < 255 && at(i) != 0 {
+                i += 1;
+            }
+            if i >= 255 {
+                return None;
+            }
+            // The counts' 0, then the list's.
+            i + 2
+        }
+        // CL_DEVICE_PARTITION_EQUALLY, CL_DEVICE_PARTITION_BY_AFFINITY_DOMAIN
+        // (and anything else, which the driver refuses): one value, then 0.
+        _ => 3,
+    };
+    // SAFETY: the list holds `len` entries, measured above.
+    Some(unsafe {
+        opencl::avaCreateSubDevices(
+            in_device,
+            len as cl_uint,
+            properties,
+            num_devices,
+            out_devices,
+            num_devices_ret,
+        )
+    })
+}

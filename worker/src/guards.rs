@@ -336,6 +336,45 @@ unsafe fn place_buffer(
     Some(mem)
 }
 
+/// `avaCreateSubDevices` (see `specs/opencl.lapis`): `clCreateSubDevices`,
+/// its property list of `num_properties` entries copied by the dispatcher.
+/// A list that does not end with a 0 is `CL_INVALID_VALUE` (the driver
+/// would read past it).
+///
+/// # Safety
+/// The dispatcher's guarantees: `properties` holds `num_properties`
+/// entries, `out_devices` is NULL or holds `num_devices`, `num_devices_ret`
+/// is NULL or writable.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn create_sub_devices(
+    api: &Api,
+    _cx: &mut CallCtx<'_>,
+    in_device: opencl::cl_device_id,
+    num_properties: cl_uint,
+    properties: *const opencl::cl_device_partition_property,
+    num_devices: cl_uint,
+    out_devices: *mut opencl::cl_device_id,
+    num_devices_ret: *mut cl_uint,
+) -> Result<opencl::cl_int, DispatchError> {
+    let create = api
+        .clCreateSubDevices
+        .ok_or(DispatchError::Unavailable("clCreateSubDevices"))?;
+    // SAFETY: `properties` holds `num_properties` entries.
+    if num_properties == 0 || unsafe { *properties.add(num_properties as usize - 1) } != 0 {
+        return Ok(opencl::CL_INVALID_VALUE);
+    }
+    // SAFETY: the caller's guarantees, passed on; the list is terminated.
+    Ok(unsafe {
+        create(
+            in_device,
+            properties,
+            num_devices,
+            out_devices,
+            num_devices_ret,
+        )
+    })
+}
+
 /// `avaProgramBinary` (see `specs/opencl.lapis`): the binary of the
 /// program's device number `index`, into `binary` (`size` bytes). The other
 /// devices' entries of the pointer array are NULL, which the specification

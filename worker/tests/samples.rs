@@ -263,3 +263,20 @@ fn context_properties_remoted_equals_native() {
         ],
     );
 }
+
+/// Device partitioning (`samples/opencl/sub_devices.c`): sub-devices made
+/// equally and by counts, their parent and compute units, a kernel on a
+/// sub-device, and an unknown partition type's error.
+#[test]
+fn sub_devices_remoted_equal_native() {
+    check_sample(
+        "sub_devices",
+        &[
+            "equally: 0",
+            "sub-device 0: parent is the root: yes",
+            "by counts 1,1: 0, 2 sub-devices",
+            "kernel on a sub-device: sum 64",
+            "unknown partition type: -30",
+        ],
+    );
+}
