@@ -537,7 +537,7 @@ pub unsafe fn create_sub_devices(
     };
     let len = match at(0) {
         0 => 1,
-        p if p == opencl::CL_DEVICE_PARTITION_BY_COUNTS as isize => {
+        p if p == opencl::CL_DEVICE_PARTITION_BY_COUNTS => {
             let mut i = 1;
             while i < 255 && at(i) != 0 {
                 i += 1;
