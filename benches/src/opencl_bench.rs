@@ -201,12 +201,10 @@ impl Acc {
     }
 }
 
-/// One round of every measurement on one library, added to `acc`.
-fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> anyhow::Result<()> {
-    let (nq, nk) = if quick { (5_000, 500) } else { (50_000, 5_000) };
-    let (nq, nk) = (nq / rounds, nk / rounds);
+/// `n` device queries (a small call), timed one by one.
+fn time_queries(cl: &Cl, s: &Setup, n: usize) -> anyhow::Result<Histogram<u64>> {
     let mut units = 0u32;
-    let h = time(nq, || {
+    time(n, || {
         // SAFETY: `units` is a live u32, its size is passed.
         check("clGetDeviceInfo", unsafe {
             cl!(cl, clGetDeviceInfo)(
@@ -217,10 +215,14 @@ fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> any
                 std::ptr::null_mut(),
             )
         })
-    })?;
-    acc.query.add(&h)?;
+    })
+}
+
+/// `n` launches of the one-item kernel, each with its `clFinish`, timed
+/// one by one.
+fn time_launches(cl: &Cl, s: &Setup, n: usize) -> anyhow::Result<Histogram<u64>> {
     let global = 1usize;
-    let h = time(nk, || {
+    time(n, || {
         // SAFETY: `global` lives across the call; no events.
         unsafe {
             check(
@@ -239,7 +241,15 @@ fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> any
             )?;
             check("clFinish", cl!(cl, clFinish)(s.queue))
         }
-    })?;
+    })
+}
+
+/// One round of every measurement on one library, added to `acc`.
+fn measure(cl: &Cl, s: &Setup, acc: &mut Acc, quick: bool, rounds: usize) -> anyhow::Result<()> {
+    let (nq, nk) = if quick { (5_000, 500) } else { (50_000, 5_000) };
+    let (nq, nk) = (nq / rounds, nk / rounds);
+    acc.query.add(&time_queries(cl, s, nq)?)?;
+    let h = time_launches(cl, s, nk)?;
     acc.kernel.add(&h)?;
     let mut host = vec![7u8; MAX_SIZE];
     for size in SIZES {
@@ -383,40 +393,8 @@ fn launch_latency(region: &Path, quick: bool) -> anyhow::Result<Vec<BenchResult>
 pub fn guest_role(queries: usize, launches: usize) -> anyhow::Result<()> {
     let remote = Cl::load(&sibling("libava_opencl.so")?)?;
     let s = setup(&remote)?;
-    let mut units = 0u32;
-    let q = time(queries, || {
-        // SAFETY: `units` is a live u32, its size is passed.
-        check("clGetDeviceInfo", unsafe {
-            cl!(remote, clGetDeviceInfo)(
-                s.device,
-                CL_DEVICE_MAX_COMPUTE_UNITS,
-                4,
-                (&mut units as *mut u32).cast(),
-                std::ptr::null_mut(),
-            )
-        })
-    })?;
-    let global = 1usize;
-    let k = time(launches, || {
-        // SAFETY: `global` lives across the call; no events.
-        unsafe {
-            check(
-                "clEnqueueNDRangeKernel",
-                cl!(remote, clEnqueueNDRangeKernel)(
-                    s.queue,
-                    s.kernel,
-                    1,
-                    std::ptr::null(),
-                    &global,
-                    std::ptr::null(),
-                    0,
-                    std::ptr::null(),
-                    std::ptr::null_mut(),
-                ),
-            )?;
-            check("clFinish", cl!(remote, clFinish)(s.queue))
-        }
-    })?;
+    let q = time_queries(&remote, &s, queries)?;
+    let k = time_launches(&remote, &s, launches)?;
     println!(
         "query_p50_ns {} launch_p50_ns {}",
         q.value_at_quantile(0.5),

@@ -225,6 +225,33 @@ pub unsafe fn write_buffer(
     )
 }
 
+/// Whether `[offset, offset + size)` lies inside `buffer`:
+/// `CL_INVALID_VALUE` if not, as the driver says for a read, write or map
+/// (or the error of the size query).
+pub(crate) fn check_range(buffer: cl_mem, offset: usize, size: usize) -> cl_int {
+    let mut total: u64 = 0;
+    // SAFETY: `total` is a live u64 for the query's one output.
+    let rc = unsafe {
+        opencl::clGetMemObjectInfo(
+            buffer,
+            opencl::CL_MEM_SIZE,
+            size_of::<u64>(),
+            (&mut total as *mut u64).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != opencl::CL_SUCCESS {
+        rc
+    } else if offset
+        .checked_add(size)
+        .is_none_or(|end| end as u64 > total)
+    {
+        opencl::CL_INVALID_VALUE
+    } else {
+        opencl::CL_SUCCESS
+    }
+}
+
 /// A transfer of `size` bytes at `offset` of `buffer` in pieces that fit the
 /// channel's arena, each made by `piece(offset in the transfer, length,
 /// wait list length, wait list, event or NULL)`. `None` when the transfer
@@ -256,25 +283,9 @@ fn in_pieces(
     if size <= step {
         return None;
     }
-    let mut total: u64 = 0;
-    // SAFETY: `total` is a live u64 for the query's one output.
-    let rc = unsafe {
-        opencl::clGetMemObjectInfo(
-            buffer,
-            opencl::CL_MEM_SIZE,
-            size_of::<u64>(),
-            (&mut total as *mut u64).cast(),
-            std::ptr::null_mut(),
-        )
-    };
+    let rc = check_range(buffer, offset, size);
     if rc != opencl::CL_SUCCESS {
         return Some(rc);
-    }
-    if offset
-        .checked_add(size)
-        .is_none_or(|end| end as u64 > total)
-    {
-        return Some(opencl::CL_INVALID_VALUE);
     }
     tracing::debug!(size, step, "transfer in pieces");
     let chain = !event.is_null();

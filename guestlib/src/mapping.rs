@@ -165,23 +165,9 @@ pub unsafe fn map_buffer(
     let rc = if invalidate {
         // The range is the application's to fill: nothing to read. The
         // range must still lie inside the buffer.
-        let mut total: u64 = 0;
-        // SAFETY: `total` is a live u64 for the query's one output.
-        let rc = unsafe {
-            opencl::clGetMemObjectInfo(
-                buffer,
-                opencl::CL_MEM_SIZE,
-                size_of::<u64>(),
-                (&mut total as *mut u64).cast(),
-                std::ptr::null_mut(),
-            )
-        };
-        if rc != opencl::CL_SUCCESS {
-            rc
-        } else if offset.checked_add(size).is_none_or(|e| e as u64 > total) {
-            opencl::CL_INVALID_VALUE
-        } else {
-            marker(queue, num_events_in_wait_list, event_wait_list, event)
+        match crate::fast_paths::check_range(buffer, offset, size) {
+            opencl::CL_SUCCESS => marker(queue, num_events_in_wait_list, event_wait_list, event),
+            rc => rc,
         }
     } else {
         // SAFETY: `at` holds `size` bytes (the storage, or the
