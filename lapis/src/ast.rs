@@ -479,6 +479,17 @@ pub enum FnAnnotKind {
         /// An integer expression.
         amount: Expr,
     },
+    /// `require(cond, error);`: the call is valid only when `cond` (over
+    /// the call's arguments) holds; otherwise it fails with the API's error
+    /// value `error` at once, in the guest library (before anything is
+    /// sent, so an asynchronous call reports it too) and in the worker (for
+    /// a guest that skips the check).
+    Require {
+        /// A boolean expression of the arguments.
+        cond: Expr,
+        /// An integer constant expression.
+        error: Expr,
+    },
     /// `unsupported;` or `unsupported("reason");`: the guest library
     /// returns an error (and logs the reason) without contacting the worker.
     Unsupported(Option<String>),

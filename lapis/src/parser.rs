@@ -243,6 +243,7 @@ const FN_KEYWORDS: &[&str] = &[
     "async",
     "success",
     "consumes_rc",
+    "require",
     "unsupported",
     "guard",
     "implement",
@@ -738,6 +739,13 @@ impl Builder<'_> {
                         let res = a.pop().expect("2 args");
                         let resource = self.name_arg(res, "a resource name")?;
                         FnAnnotKind::ConsumesRc { resource, amount }
+                    }
+                    "require" => {
+                        let mut a =
+                            self.exact_args(&name, args, &block, 2, "require(CONDITION, ERROR)")?;
+                        let error = a.pop().expect("2 args");
+                        let cond = a.pop().expect("2 args");
+                        FnAnnotKind::Require { cond, error }
                     }
                     "guard" => {
                         let mut a = self.exact_args(&name, args, &block, 1, "guard(NAME)")?;

@@ -670,6 +670,27 @@ bad!(
     "duplicate `implement`"
 );
 bad!(
+    require_condition_not_bool,
+    "cl_int f(size_t n) {\n    require(n + 1, CL_SUCCESS);\n}\n",
+    2,
+    13,
+    "the condition of `require`"
+);
+bad!(
+    require_error_not_constant,
+    "cl_int f(size_t n) {\n    require(n > 1, n);\n}\n",
+    2,
+    20,
+    "the error of `require` must be a constant"
+);
+bad!(
+    require_needs_two_arguments,
+    "cl_int f(size_t n) {\n    require(n > 1);\n}\n",
+    2,
+    12,
+    "`require` takes 2 arguments, found 1"
+);
+bad!(
     implement_on_unsupported,
     "cl_int f(size_t n) {\n    unsupported;\n    implement(quick);\n}\n",
     3,

@@ -631,6 +631,24 @@ fn malformed_call_guest_half() {
     assert_eq!(status, Status::Protocol as u32, "a list ending on a value");
     let status = send(&queue_msg(&[CL_QUEUE_PROPERTIES, 0, 0]), &mut reply);
     assert_eq!(status, Status::Ok as u32, "the same list, terminated");
+    let (_, mut d) = Decoder::new(&reply).unwrap();
+    d.blob().unwrap();
+    let queue = d.u64().unwrap();
+
+    // An event wait list whose pointer and count disagree, sent by a guest
+    // that skips the guest library's check (`require` in the spec): the
+    // worker refuses it with CL_INVALID_EVENT_WAIT_LIST (the driver,
+    // given a NULL list of one event, would crash).
+    let marker = call(ava_worker::opencl::func::clEnqueueMarkerWithWaitList, |e| {
+        e.u64(queue);
+        e.u64(1);
+        e.blob(None);
+        e.u64(0);
+    });
+    let status = send(&marker, &mut reply);
+    assert_eq!(status, Status::ApiError as u32);
+    let (_, mut d) = Decoder::new(&reply).unwrap();
+    assert_eq!(d.i64().unwrap(), -57, "CL_INVALID_EVENT_WAIT_LIST");
 }
 
 /// A remoted program reaches no native OpenCL: its ICD loader, asked

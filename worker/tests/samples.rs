@@ -280,3 +280,21 @@ fn sub_devices_remoted_equal_native() {
         ],
     );
 }
+
+/// Enqueue calls with invalid arguments (`samples/opencl/enqueue_errors.c`):
+/// work dimensions out of range and event wait lists whose pointer and
+/// count disagree get their error at once, asynchronous ones too
+/// (`require` in the spec), as natively.
+#[test]
+fn enqueue_errors_remoted_equal_native() {
+    check_sample(
+        "enqueue_errors",
+        &[
+            "ndrange, work_dim 0: -53",
+            "write, wait list NULL with 1: -57",
+            "marker, wait list NULL with 1: -57",
+            "valid ndrange: 0",
+            "finish: 0",
+        ],
+    );
+}

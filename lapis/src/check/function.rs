@@ -241,6 +241,26 @@ impl<'e, 'd> FnChecker<'e, 'd> {
                 FnAnnotKind::ConsumesRc { resource, amount } => {
                     self.consumes(resource, amount);
                 }
+                FnAnnotKind::Require { cond, error } => {
+                    self.expr_bool(cond, false, "the condition of `require`");
+                    if let ExprKind::Call { .. } | ExprKind::Metadata { .. } = cond.kind {
+                        self.err(
+                            Diagnostic::error(cond.span, "the condition of `require` must depend only on the call's arguments")
+                                .with_label("the worker cannot evaluate this"),
+                        );
+                    }
+                    self.expr_int(error, false, "the error of `require`");
+                    if error.const_value().is_none() {
+                        self.err(
+                            Diagnostic::error(
+                                error.span,
+                                "the error of `require` must be a constant",
+                            )
+                            .with_label("not a constant expression")
+                            .with_note("help: name the API's error code, e.g. `CL_INVALID_VALUE`"),
+                        );
+                    }
+                }
                 FnAnnotKind::Unsupported(_) => {
                     if let Some(s0) = unsupported {
                         self.err(

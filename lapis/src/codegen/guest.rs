@@ -355,6 +355,17 @@ fn function(
             expr(c.key, &n)
         );
     }
+    // `require(cond, error)`: refused at once, before anything is sent.
+    for a in &f.annots {
+        if let FnAnnotKind::Require { cond: c, error } = &a.kind {
+            let _ = writeln!(
+                o,
+                "    if !({}) {{ return Err(::remoting::guest::CallError::Api(({}) as i64)); }}",
+                cond(c, &n),
+                expr(error, &n)
+            );
+        }
+    }
     let _ = writeln!(o, "    let mut __call = __conn.call(func::{name}, {sync});");
     // Arguments, in order.
     for (i, a) in plan.args.iter().enumerate() {

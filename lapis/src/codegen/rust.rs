@@ -265,27 +265,36 @@ pub(crate) fn expr(e: &Expr, n: &dyn Names) -> String {
     }
 }
 
+/// Whether `e` renders as a Rust `bool` (a comparison, a logical operator,
+/// a literal, or a conditional whose branches are).
+fn renders_bool(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Bool(_) | ExprKind::Unary(UnaryOp::Not, _) => true,
+        ExprKind::Binary(
+            BinaryOp::Eq
+            | BinaryOp::Ne
+            | BinaryOp::Lt
+            | BinaryOp::Le
+            | BinaryOp::Gt
+            | BinaryOp::Ge
+            | BinaryOp::And
+            | BinaryOp::Or,
+            _,
+            _,
+        ) => true,
+        ExprKind::Conditional(_, a, b) => renders_bool(a) && renders_bool(b),
+        _ => false,
+    }
+}
+
 /// Renders a condition as `bool`.
 pub(crate) fn cond(e: &Expr, n: &dyn Names) -> String {
-    let is_bool = matches!(
-        &e.kind,
-        ExprKind::Bool(_)
-            | ExprKind::Unary(UnaryOp::Not, _)
-            | ExprKind::Binary(
-                BinaryOp::Eq
-                    | BinaryOp::Ne
-                    | BinaryOp::Lt
-                    | BinaryOp::Le
-                    | BinaryOp::Gt
-                    | BinaryOp::Ge
-                    | BinaryOp::And
-                    | BinaryOp::Or,
-                _,
-                _
-            )
-    );
     let s = expr(e, n);
-    if is_bool { s } else { format!("({s} != 0)") }
+    if renders_bool(e) {
+        s
+    } else {
+        format!("({s} != 0)")
+    }
 }
 
 /// An `i128` expression clamped into a `usize` (negative → 0).

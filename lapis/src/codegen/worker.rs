@@ -434,6 +434,18 @@ fn function(
     // The whole command is decoded: bytes left over make it malformed, and
     // it is refused before anything runs.
     o.push_str("    d.finish()?;\n");
+    // `require(cond, error)`: checked again here, for a guest that skipped
+    // the check; nothing has run yet.
+    for a in &f.annots {
+        if let FnAnnotKind::Require { cond: c, error } = &a.kind {
+            let _ = writeln!(
+                o,
+                "    if !({}) {{ return Err(DispatchError::Api(({}) as i64)); }}",
+                rust::cond(c, &n),
+                expr(error, &n)
+            );
+        }
+    }
     if f.implement().is_none() {
         let _ = writeln!(
             o,
