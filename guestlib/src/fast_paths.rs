@@ -444,7 +444,8 @@ pub(crate) unsafe fn create_in_pieces(
 
 pub use crate::mapping::{map_buffer, unmap_mem_object};
 pub use crate::recorded::{
-    context_info, create_context, create_context_from_type, mem_object_info,
+    clone_kernel, context_info, create_context, create_context_from_type, create_kernel,
+    launch_args_set, mem_object_info, set_kernel_arg,
 };
 
 /// `clGetProgramInfo(CL_PROGRAM_BINARIES)`: the answer is an array of

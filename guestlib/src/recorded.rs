@@ -11,7 +11,11 @@
 //!   (and written back at unmap), where the OpenCL specification says the
 //!   contents are after a map;
 //! - contexts: the properties given, for `CL_CONTEXT_PROPERTIES` (the
-//!   worker's answer would hold its own platform pointer).
+//!   worker's answer would hold its own platform pointer);
+//! - kernels: which arguments are set, so that a launch with an argument
+//!   not set fails at once with `CL_INVALID_KERNEL_ARGS`, as natively (the
+//!   launch is asynchronous when remoted, and the driver's error would only
+//!   be logged).
 //!
 //! A fast path that records makes the call it stands for itself
 //! ([`passing_through`]).
@@ -282,4 +286,145 @@ pub unsafe fn context_info(
         unsafe { *param_value_size_ret = bytes.len() };
     }
     Some(opencl::CL_SUCCESS)
+}
+
+/// The arguments of a kernel made with `clCreateKernel` or `clCloneKernel`.
+#[derive(Debug, Clone, Default)]
+struct KernelArgs {
+    /// How many it has (`CL_KERNEL_NUM_ARGS`, asked at the first launch).
+    count: Option<u32>,
+    /// Those set (successfully).
+    set: std::collections::BTreeSet<u32>,
+}
+
+static KERNELS: Mutex<Option<HashMap<usize, KernelArgs>>> = Mutex::new(None);
+
+fn kernels() -> std::sync::MutexGuard<'static, Option<HashMap<usize, KernelArgs>>> {
+    KERNELS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `clCreateKernel`, made, then recorded with no argument set.
+///
+/// # Safety
+/// OpenCL's contract for `clCreateKernel`.
+pub unsafe fn create_kernel(
+    program: opencl::cl_program,
+    kernel_name: *const std::ffi::c_char,
+    errcode_ret: *mut cl_int,
+) -> Option<opencl::cl_kernel> {
+    if passing() {
+        return None;
+    }
+    // SAFETY: the caller's arguments, passed on.
+    let k =
+        passing_through(|| unsafe { opencl::clCreateKernel(program, kernel_name, errcode_ret) });
+    if !k.is_null() {
+        kernels()
+            .get_or_insert_with(HashMap::new)
+            .insert(k as usize, KernelArgs::default());
+    }
+    Some(k)
+}
+
+/// `clCloneKernel`, made, then recorded with the arguments of its source
+/// (which the clone keeps).
+///
+/// # Safety
+/// OpenCL's contract for `clCloneKernel`.
+pub unsafe fn clone_kernel(
+    source_kernel: opencl::cl_kernel,
+    errcode_ret: *mut cl_int,
+) -> Option<opencl::cl_kernel> {
+    if passing() {
+        return None;
+    }
+    // SAFETY: the caller's arguments, passed on.
+    let k = passing_through(|| unsafe { opencl::clCloneKernel(source_kernel, errcode_ret) });
+    if !k.is_null() {
+        let mut all = kernels();
+        let map = all.get_or_insert_with(HashMap::new);
+        if let Some(src) = map.get(&(source_kernel as usize)).cloned() {
+            map.insert(k as usize, src);
+        }
+    }
+    Some(k)
+}
+
+/// `clSetKernelArg`, made, then the argument recorded as set if it was.
+///
+/// # Safety
+/// OpenCL's contract for `clSetKernelArg`.
+pub unsafe fn set_kernel_arg(
+    kernel: opencl::cl_kernel,
+    arg_index: opencl::cl_uint,
+    arg_size: usize,
+    arg_value: *const std::ffi::c_void,
+) -> Option<cl_int> {
+    if passing() {
+        return None;
+    }
+    // SAFETY: the caller's arguments, passed on.
+    let rc = passing_through(|| unsafe {
+        opencl::clSetKernelArg(kernel, arg_index, arg_size, arg_value)
+    });
+    if rc == opencl::CL_SUCCESS
+        && let Some(k) = kernels()
+            .as_mut()
+            .and_then(|m| m.get_mut(&(kernel as usize)))
+    {
+        k.set.insert(arg_index);
+    }
+    Some(rc)
+}
+
+/// `clEnqueueNDRangeKernel` of a recorded kernel with an argument not set:
+/// `CL_INVALID_KERNEL_ARGS` at once. `None` (the ordinary call) otherwise.
+///
+/// # Safety
+/// OpenCL's contract for `clEnqueueNDRangeKernel` (the arguments are only
+/// passed on).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_args_set(
+    _command_queue: opencl::cl_command_queue,
+    kernel: opencl::cl_kernel,
+    _work_dim: opencl::cl_uint,
+    _global_work_offset: *const usize,
+    _global_work_size: *const usize,
+    _local_work_size: *const usize,
+    _num_events_in_wait_list: opencl::cl_uint,
+    _event_wait_list: *const opencl::cl_event,
+    _event: *mut opencl::cl_event,
+) -> Option<cl_int> {
+    let known = kernels().as_ref()?.get(&(kernel as usize))?.count;
+    let count = match known {
+        Some(n) => n,
+        None => {
+            let mut n: opencl::cl_uint = 0;
+            // SAFETY: `n` is a live cl_uint for the query's one output.
+            let rc = unsafe {
+                opencl::clGetKernelInfo(
+                    kernel,
+                    opencl::CL_KERNEL_NUM_ARGS,
+                    size_of::<opencl::cl_uint>(),
+                    (&mut n as *mut opencl::cl_uint).cast(),
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc != opencl::CL_SUCCESS {
+                return None;
+            }
+            if let Some(k) = kernels()
+                .as_mut()
+                .and_then(|m| m.get_mut(&(kernel as usize)))
+            {
+                k.count = Some(n);
+            }
+            n
+        }
+    };
+    let all_set = kernels()
+        .as_ref()
+        .and_then(|m| m.get(&(kernel as usize)))
+        .is_some_and(|k| (0..count).all(|i| k.set.contains(&i)));
+    (!all_set).then_some(opencl::CL_INVALID_KERNEL_ARGS)
 }

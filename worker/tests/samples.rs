@@ -284,7 +284,8 @@ fn sub_devices_remoted_equal_native() {
 /// Enqueue calls with invalid arguments (`samples/opencl/enqueue_errors.c`):
 /// work dimensions out of range and event wait lists whose pointer and
 /// count disagree get their error at once, asynchronous ones too
-/// (`require` in the spec), as natively.
+/// (`require` in the spec), as does a launch with a kernel argument not set
+/// (the guest library records which are), as natively.
 #[test]
 fn enqueue_errors_remoted_equal_native() {
     check_sample(
@@ -293,6 +294,10 @@ fn enqueue_errors_remoted_equal_native() {
             "ndrange, work_dim 0: -53",
             "write, wait list NULL with 1: -57",
             "marker, wait list NULL with 1: -57",
+            "ndrange, no argument set: -52",
+            "ndrange, one of two set: -52",
+            "ndrange, both set: 0",
+            "ndrange of a clone: 0",
             "valid ndrange: 0",
             "finish: 0",
         ],
