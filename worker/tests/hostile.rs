@@ -207,7 +207,7 @@ fn invalid_handles_guest_half() {
         // A kernel's buffer argument given bytes that are no live buffer:
         // refused with the error an invalid buffer gets natively (the driver
         // would dereference them); the launch then finds the argument unset
-        // and fails asynchronously, and the worker goes on.
+        // and fails at once, as natively, and the worker goes on.
         let src = std::ffi::CString::new("__kernel void k(__global int* a) { a[0] = 1; }").unwrap();
         let mut p = src.as_ptr();
         let program = cl!(g, clCreateProgramWithSource)(ctx, 1, &mut p, std::ptr::null(), &mut err);
@@ -237,7 +237,7 @@ fn invalid_handles_guest_half() {
                 std::ptr::null(),
                 std::ptr::null_mut()
             ),
-            0
+            ava_worker::opencl::CL_INVALID_KERNEL_ARGS
         );
         assert_eq!(cl!(g, clFinish)(q), 0);
         // A live buffer works.
