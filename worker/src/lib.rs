@@ -3,6 +3,7 @@
 //! dispatchers, and cleans up after guests that go away.
 
 pub mod backend;
+pub mod config;
 pub mod guards;
 pub mod supervisor;
 

@@ -19,8 +19,15 @@ use transport::RegionConfig;
 )]
 struct Cli {
     /// A region to serve (one per VM); repeat for several VMs.
-    #[arg(long = "region", required = true, value_name = "PATH")]
+    #[arg(long = "region", value_name = "PATH")]
     regions: Vec<PathBuf>,
+    /// The VMs to serve, in TOML (`[[vm]]` with `name`, `region`,
+    /// `isolation_group`; see docs/worker.md), beside any `--region`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Internal: a VM's name, NAME=REGION, for logs.
+    #[arg(long = "vm-name", hide = true, value_name = "NAME=PATH")]
+    vm_names: Vec<String>,
     /// Cores to pin the poller threads to (one thread per region), e.g. 2,3.
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
@@ -134,7 +141,30 @@ fn region_config(cli: &Cli) -> RegionConfig {
 /// then runs and watches one executor per isolation group until stopped.
 fn supervisor(cli: &Cli) -> anyhow::Result<()> {
     use ava_worker::supervisor::{ExecutorCommand, groups, supervise};
-    let groups = groups(&cli.regions, &cli.isolation_groups)?;
+    let mut regions_given = cli.regions.clone();
+    let mut group_specs = cli.isolation_groups.clone();
+    let mut names: Vec<(String, PathBuf)> = Vec::new();
+    if let Some(path) = &cli.config {
+        let config = ava_worker::config::Config::load(path)?;
+        for vm in &config.vm {
+            if !regions_given.contains(&vm.region) {
+                regions_given.push(vm.region.clone());
+            }
+            names.push((vm.name.clone(), vm.region.clone()));
+            if vm.scheduling().any() || config.defaults.any() {
+                tracing::warn!(
+                    vm = %vm.name,
+                    "weight, priority, memory quota and rate limits are not enforced yet: the scheduler is not built"
+                );
+            }
+        }
+        group_specs.extend(config.groups());
+    }
+    anyhow::ensure!(
+        !regions_given.is_empty(),
+        "nothing to serve: give --region PATH or --config FILE"
+    );
+    let groups = groups(&regions_given, &group_specs)?;
     let config = region_config(cli);
     let regions: Vec<Vec<transport::Region>> = groups
         .iter()
@@ -164,6 +194,9 @@ fn supervisor(cli: &Cli) -> anyhow::Result<()> {
         push("--cores", cores.join(","));
     }
     push("--stale-after", cli.stale_after.to_string());
+    for (name, region) in &names {
+        push("--vm-name", format!("{name}={}", region.display()));
+    }
     let cmd = ExecutorCommand {
         program: std::env::current_exe()?,
         common_args,
@@ -278,11 +311,18 @@ fn executor(cli: &Cli, group: &str) -> anyhow::Result<()> {
         Some(p) => Some(server::InFlight::open(p)?),
         None => None,
     };
+    let vm_names = cli
+        .vm_names
+        .iter()
+        .filter_map(|s| s.split_once('='))
+        .map(|(n, p)| (PathBuf::from(p), n.to_string()))
+        .collect();
     let opts = server::ServeOptions {
         cores: cli.cores.clone(),
         stale_after: Duration::from_secs(cli.stale_after),
         in_flight,
         lease_pid: cli.lease_pid,
+        vm_names,
         ..Default::default()
     };
     server::serve(&cli.regions, &region_config(cli), &backends, &opts, &STOP)?;

@@ -48,6 +48,9 @@ pub struct ServeOptions {
     /// process; an executor uses its supervisor's, which holds the lease
     /// across executor restarts).
     pub lease_pid: Option<u32>,
+    /// The VMs' names by region (a region not named is called after its
+    /// file), for logs and the admission policy.
+    pub vm_names: std::collections::HashMap<PathBuf, String>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -69,6 +72,7 @@ impl Default for ServeOptions {
             admission: Arc::new(AdmitAll),
             in_flight: None,
             lease_pid: None,
+            vm_names: std::collections::HashMap::new(),
         }
     }
 }
@@ -197,7 +201,12 @@ fn serve_region_at(
                     continue;
                 }
                 if let Ok(Some(ch)) = region.attach(i) {
-                    tracing::info!(region = %region.path().display(), channel = i, generation = ch.generation(), "guest attached");
+                    let vm = opts
+                        .vm_names
+                        .get(region.path())
+                        .cloned()
+                        .unwrap_or_else(|| region_name(region));
+                    tracing::info!(vm, region = %region.path().display(), channel = i, generation = ch.generation(), "guest attached");
                     let generation = ch.generation();
                     let owner = region.status(i).map_or(0, |st| st.owner_pid);
                     let tables = &tables;
@@ -208,7 +217,7 @@ fn serve_region_at(
                         .name(format!("ava-ch{i}"))
                         .spawn_scoped(s, move || {
                             let served = Channel {
-                                vm: region_name(region),
+                                vm,
                                 position,
                                 owner,
                                 tables,
