@@ -206,7 +206,7 @@ fn serve_region_at(
                         .get(region.path())
                         .cloned()
                         .unwrap_or_else(|| region_name(region));
-                    tracing::info!(vm, region = %region.path().display(), channel = i, generation = ch.generation(), "guest attached");
+                    tracing::info!(region = %region.path().display(), vm, channel = i, generation = ch.generation(), "guest attached");
                     let generation = ch.generation();
                     let owner = region.status(i).map_or(0, |st| st.owner_pid);
                     let tables = &tables;
