@@ -151,15 +151,25 @@ pub fn supervise(
             tracing::error!(group = %group.name, vm, channel = r.channel, api = %r.api, "the executor died executing {func}");
         }
         // Its guests' channels: taken back, so that calls in flight and
-        // later calls fail at once; the guest library opens new ones.
-        for region in regions {
-            for i in 0..region.channel_count() {
-                if let Ok(s) = region.status(i)
-                    && s.state == ChannelState::Claimed
-                {
-                    let _ = region.reclaim(i, s.generation);
-                }
-            }
+        // later calls fail at once; the guest library opens new ones. The
+        // channels claimed now are noted first, then taken back by their
+        // generation: a guest that already opens a new channel (it may, as
+        // soon as its first channel is taken back) keeps it.
+        let claimed: Vec<(usize, u32, u32)> = regions
+            .iter()
+            .enumerate()
+            .flat_map(|(r, region)| {
+                (0..region.channel_count()).filter_map(move |i| {
+                    region
+                        .status(i)
+                        .ok()
+                        .filter(|s| s.state == ChannelState::Claimed)
+                        .map(|s| (r, i, s.generation))
+                })
+            })
+            .collect();
+        for (r, i, generation) in claimed {
+            let _ = regions[r].reclaim(i, generation);
         }
         restarts += 1;
         if started.elapsed() >= HEALTHY {
