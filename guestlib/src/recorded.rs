@@ -395,10 +395,18 @@ pub unsafe fn launch_args_set(
     _event_wait_list: *const opencl::cl_event,
     _event: *mut opencl::cl_event,
 ) -> Option<cl_int> {
-    let known = kernels().as_ref()?.get(&(kernel as usize))?.count;
-    let count = match known {
-        Some(n) => n,
+    // Whether every argument of a kernel of `count` arguments is set.
+    let all_set = |k: &KernelArgs, count: u32| (0..count).all(|i| k.set.contains(&i));
+    let known = {
+        let all = kernels();
+        let k = all.as_ref()?.get(&(kernel as usize))?;
+        k.count.map(|n| all_set(k, n))
+    };
+    let all_set = match known {
+        Some(set) => set,
         None => {
+            // The first launch: the number of arguments, asked once
+            // (without holding the records while the call is made).
             let mut n: opencl::cl_uint = 0;
             // SAFETY: `n` is a live cl_uint for the query's one output.
             let rc = unsafe {
@@ -413,18 +421,11 @@ pub unsafe fn launch_args_set(
             if rc != opencl::CL_SUCCESS {
                 return None;
             }
-            if let Some(k) = kernels()
-                .as_mut()
-                .and_then(|m| m.get_mut(&(kernel as usize)))
-            {
-                k.count = Some(n);
-            }
-            n
+            let mut all = kernels();
+            let k = all.as_mut()?.get_mut(&(kernel as usize))?;
+            k.count = Some(n);
+            all_set(k, n)
         }
     };
-    let all_set = kernels()
-        .as_ref()
-        .and_then(|m| m.get(&(kernel as usize)))
-        .is_some_and(|k| (0..count).all(|i| k.set.contains(&i)));
     (!all_set).then_some(opencl::CL_INVALID_KERNEL_ARGS)
 }

@@ -122,6 +122,13 @@ impl Harness {
     /// Sends a synchronous call of `func` with `body` and returns the raw
     /// reply.
     pub fn reply(&mut self, dispatcher: &dyn Dispatcher, func: u32, body: &[u8]) -> Vec<u8> {
+        self.send(dispatcher, func, body)
+            .expect("a synchronous call gets a reply")
+    }
+
+    /// Sends a synchronous call of `func` with `body` (the next call id);
+    /// its reply, if any.
+    fn send(&mut self, dispatcher: &dyn Dispatcher, func: u32, body: &[u8]) -> Option<Vec<u8>> {
         self.next_call += 1;
         handle_message(
             &call(func, self.next_call, body),
@@ -131,7 +138,6 @@ impl Harness {
             dispatcher,
             Vec::new(),
         )
-        .expect("a synchronous call gets a reply")
     }
 
     /// The live ids (for [`body`]), and 0 (NULL).
@@ -150,17 +156,9 @@ impl Harness {
         func: u32,
         body: &[u8],
     ) -> Result<Status, String> {
-        self.next_call += 1;
-        let msg = call(func, self.next_call, body);
-        let reply = handle_message(
-            &msg,
-            &mut self.session,
-            &self.handles,
-            &self.worker.arena,
-            dispatcher,
-            Vec::new(),
-        )
-        .ok_or("no reply to a synchronous call")?;
+        let reply = self
+            .send(dispatcher, func, body)
+            .ok_or("no reply to a synchronous call")?;
         let (h, _) = Decoder::new(&reply).map_err(|e| format!("unreadable reply: {e}"))?;
         if h.kind != MsgKind::Reply || h.call_id != self.next_call || h.func != func {
             return Err(format!("the reply {h:?} does not answer call {func}"));

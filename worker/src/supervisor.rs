@@ -68,12 +68,8 @@ pub fn groups(regions: &[PathBuf], specs: &[String]) -> anyhow::Result<Vec<Group
         out.push(group);
     }
     for r in regions.iter().filter(|r| !placed.contains(r)) {
-        let name = r.file_name().map_or_else(
-            || r.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
         out.push(Group {
-            name,
+            name: server::name_of_region(r),
             regions: vec![r.clone()],
         });
     }

@@ -14,7 +14,7 @@ mod inflight;
 mod serve;
 
 pub use inflight::{InFlight, Running};
-pub use serve::{ServeOptions, open_region, open_region_as, serve, serve_region};
+pub use serve::{ServeOptions, name_of_region, open_region, open_region_as, serve, serve_region};
 
 /// One API the worker serves: its identity (name and specification
 /// revision), the dispatcher generated from its specification over the host

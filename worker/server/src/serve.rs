@@ -345,8 +345,15 @@ fn serve_channel(
 
 /// A region's name for logs and policies: its file name.
 fn region_name(region: &Region) -> String {
-    region.path().file_name().map_or_else(
-        || region.path().display().to_string(),
+    name_of_region(region.path())
+}
+
+/// The name of a VM that is not named otherwise: its region's file name
+/// (the path itself when it has none). Logs, groups and the admission
+/// policy all call it so.
+pub fn name_of_region(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
 }
