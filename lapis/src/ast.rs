@@ -150,13 +150,15 @@ pub enum Decl {
     Tracker(Ident),
     /// `error_value KIND = EXPR;`, the API's error value that the generated
     /// code returns when a call cannot be made: `unsupported` (a function or
-    /// an argument that is not remoted) or `transport` (the worker cannot be
-    /// reached, refuses the guest, or its policy refuses the call).
+    /// an argument that is not remoted), `transport` (the worker cannot be
+    /// reached or refuses the guest) or `refused` (the scheduling policy
+    /// refuses the call, e.g. beyond a memory quota; `transport` if not
+    /// declared).
     ErrorValue(ErrorValueDecl),
 }
 
 /// The kinds of `error_value` a specification declares.
-pub const ERROR_VALUE_KINDS: &[&str] = &["unsupported", "transport"];
+pub const ERROR_VALUE_KINDS: &[&str] = &["unsupported", "transport", "refused"];
 
 /// `error_value KIND = EXPR;`
 #[derive(Debug, Clone)]
@@ -421,6 +423,15 @@ impl Function {
         })
     }
 
+    /// The `after(NAME)` function the worker runs on a successful call's
+    /// result, if any.
+    pub fn after(&self) -> Option<&Ident> {
+        self.annots.iter().find_map(|a| match &a.kind {
+            FnAnnotKind::After(g) => Some(g),
+            _ => None,
+        })
+    }
+
     /// The `fast_path(NAME)` function the guest tries first, if any.
     pub fn fast_path(&self) -> Option<&Ident> {
         self.annots.iter().find_map(|a| match &a.kind {
@@ -520,6 +531,11 @@ pub enum FnAnnotKind {
     /// `implement(NAME);` the worker runs a hand-written function with the
     /// call's decoded arguments instead of the host library's function.
     Implement(Ident),
+    /// `after(NAME);` when the call succeeded, the worker runs a
+    /// hand-written function with its result, and the guest gets what that
+    /// returns (e.g. accounting of what the call allocated,
+    /// which may undo the call and return an error).
+    After(Ident),
     /// `fast_path(NAME);` the guest library first runs a hand-written
     /// function with the application's arguments; when it returns a value,
     /// that is the call's result and nothing else is sent.

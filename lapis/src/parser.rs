@@ -247,6 +247,7 @@ const FN_KEYWORDS: &[&str] = &[
     "unsupported",
     "guard",
     "implement",
+    "after",
     "fast_path",
     "internal",
     "argument",
@@ -756,6 +757,11 @@ impl Builder<'_> {
                         let mut a = self.exact_args(&name, args, &block, 1, "implement(NAME)")?;
                         let g = self.name_arg(a.remove(0), "the name of a worker-side function")?;
                         FnAnnotKind::Implement(g)
+                    }
+                    "after" => {
+                        let mut a = self.exact_args(&name, args, &block, 1, "after(NAME)")?;
+                        let g = self.name_arg(a.remove(0), "the name of a worker-side function")?;
+                        FnAnnotKind::After(g)
                     }
                     "fast_path" => {
                         let mut a = self.exact_args(&name, args, &block, 1, "fast_path(NAME)")?;

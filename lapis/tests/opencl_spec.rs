@@ -100,7 +100,13 @@ fn error_values_come_from_the_spec() {
     );
     assert!(g.contains("pub const TRANSPORT_ERROR: i64 = -5;"), "guest");
     let w = lapis::codegen::generate_with(&s, lapis::codegen::Side::Worker, &opts).unwrap();
-    assert!(w.contains("pub const REFUSED_ERROR: i64 = -5;"), "worker");
+    // A call the policy refuses (beyond a memory quota) gets what a full
+    // device returns: `error_value refused`.
+    assert_eq!(
+        s.error_value("refused"),
+        s.constant("CL_MEM_OBJECT_ALLOCATION_FAILURE")
+    );
+    assert!(w.contains("pub const REFUSED_ERROR: i64 = -4;"), "worker");
 }
 
 #[test]

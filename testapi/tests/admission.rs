@@ -36,7 +36,7 @@ struct Policy {
 }
 
 impl Admission for Policy {
-    fn admit(&self, caller: &Caller, resource: &'static str, amount: u64) -> Admit {
+    fn admit(&self, caller: &Caller, resource: &'static str, amount: u64, _waited: bool) -> Admit {
         self.asked.fetch_add(1, Ordering::Relaxed);
         self.callers
             .lock()
@@ -78,6 +78,7 @@ fn calls_that_consume_resources_pass_the_admission_object_first() {
         channel: 2,
         owner: 77,
         api: "testapi",
+        ..Caller::default()
     };
     let mut created = Vec::new();
     for seed in [5, 6, 7] {

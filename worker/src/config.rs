@@ -11,19 +11,19 @@
 //! isolation_group = "team"     # optional: VMs sharing one executor
 //! ```
 //!
-//! Each VM has a name (used in logs) and a region; `isolation_group` puts
-//! VMs in one executor process (by default each VM is its own group). The
-//! scheduling keys (`weight`, `priority`, `memory_quota`,
-//! `max_launches_per_s`, `max_bytes_per_s`, `max_device_share`) are read
-//! and checked, but not enforced yet: the worker says so when it starts.
-//! Errors name the file, line and column.
+//! Each VM has a name (used in logs and metrics) and a region;
+//! `isolation_group` puts VMs in one executor process (by default each VM
+//! is its own group). The scheduling keys (`weight`, `priority`,
+//! `memory_quota`, `max_launches_per_s`, `max_bytes_per_s`,
+//! `max_device_share`; in `[defaults]` or per VM) are enforced by the
+//! policy (`server::policy`). Errors name the file, line and column.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// Scheduling settings (read, not enforced yet).
+/// Scheduling settings (see `server::policy`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Scheduling {
@@ -96,6 +96,40 @@ impl Vm {
             max_device_share: self.max_device_share,
         }
     }
+}
+
+/// A size in bytes: a number with an optional unit, `B`, `KB`/`KiB`,
+/// `MB`/`MiB`, `GB`/`GiB`, `TB`/`TiB` (e.g. `"256MiB"`, `"1.5GB"`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. \"256MiB\")"))?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        u => {
+            return Err(format!(
+                "unknown unit `{u}` in `{text}` (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)"
+            ));
+        }
+    };
+    let v = n * mult;
+    if !v.is_finite() || v >= u64::MAX as f64 {
+        return Err(format!("`{text}` is too large"));
+    }
+    Ok(v.round() as u64)
 }
 
 /// A configuration file.
@@ -188,6 +222,27 @@ impl Config {
                     ),
                 ));
             }
+            // Where a key of this VM's table is, for errors about it.
+            let key_at = |key: &str| {
+                let from = at(i);
+                text[from..].find(key).map_or(from, |k| from + k)
+            };
+            for (key, value) in [
+                ("memory_quota", &vm.memory_quota),
+                ("max_bytes_per_s", &vm.max_bytes_per_s),
+            ] {
+                if let Some(v) = value
+                    && let Err(e) = parse_size(v)
+                {
+                    return Err(err(key_at(key), format!("VM `{}`: {key}: {e}", vm.name)));
+                }
+            }
+            if vm.weight == Some(0) {
+                return Err(err(
+                    key_at("weight"),
+                    format!("VM `{}`: weight must be at least 1", vm.name),
+                ));
+            }
             if let Some(share) = vm.max_device_share
                 && !(0.0..=1.0).contains(&share)
             {
@@ -200,7 +255,55 @@ impl Config {
                 ));
             }
         }
+        let d = &config.defaults;
+        let at_defaults = text.find("[defaults]").unwrap_or(0);
+        for (key, value) in [
+            ("memory_quota", &d.memory_quota),
+            ("max_bytes_per_s", &d.max_bytes_per_s),
+        ] {
+            if let Some(v) = value
+                && let Err(e) = parse_size(v)
+            {
+                let k = text[at_defaults..]
+                    .find(key)
+                    .map_or(at_defaults, |k| at_defaults + k);
+                return Err(err(k, format!("defaults: {key}: {e}")));
+            }
+        }
+        if d.weight == Some(0)
+            || d.max_device_share
+                .is_some_and(|s| !(0.0..=1.0).contains(&s))
+        {
+            return Err(err(
+                at_defaults,
+                "defaults: weight must be at least 1 and max_device_share between 0 and 1".into(),
+            ));
+        }
         Ok(config)
+    }
+
+    /// The scheduling settings of `vm`: its own keys, else the defaults'.
+    /// (Sizes were checked when the file was read.)
+    pub fn settings(&self, vm: &Vm) -> server::Settings {
+        let d = &self.defaults;
+        let size = |v: &Option<String>, dv: &Option<String>| {
+            v.as_ref().or(dv.as_ref()).and_then(|s| parse_size(s).ok())
+        };
+        server::Settings {
+            weight: u64::from(vm.weight.or(d.weight).unwrap_or(1)),
+            priority: match vm.priority.or(d.priority).unwrap_or(Priority::Normal) {
+                Priority::High => 0,
+                Priority::Normal => 1,
+                Priority::Low => 2,
+            },
+            memory_quota: size(&vm.memory_quota, &d.memory_quota),
+            max_launches_per_s: vm
+                .max_launches_per_s
+                .or(d.max_launches_per_s)
+                .map(u64::from),
+            max_bytes_per_s: size(&vm.max_bytes_per_s, &d.max_bytes_per_s),
+            max_device_share: vm.max_device_share.or(d.max_device_share),
+        }
     }
 
     /// The isolation-group specifications (`NAME=PATH,PATH`) of the VMs that
@@ -280,5 +383,27 @@ region = "/dev/shm/vm3"
         )
         .unwrap_err();
         assert!(e.message.contains("between 0 and 1"), "{e}");
+        let e = Config::parse("w.toml", &GOOD.replace("256MiB", "256 parsecs")).unwrap_err();
+        assert_eq!(e.line, 10, "{e}");
+        assert!(e.message.contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn settings_take_the_defaults_and_sizes_have_units() {
+        let c = Config::parse(
+            "w.toml",
+            &GOOD.replace("weight = 1", "weight = 3\nmax_launches_per_s = 9"),
+        )
+        .unwrap();
+        let s = c.settings(&c.vm[0]);
+        assert_eq!(
+            (s.weight, s.priority, s.max_launches_per_s),
+            (2, 1, Some(9))
+        );
+        assert_eq!(s.memory_quota, Some(256 << 20));
+        assert_eq!(c.settings(&c.vm[1]).weight, 3);
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("GiB").is_err() && parse_size("-1").is_err());
     }
 }

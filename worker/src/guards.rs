@@ -501,7 +501,16 @@ pub unsafe fn buffer_access(
     if unsafe { finish(command_queue) } != 0 {
         return Ok(NOT_IN_HEAP);
     }
+    // The guest moves the bytes itself: they count (and are rate limited)
+    // here.
+    cx.consume(
+        server::policy::resource::IN_PLACE,
+        size as u64,
+        opencl::REFUSED_ERROR,
+    )?;
     // SAFETY: checked non-NULL; the dispatcher sized it for one cl_ulong.
     unsafe { heap_offset.write_unaligned(p.offset + offset as u64) };
     Ok(0)
 }
+
+pub use crate::accounting::{charge_memory, launch, launch_task};

@@ -2,9 +2,11 @@
 //! remoted calls on the host's real libraries through generated
 //! dispatchers, and cleans up after guests that go away.
 
+pub mod accounting;
 pub mod backend;
 pub mod config;
 pub mod guards;
+pub mod metrics;
 pub mod supervisor;
 
 /// The serving core (`ava-server`), re-exported for the worker binary.

@@ -3,10 +3,14 @@
 //! group of VMs (`ava_worker::supervisor`), each executor being this same
 //! program started with `--executor`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ava_worker::config::Config;
+use ava_worker::supervisor::{ExecutorCommand, Group, GroupState, groups, supervise};
 use clap::Parser;
 use transport::RegionConfig;
 
@@ -18,13 +22,24 @@ use transport::RegionConfig;
     after_help = "Examples:\n  ava-worker --region /dev/shm/vm1\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --cores 2,3\n  AVA_LOG=debug ava-worker --region /dev/shm/test --opencl-lib /usr/lib/x86_64-linux-gnu/libOpenCL.so.1\n  ava-worker --region /dev/shm/vm1 --backends opencl\n  ava-worker --region /dev/shm/t --backends opencl,testapi --testapi-lib target/debug/libava_testapi.so\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --region /dev/shm/vm3 --isolation-group team=/dev/shm/vm1,/dev/shm/vm2\n\nEach isolation group of VMs (by default each VM) is served by an executor process of its own;\nif a driver crashes one, its VMs' guests get errors and it is restarted, and no other VM notices.\n\nA region that does not exist is created with --channels/--ring-size/--arena-size;\none that exists (e.g. made by `ivshmem-setup create`) is served as it is.\nLog levels: AVA_LOG=error|warn|info|debug|trace (default info)."
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// A region to serve (one per VM); repeat for several VMs.
     #[arg(long = "region", value_name = "PATH")]
     regions: Vec<PathBuf>,
-    /// The VMs to serve, in TOML (`[[vm]]` with `name`, `region`,
-    /// `isolation_group`; see docs/worker.md), beside any `--region`.
+    /// The VMs to serve and their scheduling settings, in TOML (`[[vm]]`
+    /// with `name`, `region`, `isolation_group`, `weight`, `priority`,
+    /// `memory_quota`, rate limits; see docs/worker.md), beside any
+    /// `--region`. Reloaded on SIGHUP and when the file changes.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9464; a loopback address keeps them on this host).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Internal: the supervisor's ledger of VM settings and counters.
+    #[arg(long, hide = true, value_name = "PATH")]
+    ledger: Option<PathBuf>,
     /// Internal: a VM's name, NAME=REGION, for logs.
     #[arg(long = "vm-name", hide = true, value_name = "NAME=PATH")]
     vm_names: Vec<String>,
@@ -79,10 +94,30 @@ struct Cli {
     in_flight: Option<PathBuf>,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// Commands beside serving.
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Prints what each VM of a running worker uses, as a table (from its
+    /// metrics endpoint).
+    #[command(
+        after_help = "Example:\n  ava-worker --config vms.toml --metrics 127.0.0.1:9464 &\n  ava-worker stats --metrics 127.0.0.1:9464"
+    )]
+    Stats {
+        /// The worker's metrics address (its --metrics).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+        metrics: String,
+    },
+}
 
-extern "C" fn on_signal(_: nix::libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+static STOP: AtomicBool = AtomicBool::new(false);
+static RELOAD: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(sig: nix::libc::c_int) {
+    if sig == nix::libc::SIGHUP {
+        RELOAD.store(true, Ordering::Relaxed);
+    } else {
+        STOP.store(true, Ordering::Relaxed);
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,6 +129,9 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Stats { metrics }) = &cli.command {
+        return ava_worker::metrics::print_stats(metrics);
+    }
     use ava_worker::backend::KNOWN;
     if let Some(b) = cli.backends.iter().find(|b| !KNOWN.contains(&b.as_str())) {
         anyhow::bail!("unknown backend `{b}` (known: {})", KNOWN.join(", "));
@@ -109,7 +147,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Stops at SIGINT or SIGTERM.
+/// Stops at SIGINT or SIGTERM; reloads the configuration at SIGHUP.
 fn on_stop_signals() -> anyhow::Result<()> {
     let action = nix::sys::signal::SigAction::new(
         nix::sys::signal::SigHandler::Handler(on_signal),
@@ -119,6 +157,7 @@ fn on_stop_signals() -> anyhow::Result<()> {
     for sig in [
         nix::sys::signal::Signal::SIGINT,
         nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
     ] {
         // SAFETY: the handler only stores to an atomic, which is
         // async-signal-safe.
@@ -137,44 +176,122 @@ fn region_config(cli: &Cli) -> RegionConfig {
     }
 }
 
-/// The supervisor: opens (or creates) every region and holds its lease,
-/// then runs and watches one executor per isolation group until stopped.
-fn supervisor(cli: &Cli) -> anyhow::Result<()> {
-    use ava_worker::supervisor::{ExecutorCommand, groups, supervise};
-    let mut regions_given = cli.regions.clone();
-    let mut group_specs = cli.isolation_groups.clone();
-    let mut names: Vec<(String, PathBuf)> = Vec::new();
-    if let Some(path) = &cli.config {
-        let config = ava_worker::config::Config::load(path)?;
-        for vm in &config.vm {
-            if !regions_given.contains(&vm.region) {
-                regions_given.push(vm.region.clone());
+/// What the supervisor serves, from the command line and the
+/// configuration: the isolation groups with their VMs' names, and every
+/// VM's scheduling settings.
+struct Plan {
+    groups: Vec<(Group, Vec<String>)>,
+    settings: Vec<(String, server::Settings)>,
+}
+
+fn plan(cli: &Cli, config: Option<&Config>) -> anyhow::Result<Plan> {
+    let mut regions = cli.regions.clone();
+    let mut specs = cli.isolation_groups.clone();
+    let mut names: HashMap<PathBuf, String> = HashMap::new();
+    let mut settings = Vec::new();
+    if let Some(c) = config {
+        for vm in &c.vm {
+            if !regions.contains(&vm.region) {
+                regions.push(vm.region.clone());
             }
-            names.push((vm.name.clone(), vm.region.clone()));
-            if vm.scheduling().any() || config.defaults.any() {
-                tracing::warn!(
-                    vm = %vm.name,
-                    "weight, priority, memory quota and rate limits are not enforced yet: the scheduler is not built"
-                );
-            }
+            names.insert(vm.region.clone(), vm.name.clone());
+            settings.push((vm.name.clone(), c.settings(vm)));
         }
-        group_specs.extend(config.groups());
+        specs.extend(c.groups());
     }
     anyhow::ensure!(
-        !regions_given.is_empty(),
+        !regions.is_empty(),
         "nothing to serve: give --region PATH or --config FILE"
     );
-    let groups = groups(&regions_given, &group_specs)?;
-    let config = region_config(cli);
-    let regions: Vec<Vec<transport::Region>> = groups
-        .iter()
-        .map(|g| {
-            g.regions
-                .iter()
-                .map(|p| server::open_region(p, &config))
-                .collect::<anyhow::Result<Vec<_>>>()
+    for r in &regions {
+        if !names.contains_key(r) {
+            let name = server::name_of_region(r);
+            settings.push((name.clone(), server::Settings::default()));
+            names.insert(r.clone(), name);
+        }
+    }
+    let groups = groups(&regions, &specs)?
+        .into_iter()
+        .map(|mut g| {
+            let vms: Vec<String> = g.regions.iter().map(|r| names[r].clone()).collect();
+            // A VM that is a group of its own gives the group its name.
+            if let [r] = g.regions.as_slice()
+                && g.name == server::name_of_region(r)
+            {
+                g.name = vms[0].clone();
+            }
+            (g, vms)
         })
+        .collect();
+    Ok(Plan { groups, settings })
+}
+
+/// A group being supervised, on its own thread.
+struct Running {
+    state: Arc<GroupState>,
+    thread: std::thread::JoinHandle<()>,
+    table: PathBuf,
+}
+
+/// Opens `state`'s regions (taking their lease) and supervises its
+/// executor on a thread of its own. When the executor cannot start, the
+/// whole worker stops if `fatal` (the groups it started with), else the
+/// group alone.
+fn start_group(
+    state: Arc<GroupState>,
+    cmd: &ExecutorCommand,
+    config: &RegionConfig,
+    ledger: &server::Ledger,
+    table: PathBuf,
+    fatal: bool,
+) -> anyhow::Result<Running> {
+    let regions: Vec<transport::Region> = state
+        .group
+        .regions
+        .iter()
+        .map(|p| server::open_region(p, config))
         .collect::<anyhow::Result<_>>()?;
+    let mut cmd = cmd.clone();
+    for (r, name) in state.group.regions.iter().zip(&state.vm_names) {
+        cmd.common_args.push("--vm-name".into());
+        cmd.common_args.push(format!("{name}={}", r.display()));
+    }
+    let (st, ledger, path) = (state.clone(), ledger.clone(), table.clone());
+    let thread = std::thread::spawn(move || {
+        if let Err(e) = supervise(&st, &regions, &cmd, &path, Some(&ledger), &STOP) {
+            tracing::error!(group = %st.group.name, "cannot run the executor: {e:#}");
+            if fatal {
+                STOP.store(true, Ordering::Relaxed);
+            }
+        }
+        for r in &regions {
+            r.release_worker(std::process::id());
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok(Running {
+        state,
+        thread,
+        table,
+    })
+}
+
+/// The supervisor: opens (or creates) every region and holds its lease,
+/// then runs and watches one executor per isolation group until stopped;
+/// reloads the configuration on SIGHUP and when its file changes, and
+/// serves the metrics.
+fn supervisor(cli: &Cli) -> anyhow::Result<()> {
+    let config = match &cli.config {
+        Some(path) => Some(Config::load(path)?),
+        None => None,
+    };
+    let first = plan(cli, config.as_ref())?;
+    remove_stale_tables();
+    let ledger_path = PathBuf::from(format!("/dev/shm/ava-ledger-{}", std::process::id()));
+    let ledger = server::Ledger::create(&ledger_path)?;
+    for (name, s) in &first.settings {
+        ledger.add_vm(name, s)?;
+    }
     let mut common_args: Vec<String> = Vec::new();
     let mut push = |k: &str, v: String| {
         common_args.push(k.to_string());
@@ -194,53 +311,160 @@ fn supervisor(cli: &Cli) -> anyhow::Result<()> {
         push("--cores", cores.join(","));
     }
     push("--stale-after", cli.stale_after.to_string());
-    for (name, region) in &names {
-        push("--vm-name", format!("{name}={}", region.display()));
-    }
+    push("--ledger", ledger_path.display().to_string());
     let cmd = ExecutorCommand {
         program: std::env::current_exe()?,
         common_args,
     };
-    let children: Vec<std::sync::Mutex<Option<u32>>> =
-        groups.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    remove_stale_tables();
-    let tables: Vec<PathBuf> = (0..groups.len())
-        .map(|i| PathBuf::from(format!("/dev/shm/ava-in-flight-{}-{i}", std::process::id())))
-        .collect();
-    std::thread::scope(|s| {
-        let mut handles = Vec::new();
-        for (i, g) in groups.iter().enumerate() {
-            let (regions, cmd, table, child) = (&regions[i], &cmd, &tables[i], &children[i]);
-            handles.push(s.spawn(move || {
-                if let Err(e) = supervise(g, regions, cmd, table, child, &STOP) {
-                    tracing::error!(group = %g.name, "cannot run the executor: {e:#}");
-                    STOP.store(true, Ordering::Relaxed);
-                }
-            }));
-        }
-        while !STOP.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for c in &children {
-            if let Some(pid) = *c.lock().unwrap_or_else(|p| p.into_inner()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-        }
-        for h in handles {
-            let _ = h.join();
-        }
-    });
-    for t in &tables {
-        let _ = std::fs::remove_file(t);
+    let region_config = region_config(cli);
+    let mut tables = 0usize;
+    let mut next_table = || {
+        tables += 1;
+        PathBuf::from(format!(
+            "/dev/shm/ava-in-flight-{}-{tables}",
+            std::process::id()
+        ))
+    };
+    let mut running: Vec<Running> = Vec::new();
+    for (g, vms) in first.groups {
+        let state = Arc::new(GroupState::new(g, vms));
+        running.push(start_group(
+            state,
+            &cmd,
+            &region_config,
+            &ledger,
+            next_table(),
+            true,
+        )?);
     }
-    for r in regions.iter().flatten() {
-        r.release_worker(std::process::id());
+    let shown = Arc::new(Mutex::new(
+        running.iter().map(|r| r.state.clone()).collect::<Vec<_>>(),
+    ));
+    let metrics = match &cli.metrics {
+        Some(addr) => Some(ava_worker::metrics::serve(
+            addr,
+            ledger.clone(),
+            shown.clone(),
+            &STOP,
+        )?),
+        None => None,
+    };
+    let mut seen = cli.config.as_ref().and_then(|p| modified(p));
+    let mut ticks = 0u32;
+    while !STOP.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        ticks = ticks.wrapping_add(1);
+        let Some(path) = &cli.config else { continue };
+        let changed = ticks.is_multiple_of(10) && {
+            let now = modified(path);
+            let c = now != seen;
+            seen = now;
+            c
+        };
+        if RELOAD.swap(false, Ordering::Relaxed) || changed {
+            reload(
+                cli,
+                path,
+                &ledger,
+                &cmd,
+                &region_config,
+                &mut running,
+                &mut next_table,
+            );
+            *shown.lock().unwrap_or_else(|p| p.into_inner()) =
+                running.iter().map(|r| r.state.clone()).collect();
+        }
     }
+    for r in &running {
+        r.state.terminate();
+    }
+    for r in running {
+        let _ = r.thread.join();
+        let _ = std::fs::remove_file(&r.table);
+    }
+    if let Some(m) = metrics {
+        let _ = m.join();
+    }
+    let _ = std::fs::remove_file(&ledger_path);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// When `path` was last modified (none if it cannot be read).
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Applies the configuration at `path` again: settings change in place
+/// (the running guests' next calls see them); groups whose VMs changed are
+/// stopped (their guests drained) and started as the file now says; VMs
+/// removed are released. A file that does not validate changes nothing.
+fn reload(
+    cli: &Cli,
+    path: &std::path::Path,
+    ledger: &server::Ledger,
+    cmd: &ExecutorCommand,
+    region_config: &RegionConfig,
+    running: &mut Vec<Running>,
+    next_table: &mut impl FnMut() -> PathBuf,
+) {
+    let new = match Config::load(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| plan(cli, Some(&c)))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("configuration not reloaded, the previous one stays in force: {e:#}");
+            return;
+        }
+    };
+    let same = |r: &Running, (g, vms): &(Group, Vec<String>)| {
+        r.state.group == *g && r.state.vm_names == *vms
+    };
+    let (keep, stop): (Vec<Running>, Vec<Running>) = std::mem::take(running)
+        .into_iter()
+        .partition(|r| new.groups.iter().any(|n| same(r, n)));
+    for r in &stop {
+        tracing::info!(group = %r.state.group.name, "configuration: the group changed or was removed; draining its executor");
+        r.state.terminate();
+    }
+    for r in stop {
+        let _ = r.thread.join();
+        let _ = std::fs::remove_file(&r.table);
+    }
+    *running = keep;
+    for vm in ledger.vms() {
+        let name = vm.name();
+        if !new.settings.iter().any(|(n, _)| *n == name) {
+            tracing::info!(vm = %name, "configuration: VM removed");
+            ledger.remove_vm(&name);
+        }
+    }
+    for (name, s) in &new.settings {
+        if let Err(e) = ledger.add_vm(name, s) {
+            tracing::error!(vm = %name, "configuration: {e:#}");
+        }
+    }
+    for (g, vms) in new.groups {
+        if running
+            .iter()
+            .any(|r| r.state.group == g && r.state.vm_names == vms)
+        {
+            continue;
+        }
+        tracing::info!(group = %g.name, "configuration: starting the group");
+        let state = Arc::new(GroupState::new(g, vms));
+        match start_group(state, cmd, region_config, ledger, next_table(), false) {
+            Ok(r) => running.push(r),
+            Err(e) => tracing::error!("configuration: cannot serve a group: {e:#}"),
+        }
+    }
+    tracing::info!(
+        vms = new.settings.len(),
+        groups = running.len(),
+        "configuration reloaded from {}",
+        path.display()
+    );
 }
 
 /// Removes the tables of calls in flight that supervisors which no longer
@@ -317,7 +541,7 @@ fn executor(cli: &Cli, group: &str) -> anyhow::Result<()> {
         .filter_map(|s| s.split_once('='))
         .map(|(n, p)| (PathBuf::from(p), n.to_string()))
         .collect();
-    let opts = server::ServeOptions {
+    let mut opts = server::ServeOptions {
         cores: cli.cores.clone(),
         stale_after: Duration::from_secs(cli.stale_after),
         in_flight,
@@ -325,6 +549,11 @@ fn executor(cli: &Cli, group: &str) -> anyhow::Result<()> {
         vm_names,
         ..Default::default()
     };
+    if let Some(path) = &cli.ledger {
+        let ledger = server::Ledger::open(path)?;
+        opts.admission = Arc::new(server::Policy::new(ledger.clone()));
+        opts.ledger = Some(ledger);
+    }
     server::serve(&cli.regions, &region_config(cli), &backends, &opts, &STOP)?;
     tracing::info!(group, "executor stopped");
     Ok(())

@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use server::InFlight;
@@ -94,21 +94,72 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 /// An executor that ran this long before dying starts again at once.
 const HEALTHY: Duration = Duration::from_secs(10);
 
-/// Supervises the executor of `group` until `stop`: starts it, waits for it,
-/// and after each death cleans up and starts it again. `regions` are the
-/// group's regions, opened by the supervisor (which holds their lease).
+/// A running isolation group, as the supervisor and its metrics see it.
+#[derive(Debug)]
+pub struct GroupState {
+    /// The group.
+    pub group: Group,
+    /// Its VMs' names, as its regions (for the ledger and logs).
+    pub vm_names: Vec<String>,
+    /// The executor's pid while it runs.
+    pub child_pid: Mutex<Option<u32>>,
+    /// Times the executor was restarted after dying.
+    pub restarts: AtomicU32,
+    /// Set to stop this group alone (a VM removed by a reload).
+    pub stop: AtomicBool,
+}
+
+impl GroupState {
+    /// A group not started yet.
+    pub fn new(group: Group, vm_names: Vec<String>) -> GroupState {
+        GroupState {
+            group,
+            vm_names,
+            child_pid: Mutex::new(None),
+            restarts: AtomicU32::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// The executor's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        *self.child_pid.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_pid(&self, pid: Option<u32>) {
+        *self.child_pid.lock().unwrap_or_else(|p| p.into_inner()) = pid;
+    }
+
+    /// Stops the executor (SIGTERM) and the group's supervision.
+    pub fn terminate(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
+/// Supervises the executor of `state`'s group until `stop` (or the group's
+/// own stop): starts it, waits for it, and after each death cleans up and
+/// starts it again. `regions` are the group's regions, opened by the
+/// supervisor (which holds their lease); `ledger`, when given, is where
+/// the group's VMs' state is reset after a death and restarts counted.
 pub fn supervise(
-    group: &Group,
+    state: &GroupState,
     regions: &[Region],
     cmd: &ExecutorCommand,
     in_flight_path: &std::path::Path,
-    child_pid: &Mutex<Option<u32>>,
+    ledger: Option<&server::Ledger>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
+    let group = &state.group;
+    let stopping = || stop.load(Ordering::Relaxed) || state.stop.load(Ordering::Relaxed);
     let table = InFlight::create(in_flight_path, regions.len())?;
     let mut backoff = BACKOFF.0;
-    let mut restarts = 0u32;
-    while !stop.load(Ordering::Relaxed) {
+    while !stopping() {
         table.clear();
         let mut c = Command::new(&cmd.program);
         c.args(&cmd.common_args)
@@ -123,11 +174,11 @@ pub fn supervise(
         }
         let started = Instant::now();
         let mut child = c.spawn()?;
-        *child_pid.lock().unwrap_or_else(|p| p.into_inner()) = Some(child.id());
+        state.set_pid(Some(child.id()));
         tracing::info!(group = %group.name, pid = child.id(), regions = regions.len(), "executor started");
         let status = child.wait()?;
-        *child_pid.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        if stop.load(Ordering::Relaxed) {
+        state.set_pid(None);
+        if stopping() {
             tracing::info!(group = %group.name, %status, "executor stopped");
             break;
         }
@@ -139,10 +190,7 @@ pub fn supervise(
         }
         tracing::error!(group = %group.name, %status, "executor died");
         for r in table.running() {
-            let vm = group
-                .regions
-                .get(r.region)
-                .map_or_else(String::new, |p| p.display().to_string());
+            let vm = state.vm_names.get(r.region).cloned().unwrap_or_default();
             let func = crate::backend::function_name(&r.api, r.func).unwrap_or("?");
             tracing::error!(group = %group.name, vm, channel = r.channel, api = %r.api, "the executor died executing {func}");
         }
@@ -167,7 +215,17 @@ pub fn supervise(
         for (r, i, generation) in claimed {
             let _ = regions[r].reclaim(i, generation);
         }
-        restarts += 1;
+        // What died with the executor (its device memory, its kernels) is
+        // no longer the VMs': their quotas are credited.
+        if let Some(l) = ledger {
+            for name in &state.vm_names {
+                if let Some(v) = l.vm(name) {
+                    v.reset_after_death();
+                    v.add(server::ledger::Field::Restarts, 1);
+                }
+            }
+        }
+        let restarts = state.restarts.fetch_add(1, Ordering::Relaxed) + 1;
         if started.elapsed() >= HEALTHY {
             backoff = BACKOFF.0;
         }
@@ -175,7 +233,7 @@ pub fn supervise(
         backoff = (backoff * 2).min(BACKOFF.1);
         tracing::warn!(group = %group.name, restarts, "restarting the executor in {wait:?}");
         let until = Instant::now() + wait;
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        while Instant::now() < until && !stopping() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }

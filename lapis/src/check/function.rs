@@ -161,9 +161,13 @@ impl<'e, 'd> FnChecker<'e, 'd> {
             }
             match &mut a.kind {
                 FnAnnotKind::Guard(_) => {}
-                FnAnnotKind::Implement(_) | FnAnnotKind::FastPath(_) | FnAnnotKind::Internal => {
+                FnAnnotKind::Implement(_)
+                | FnAnnotKind::After(_)
+                | FnAnnotKind::FastPath(_)
+                | FnAnnotKind::Internal => {
                     let kw = match a.kind {
                         FnAnnotKind::Implement(_) => "implement",
+                        FnAnnotKind::After(_) => "after",
                         FnAnnotKind::FastPath(_) => "fast_path",
                         _ => "internal",
                     };

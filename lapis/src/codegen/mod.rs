@@ -78,7 +78,9 @@ pub struct Options {
     /// `unsafe fn NAME(api: &Api, cx: &CallCtx, <the call's arguments>) ->
     /// Result<(), DispatchError>`, and its `implement(NAME)` functions,
     /// `unsafe fn NAME(api: &Api, cx: &mut CallCtx, <the call's arguments>)
-    /// -> Result<RET, DispatchError>`.
+    /// -> Result<RET, DispatchError>`, and its `after(NAME)` functions,
+    /// `unsafe fn NAME(api: &Api, cx: &mut CallCtx, result: RET) ->
+    /// Result<RET, DispatchError>`.
     pub guards: String,
     /// Path of the module holding the guest's `fast_path(NAME)` functions:
     /// `unsafe fn NAME(<the call's arguments>) -> Option<RET>`.

@@ -136,7 +136,8 @@ pub(crate) fn generate(spec: &Spec, model: &Model, opts: &Options) -> Result<Str
     let _ = writeln!(
         o,
         "/// The API's error value for a call that the admission policy refuses.\npub const REFUSED_ERROR: i64 = {};\n",
-        opts.transport_error
+        spec.error_value("refused")
+            .map_or(opts.transport_error, |v| v as i64)
     );
     o.push_str(&table(model));
     o.push_str("/// Executes commands of this API against an [`Api`] table.\npub struct Dispatch {\n    /// The host functions.\n    pub api: Api,\n}\n\n");
@@ -553,6 +554,13 @@ fn function(
         "true".into()
     };
     let _ = writeln!(o, "    let __ok: bool = {ok};");
+    if let Some(after) = f.after() {
+        let _ = writeln!(
+            o,
+            "    // SAFETY: the hook gets the result of a call that succeeded.\n    let __ret = if __ok {{ unsafe {{ {}::{}(api, cx, __ret) }}? }} else {{ __ret }};\n    let __ok: bool = {ok};",
+            opts.guards, after.name,
+        );
+    }
     // 5. After the call: handle bookkeeping and translation.
     for (i, a) in plan.args.iter().enumerate() {
         let pn = &f.params[i].name.name;

@@ -272,18 +272,27 @@ impl CallCtx<'_> {
         refused: i64,
     ) -> Result<(), DispatchError> {
         if let Some(admission) = &self.session.admission {
+            let caller = &self.session.caller;
             let mut backoff = transport::Backoff::new(&WaitStrategy::IDLE);
+            let mut since: Option<std::time::Instant> = None;
             loop {
-                match admission.admit(&self.session.caller, resource, amount) {
+                match admission.admit(caller, resource, amount, since.is_some()) {
                     Admit::Run => break,
                     Admit::Wait => {
+                        since.get_or_insert_with(std::time::Instant::now);
                         let _ = backoff.snooze(None);
                     }
                     Admit::Refuse => {
+                        if let Some(t) = since {
+                            admission.wait_over(caller, resource, t.elapsed());
+                        }
                         tracing::debug!(resource, amount, "call refused by the admission policy");
                         return Err(DispatchError::Api(refused));
                     }
                 }
+            }
+            if let Some(t) = since {
+                admission.wait_over(caller, resource, t.elapsed());
             }
         }
         *self.session.consumed.entry(resource).or_default() += amount;

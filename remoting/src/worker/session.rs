@@ -71,22 +71,70 @@ pub struct Caller {
     pub owner: u32,
     /// The API of the channel.
     pub api: &'static str,
+    /// The API's number for the admission object ([`Admission::api_tag`]).
+    pub api_index: usize,
+    /// The VM's number for the admission object ([`Admission::tag`]).
+    pub vm_slot: Option<usize>,
 }
 
 /// The scheduling hook: every call that its specification marks
 /// `consumes_rc(resource, amount)` asks the admission object the server
-/// owns before it runs, and work that completes on the device may be
-/// reported back with the device time it took. A policy (fair share,
-/// priorities, rate limits, quotas) implements this trait.
+/// owns before it runs; work that completes on the device is reported back
+/// with the device time it took; every call served is reported with its
+/// outcome and latency (for metrics). A policy (fair share, priorities,
+/// rate limits, quotas) implements this trait.
 pub trait Admission: Send + Sync {
-    /// Whether the call of `caller` that consumes `amount` of `resource`
-    /// may run now.
-    fn admit(&self, caller: &Caller, resource: &'static str, amount: u64) -> Admit;
+    /// The number by which the policy knows VM `vm`, given to its callers
+    /// ([`Caller::vm_slot`]) so that it finds the VM's state without a
+    /// lookup; none for a VM it does not know.
+    fn tag(&self, vm: &str) -> Option<usize> {
+        let _ = vm;
+        None
+    }
 
-    /// Work of `caller` that consumed `resource` completed on the device,
-    /// taking `device_time` there.
-    fn completed(&self, caller: &Caller, resource: &'static str, device_time: Duration) {
+    /// The number by which the policy knows API `api` ([`Caller::api_index`]).
+    fn api_tag(&self, api: &str) -> usize {
+        let _ = api;
+        0
+    }
+
+    /// Whether the call of `caller` that consumes `amount` of `resource`
+    /// may run now. `waited` says that this call was told to wait before
+    /// (the channel asks again until it may run).
+    fn admit(&self, caller: &Caller, resource: &'static str, amount: u64, waited: bool) -> Admit;
+
+    /// A call that was told to wait was then admitted or refused, after
+    /// being held back for `held`.
+    fn wait_over(&self, caller: &Caller, resource: &'static str, held: Duration) {
+        let _ = (caller, resource, held);
+    }
+
+    /// Work of `caller` that was admitted for `resource` started running
+    /// on the device (reported at most once per admitted call, before
+    /// [`Admission::completed`]).
+    fn started(&self, caller: &Caller, resource: &'static str) {
+        let _ = (caller, resource);
+    }
+
+    /// Work of `caller` that was admitted for `resource` completed on the
+    /// device, taking `device_time` there (`None`: it never ran, e.g. the
+    /// driver refused it).
+    fn completed(&self, caller: &Caller, resource: &'static str, device_time: Option<Duration>) {
         let _ = (caller, resource, device_time);
+    }
+
+    /// Charges `amount` units of `resource` that `caller` now holds (device
+    /// memory, in bytes), if its quota allows: `false` refuses the charge
+    /// (nothing is charged). A negative amount credits units back.
+    fn charge(&self, caller: &Caller, resource: &'static str, amount: i64) -> bool {
+        let _ = (caller, resource, amount);
+        true
+    }
+
+    /// A call of `caller` (function id `func`) was served: `ok` unless it
+    /// was rejected or failed, taking `took` in the worker.
+    fn served(&self, caller: &Caller, func: u32, ok: bool, took: Duration) {
+        let _ = (caller, func, ok, took);
     }
 }
 
@@ -95,7 +143,7 @@ pub trait Admission: Send + Sync {
 pub struct AdmitAll;
 
 impl Admission for AdmitAll {
-    fn admit(&self, _: &Caller, _: &'static str, _: u64) -> Admit {
+    fn admit(&self, _: &Caller, _: &'static str, _: u64, _: bool) -> Admit {
         Admit::Run
     }
 }

@@ -11,9 +11,13 @@ use remoting::ApiId;
 use remoting::worker::Dispatcher;
 
 mod inflight;
+pub mod ledger;
+pub mod policy;
 mod serve;
 
 pub use inflight::{InFlight, Running};
+pub use ledger::{Ledger, Settings};
+pub use policy::Policy;
 pub use serve::{ServeOptions, name_of_region, open_region, open_region_as, serve, serve_region};
 
 /// One API the worker serves: its identity (name and specification

@@ -51,6 +51,9 @@ pub struct ServeOptions {
     /// The VMs' names by region (a region not named is called after its
     /// file), for logs and the admission policy.
     pub vm_names: std::collections::HashMap<PathBuf, String>,
+    /// Where each VM's attached channels and processes are recorded (the
+    /// ledger the policy and the metrics read), if anywhere.
+    pub ledger: Option<crate::Ledger>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -73,6 +76,7 @@ impl Default for ServeOptions {
             in_flight: None,
             lease_pid: None,
             vm_names: std::collections::HashMap::new(),
+            ledger: None,
         }
     }
 }
@@ -162,6 +166,14 @@ fn serve_region_at(
     // The region's buffer heap, shared by its channels.
     let heap = (region.heap().size() > 0).then(|| Arc::new(Heap::new(region.heap())));
     let mut tracker = LivenessTracker::new();
+    let vm_slot = opts.ledger.as_ref().and_then(|l| {
+        let name = opts
+            .vm_names
+            .get(region.path())
+            .cloned()
+            .unwrap_or_else(|| region_name(region));
+        l.vm(&name)
+    });
     std::thread::scope(|s| {
         let mut live: Vec<Option<Served<'_>>> = (0..region.channel_count()).map(|_| None).collect();
         loop {
@@ -236,6 +248,13 @@ fn serve_region_at(
                     });
                 }
             }
+            if let Some(slot) = &vm_slot {
+                let owners: std::collections::BTreeSet<u32> =
+                    live.iter().flatten().map(|t| t.owner).collect();
+                let channels = live.iter().flatten().count() as u64;
+                slot.set(crate::ledger::Field::Channels, channels);
+                slot.set(crate::ledger::Field::Processes, owners.len() as u64);
+            }
             if stopping && live.iter().all(Option::is_none) {
                 break;
             }
@@ -282,10 +301,12 @@ fn serve_channel(
     session.heap = c.heap;
     session.admission = Some(opts.admission.clone());
     session.caller = Caller {
+        vm_slot: opts.admission.tag(&c.vm),
         vm: c.vm,
         channel: ch.index(),
         owner: c.owner,
         api: "",
+        api_index: 0,
     };
     let apis: Vec<ApiId> = c.backends.iter().map(|b| b.api()).collect();
     let mut buf = Vec::with_capacity(4096);
@@ -318,6 +339,7 @@ fn serve_channel(
                 if let Some(i) = r {
                     chosen = Some(i);
                     session.caller.api = apis[i].name;
+                    session.caller.api_index = opts.admission.api_tag(apis[i].name);
                     session.in_flight = opts
                         .in_flight
                         .as_ref()
