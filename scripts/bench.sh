@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the benchmarks in release mode and runs them: the transport against
-# its physical limit and socket baselines, and OpenCL native vs remoted.
-# Arguments are passed to both (e.g. --quick).
+# its physical limit and socket baselines, OpenCL native vs remoted, and
+# scaling with the number of guests.
+# Arguments are passed to each (e.g. --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -9,3 +10,4 @@ ensure_packages pocl-opencl-icd ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-hea
 cargo build --release --locked -p ava-bench -p ava-worker -p ava-guestlib
 ./target/release/ava-bench transport "$@"
 ./target/release/ava-bench opencl "$@"
+./target/release/ava-bench scaling "$@"

@@ -5,6 +5,7 @@ mod groups_bench;
 mod opencl_bench;
 mod peer;
 mod report;
+mod scaling_bench;
 mod transport_bench;
 
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use clap::{Parser, Subcommand};
 #[command(
     version,
     about,
-    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench groups --quick"
+    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench groups --quick\n  ava-bench scaling --quick --json scaling.json --svg docs/scaling.svg"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -61,6 +62,20 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
     },
+    /// Scaling: aggregate small-call throughput and latency with 1, 2, 4,
+    /// 8 and 16 guests (one VM each) beside one guest's, and small calls
+    /// beside a VM blocked on a 2-second kernel.
+    Scaling {
+        /// Shorter measurements (1 s per count).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the results as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// Also plot the per-count figures as SVG to this file.
+        #[arg(long, value_name = "PATH")]
+        svg: Option<PathBuf>,
+    },
     /// The other side of a two-process measurement (started by the benchmark itself).
     #[command(hide = true)]
     Peer {
@@ -100,6 +115,15 @@ fn main() -> anyhow::Result<()> {
         Command::Groups { quick, json } => {
             let results = groups_bench::run(quick)?;
             report::print_table("groups", &results);
+            if let Some(path) = json {
+                report::write_json(&path, &results)?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Scaling { quick, json, svg } => {
+            let results = scaling_bench::run(quick, svg.as_deref())?;
+            report::print_table("scaling", &results);
             if let Some(path) = json {
                 report::write_json(&path, &results)?;
                 eprintln!("wrote {}", path.display());

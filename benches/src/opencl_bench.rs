@@ -502,3 +502,112 @@ pub fn run(quick: bool, native_lib: &str) -> anyhow::Result<Vec<BenchResult>> {
     }
     Ok(results)
 }
+
+/// The guest of `ava-bench scaling`: small calls (a device query) for
+/// `seconds`, timed one by one; prints how many and their p50 and p99.
+pub fn scaling_guest_role(seconds: f64) -> anyhow::Result<()> {
+    let remote = Cl::load(&sibling("libava_opencl.so")?)?;
+    let s = setup(&remote)?;
+    let mut h = histogram();
+    let mut units = 0u32;
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut calls = 0u64;
+    while Instant::now() < end {
+        let t = Instant::now();
+        // SAFETY: `units` is a live u32, its size is passed.
+        check("clGetDeviceInfo", unsafe {
+            cl!(remote, clGetDeviceInfo)(
+                s.device,
+                CL_DEVICE_MAX_COMPUTE_UNITS,
+                4,
+                (&mut units as *mut u32).cast(),
+                std::ptr::null_mut(),
+            )
+        })?;
+        h.record(t.elapsed().as_nanos() as u64)?;
+        calls += 1;
+    }
+    println!(
+        "calls {calls} p50_ns {} p99_ns {}",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99)
+    );
+    Ok(())
+}
+
+/// A guest that blocks on one long kernel (`iters` iterations of
+/// arithmetic per work item), remoted or (`native`) on the host's own
+/// OpenCL library: prints how long it took.
+pub fn blocker_role(iters: u32, native: bool) -> anyhow::Result<()> {
+    let cl = if native {
+        Cl::load(Path::new("libOpenCL.so.1"))?
+    } else {
+        Cl::load(&sibling("libava_opencl.so")?)?
+    };
+    let s = setup(&cl)?;
+    let src = CString::new(
+        "__kernel void spin(__global float* a, int n) { int i = get_global_id(0); float x = a[i]; \
+         for (int j = 0; j < n; j++) x = x * 0.999999f + 0.5f; a[i] = x; }",
+    )?;
+    let mut err = 0;
+    // SAFETY: every pointer passed points to a live local of the right
+    // type; the queue, device and buffer come from `setup`.
+    unsafe {
+        let mut ctx: Id = std::ptr::null_mut();
+        check(
+            "clGetCommandQueueInfo",
+            cl!(cl, clGetCommandQueueInfo)(
+                s.queue,
+                0x1090, // CL_QUEUE_CONTEXT
+                size_of::<Id>(),
+                (&mut ctx as *mut Id).cast(),
+                std::ptr::null_mut(),
+            ),
+        )?;
+        let mut p = src.as_ptr();
+        let program =
+            cl!(cl, clCreateProgramWithSource)(ctx, 1, &mut p, std::ptr::null(), &mut err);
+        check("clCreateProgramWithSource", err)?;
+        check(
+            "clBuildProgram",
+            cl!(cl, clBuildProgram)(
+                program,
+                1,
+                &s.device,
+                std::ptr::null(),
+                None,
+                std::ptr::null_mut(),
+            ),
+        )?;
+        let name = CString::new("spin")?;
+        let kernel = cl!(cl, clCreateKernel)(program, name.as_ptr(), &mut err);
+        check("clCreateKernel", err)?;
+        check(
+            "clSetKernelArg",
+            cl!(cl, clSetKernelArg)(kernel, 0, size_of::<Id>(), (&s.buffer as *const Id).cast()),
+        )?;
+        check(
+            "clSetKernelArg",
+            cl!(cl, clSetKernelArg)(kernel, 1, 4, (&iters as *const u32).cast()),
+        )?;
+        let global = 64usize;
+        let t = Instant::now();
+        check(
+            "clEnqueueNDRangeKernel",
+            cl!(cl, clEnqueueNDRangeKernel)(
+                s.queue,
+                kernel,
+                1,
+                std::ptr::null(),
+                &global,
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                std::ptr::null_mut(),
+            ),
+        )?;
+        check("clFinish", cl!(cl, clFinish)(s.queue))?;
+        println!("kernel_ms {:.0}", t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(())
+}

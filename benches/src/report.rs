@@ -110,3 +110,110 @@ pub fn write_json(path: &Path, results: &[BenchResult]) -> anyhow::Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(&Doc { results })?)?;
     Ok(())
 }
+
+/// A plotted series: its name, its points, and whether it uses the right
+/// axis.
+pub type Series<'a> = (&'a str, &'a [(f64, f64)], bool);
+
+/// A line plot as SVG: each series (name, points, whether on the right
+/// axis) against a shared x axis (log2-spaced when its values are powers
+/// of two); the left and right axes are scaled to their series.
+pub fn svg_plot(title: &str, x_label: &str, series: &[Series<'_>]) -> String {
+    use std::fmt::Write as _;
+    let (w, h, l, r, t, b) = (720.0, 420.0, 90.0, 90.0, 40.0, 60.0);
+    let xs: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.0))
+        .collect();
+    let (x0, x1) = (
+        xs.iter().copied().fold(f64::MAX, f64::min).max(1.0).log2(),
+        xs.iter().copied().fold(f64::MIN, f64::max).max(2.0).log2(),
+    );
+    let top = |right: bool| {
+        series
+            .iter()
+            .filter(|s| s.2 == right)
+            .flat_map(|s| s.1.iter().map(|p| p.1))
+            .fold(0.0, f64::max)
+            .max(1e-9)
+            * 1.1
+    };
+    let (yl, yr) = (top(false), top(true));
+    let px = |x: f64| l + (x.max(1.0).log2() - x0) / (x1 - x0).max(1e-9) * (w - l - r);
+    let py = |y: f64, right: bool| h - b - y / if right { yr } else { yl } * (h - t - b);
+    let colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"];
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{title}</text>\n\
+         <line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{l}\" y1=\"{t}\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{}\" y1=\"{t}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{x_label}</text>\n",
+        w / 2.0,
+        h - b,
+        w - r,
+        h - b,
+        h - b,
+        w - r,
+        w - r,
+        h - b,
+        w / 2.0,
+        h - 15.0
+    );
+    let mut xs_sorted = xs.clone();
+    xs_sorted.sort_by(f64::total_cmp);
+    xs_sorted.dedup();
+    for x in xs_sorted {
+        let _ = writeln!(
+            o,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{x}</text>",
+            px(x),
+            h - b + 18.0
+        );
+    }
+    for i in 0..=4 {
+        let f = f64::from(i) / 4.0;
+        let _ = writeln!(
+            o,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{:.3e}</text>\n<text x=\"{}\" y=\"{:.1}\">{:.3e}</text>",
+            l - 6.0,
+            py(f * yl, false) + 4.0,
+            f * yl,
+            w - r + 6.0,
+            py(f * yr, true) + 4.0,
+            f * yr
+        );
+    }
+    for (i, (name, pts, right)) in series.iter().enumerate() {
+        let c = colours[i % colours.len()];
+        let path: Vec<String> = pts
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y, *right)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
+            path.join(" ")
+        );
+        for &(x, y) in pts.iter() {
+            let _ = writeln!(
+                o,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"/>",
+                px(x),
+                py(y, *right)
+            );
+        }
+        let axis = if *right { "right axis" } else { "left axis" };
+        let _ = writeln!(
+            o,
+            "<text x=\"{}\" y=\"{}\" fill=\"{c}\">{name} ({axis})</text>",
+            l + 10.0,
+            t + 16.0 + 16.0 * i as f64
+        );
+    }
+    o.push_str("</svg>\n");
+    o
+}

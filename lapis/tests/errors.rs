@@ -740,3 +740,26 @@ fn hooks_generate_calls_to_hand_written_code() {
     let call_g = &worker[worker.find("fn call_g(").unwrap()..];
     assert!(call_g.contains("api.g.ok_or"), "{call_g}");
 }
+
+bad!(
+    duplicate_after,
+    "cl_int f(size_t n) {\n    after(a);\n    after(b);\n}\n",
+    3,
+    5,
+    "duplicate `after`"
+);
+
+#[test]
+fn an_after_hook_sees_a_successful_result_and_may_replace_it() {
+    let text = format!("{PRELUDE}cl_int f(size_t n) {{\n    after(f_after);\n}}\n");
+    let spec = lapis::parse_str("ok.lapis", &text).unwrap_or_else(|d| panic!("{d}"));
+    let worker = lapis::codegen::generate(&spec, lapis::codegen::Side::Worker).unwrap();
+    let call_f = &worker[worker.find("fn call_f(").unwrap()..];
+    let real = call_f.find("__f(n)").expect("the real call");
+    let hook = call_f
+        .find("if __ok { unsafe { crate::guards::f_after(api, cx, __ret) }? } else { __ret }")
+        .unwrap_or_else(|| panic!("{call_f}"));
+    assert!(real < hook, "the hook runs after the call: {call_f}");
+    // Success is judged again on the hook's result.
+    assert!(call_f[hook..].contains("let __ok: bool"), "{call_f}");
+}

@@ -214,7 +214,7 @@ pub fn render(ledger: &Ledger, groups: &[Arc<GroupState>]) -> String {
     f.head(
         "ava_vm_call_latency_seconds",
         "histogram",
-        "Time the worker took to serve a call.",
+        "Time the worker took to serve a call (one call in 16 is timed).",
     );
     for (v, l) in vms.iter().zip(&labels) {
         let counts = v.latency_buckets();

@@ -71,15 +71,18 @@ pub fn handle_message(
     if let Some(slot) = &cx.session.in_flight {
         slot.begin(h.func);
     }
-    let started = cx.session.admission.is_some().then(std::time::Instant::now);
+    let started = (cx.session.admission.is_some()
+        && cx.session.calls.is_multiple_of(super::LATENCY_SAMPLE))
+    .then(std::time::Instant::now);
     let result = dispatcher
         .dispatch(h.func, &mut d, &mut cx)
         .and_then(|()| d.finish().map_err(DispatchError::from));
     if let Some(slot) = &cx.session.in_flight {
         slot.end();
     }
-    if let (Some(t), Some(a)) = (started, &cx.session.admission) {
-        a.served(&cx.session.caller, h.func, result.is_ok(), t.elapsed());
+    if let Some(a) = &cx.session.admission {
+        let took = started.map(|t| t.elapsed());
+        a.served(&cx.session.caller, h.func, result.is_ok(), took);
     }
     let mut out = cx.out;
     match result {

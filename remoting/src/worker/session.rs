@@ -132,11 +132,23 @@ pub trait Admission: Send + Sync {
     }
 
     /// A call of `caller` (function id `func`) was served: `ok` unless it
-    /// was rejected or failed, taking `took` in the worker.
-    fn served(&self, caller: &Caller, func: u32, ok: bool, took: Duration) {
+    /// was rejected or failed. One call in [`LATENCY_SAMPLE`] is timed
+    /// (`took`: how long the worker took); timing every call would cost
+    /// the fast path more than the rest of the accounting.
+    fn served(&self, caller: &Caller, func: u32, ok: bool, took: Option<Duration>) {
         let _ = (caller, func, ok, took);
     }
+
+    /// The channel of `caller` has no call waiting: anything the object
+    /// keeps per channel (counters gathered between flushes) should be
+    /// published now.
+    fn idle(&self, caller: &Caller) {
+        let _ = caller;
+    }
 }
+
+/// One call in this many is timed for [`Admission::served`].
+pub const LATENCY_SAMPLE: u64 = 16;
 
 /// The default policy: every call runs at once.
 #[derive(Debug, Default, Clone, Copy)]

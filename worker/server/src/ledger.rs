@@ -268,6 +268,15 @@ impl Ledger {
     }
 }
 
+/// The latency bucket of a call that took `t`.
+pub fn bucket(t: Duration) -> usize {
+    let s = t.as_secs_f64();
+    LATENCY_BUCKETS
+        .iter()
+        .position(|&b| s <= b)
+        .unwrap_or(LATENCY_BUCKETS.len())
+}
+
 fn read_name(shm: &Shm, at: usize) -> String {
     let mut b = [0u8; NAME];
     shm.read(at, &mut b);
@@ -357,23 +366,45 @@ impl VmSlot {
         );
     }
 
-    /// Records a call served: function `func` of API number `api`.
-    pub fn record_call(&self, api: usize, func: u32, ok: bool, took: Duration) {
-        self.add(Field::Calls, 1);
-        let f = (func as usize).min(FUNCS - 1);
-        let at = FUNCS_AT + (api.min(APIS - 1) * FUNCS + f) * 2;
-        self.at(at).fetch_add(1, Ordering::Relaxed);
-        if !ok {
-            self.add(Field::Errors, 1);
-            self.at(at + 1).fetch_add(1, Ordering::Relaxed);
+    /// Records a call served: function `func` of API number `api`, timed
+    /// or not.
+    pub fn record_call(&self, api: usize, func: u32, ok: bool, took: Option<Duration>) {
+        let mut funcs = [(0u64, 0u64); FUNCS];
+        funcs[(func as usize).min(FUNCS - 1)] = (1, u64::from(!ok));
+        let mut buckets = [0u64; LATENCY_BUCKETS.len() + 1];
+        if let Some(t) = took {
+            buckets[bucket(t)] = 1;
         }
-        let s = took.as_secs_f64();
-        let bucket = LATENCY_BUCKETS
-            .iter()
-            .position(|&b| s <= b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.at(LATENCY_AT + bucket).fetch_add(1, Ordering::Relaxed);
-        self.add(Field::LatencySumNs, took.as_nanos() as u64);
+        self.add_calls(
+            api,
+            &funcs,
+            &buckets,
+            took.map_or(0, |t| t.as_nanos() as u64),
+        );
+    }
+
+    /// Adds counts of calls of API number `api`: calls and errors per
+    /// function id, timed calls per latency bucket, and their total time.
+    pub fn add_calls(&self, api: usize, funcs: &[(u64, u64)], buckets: &[u64], sum_ns: u64) {
+        let (mut calls, mut errors) = (0, 0);
+        for (f, &(c, e)) in funcs.iter().enumerate().take(FUNCS) {
+            if c == 0 && e == 0 {
+                continue;
+            }
+            let at = FUNCS_AT + (api.min(APIS - 1) * FUNCS + f) * 2;
+            self.at(at).fetch_add(c, Ordering::Relaxed);
+            self.at(at + 1).fetch_add(e, Ordering::Relaxed);
+            calls += c;
+            errors += e;
+        }
+        self.add(Field::Calls, calls);
+        self.add(Field::Errors, errors);
+        for (b, &n) in buckets.iter().enumerate().take(LATENCY_BUCKETS.len() + 1) {
+            if n > 0 {
+                self.at(LATENCY_AT + b).fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        self.add(Field::LatencySumNs, sum_ns);
     }
 
     /// Calls and errors of function `func` of API number `api`.
@@ -433,7 +464,7 @@ mod tests {
         assert_eq!(seen.get(Field::Memory), 100);
         seen.sub(Field::Memory, 1000);
         assert_eq!(vm.get(Field::Memory), 0);
-        vm.record_call(1, 3, false, Duration::from_micros(3));
+        vm.record_call(1, 3, false, Some(Duration::from_micros(3)));
         assert_eq!(seen.function_calls(1, 3), (1, 1));
         assert_eq!(seen.latency_buckets()[2], 1);
         assert_eq!(b.vms().len(), 2);

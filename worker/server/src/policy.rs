@@ -70,7 +70,62 @@ pub mod resource {
     pub const IN_PLACE: &str = "bytes_in_place";
 }
 
+/// Calls a channel's thread counts before publishing them to the ledger
+/// (it also publishes whenever its channel is idle).
+const FLUSH_EVERY: u32 = 1024;
+
+/// A channel thread's call counts not yet in the ledger: the fast path
+/// adds to these plain counters, not to memory shared between processes.
+struct Counts {
+    /// The VM's slot and the API's number the counts are of.
+    vm: usize,
+    api: usize,
+    /// Calls counted since the last flush.
+    pending: u32,
+    /// Calls and errors per function id (ids beyond share the last).
+    funcs: Box<[(u64, u64); crate::ledger::FUNCS]>,
+    /// Timed calls per latency bucket, and their total time.
+    buckets: [u64; crate::ledger::LATENCY_BUCKETS.len() + 1],
+    sum_ns: u64,
+}
+
+impl Counts {
+    fn add(&mut self, func: u32, ok: bool, took: Option<Duration>) {
+        let f = &mut self.funcs[(func as usize).min(crate::ledger::FUNCS - 1)];
+        f.0 += 1;
+        f.1 += u64::from(!ok);
+        self.pending += 1;
+        if let Some(t) = took {
+            self.buckets[crate::ledger::bucket(t)] += 1;
+            self.sum_ns += t.as_nanos() as u64;
+        }
+    }
+
+    fn flush(&mut self, ledger: &Ledger) {
+        if self.pending == 0 {
+            return;
+        }
+        let vm = ledger.slot(self.vm);
+        if vm.get(Field::State) != 0 {
+            vm.add_calls(self.api, &self.funcs[..], &self.buckets, self.sum_ns);
+        }
+        self.funcs.iter_mut().for_each(|f| *f = (0, 0));
+        self.buckets = Default::default();
+        self.sum_ns = 0;
+        self.pending = 0;
+    }
+}
+
 thread_local! {
+    static COUNTS: std::cell::RefCell<Counts> = std::cell::RefCell::new(Counts {
+        vm: usize::MAX,
+        api: 0,
+        pending: 0,
+        funcs: Box::new([(0, 0); crate::ledger::FUNCS]),
+        buckets: Default::default(),
+        sum_ns: 0,
+    });
+
     /// Whether this thread's call being admitted counts in its VM's
     /// `Waiting` (each channel admits on its own thread).
     static WAITING: Cell<Option<usize>> = const { Cell::new(None) };
@@ -330,9 +385,24 @@ impl Admission for Policy {
         ok
     }
 
-    fn served(&self, caller: &Caller, func: u32, ok: bool, took: Duration) {
-        if let Some(vm) = self.vm(caller) {
-            vm.record_call(caller.api_index, func, ok, took);
-        }
+    fn served(&self, caller: &Caller, func: u32, ok: bool, took: Option<Duration>) {
+        let Some(slot) = caller.vm_slot else {
+            return;
+        };
+        COUNTS.with(|c| {
+            let mut c = c.borrow_mut();
+            if (c.vm, c.api) != (slot, caller.api_index) {
+                c.flush(&self.ledger);
+                (c.vm, c.api) = (slot, caller.api_index);
+            }
+            c.add(func, ok, took);
+            if c.pending >= FLUSH_EVERY {
+                c.flush(&self.ledger);
+            }
+        });
+    }
+
+    fn idle(&self, _caller: &Caller) {
+        COUNTS.with(|c| c.borrow_mut().flush(&self.ledger));
     }
 }

@@ -324,6 +324,7 @@ fn serve_channel(
             } else {
                 Ending::Released
             };
+            opts.admission.idle(&session.caller);
             return (session, ending);
         }
         let served = match chosen {
@@ -351,10 +352,14 @@ fn serve_channel(
         };
         match served {
             Ok(0) => {
+                if !idle.is_sleeping() && polls.is_multiple_of(64) {
+                    opts.admission.idle(&session.caller);
+                }
                 let _ = idle.snooze(None);
             }
             Ok(_) => idle = transport::Backoff::new(&opts.wait),
             Err(e) => {
+                opts.admission.idle(&session.caller);
                 if ch.is_current() {
                     tracing::warn!(channel = ch.index(), "dropping channel: {e}");
                     return (session, Ending::Corrupt);
