@@ -10,7 +10,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -541,4 +541,112 @@ fn the_metrics_pass_promtool_and_groups_share_one_executor() {
         text.contains("ava_vm_kernels_total{vm=\"vm0\",group=\"team\"}")
             && text.contains("ava_vm_kernels_total{vm=\"vm1\",group=\"team\"}")
     );
+}
+
+#[test]
+fn a_device_share_cap_and_a_byte_rate_hold() {
+    let _serial = lock();
+    let spin = common::build_sample("spin");
+    let vecadd = common::build_sample("vecadd");
+    let mut f = Fleet::start(
+        "caps",
+        &["max_device_share = 0.25", "max_bytes_per_s = \"8MiB\""],
+    );
+    f.spawn(0, &spin, &["60", ITERS, "saturate"]);
+    f.wait_running(&[0]);
+    let window = Duration::from_secs(4);
+    let used = f.delta("ava_vm_device_seconds_total", window)["vm0"] / window.as_secs_f64();
+    println!("device share used under a cap of 0.25: {used:.3}");
+    assert!(
+        (0.15..=0.275).contains(&used),
+        "device share {used:.3} under a cap of 0.25\n{}",
+        f.log()
+    );
+    // vecadd moves 12 MiB (two 4 MiB writes... in and a 4 MiB read out):
+    // at 8 MiB/s that takes at least about 1.5 s, less the 50 ms burst.
+    let t = Instant::now();
+    let out = common::run_capture(f.guest(1, &vecadd), Duration::from_secs(60));
+    let took = t.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", common::text(&out.stdout));
+    let to = by_vm(&fetch(&f.addr).unwrap(), "ava_vm_bytes_total");
+    let moved: f64 = to.iter().filter(|(v, _)| v == "vm1").map(|(_, b)| b).sum();
+    let least = moved / (8.0 * 1024.0 * 1024.0) - 0.1;
+    println!("vecadd moved {moved} bytes in {took:.2} s at 8 MiB/s (at least {least:.2} s)");
+    assert!(moved >= 12.0 * 1024.0 * 1024.0, "{moved}");
+    assert!(took >= least, "{took:.2} s for {moved} bytes at 8 MiB/s");
+}
+
+#[test]
+fn vms_added_and_removed_live_and_the_stats_table() {
+    let _serial = lock();
+    let mut f = Fleet::start("addremove", &[""]);
+    let stats = Command::new(common::worker_bin())
+        .args(["stats", "--metrics", &f.addr])
+        .output()
+        .expect("ava-worker stats");
+    let table = common::text(&stats.stdout);
+    assert!(stats.status.success(), "{}", common::text(&stats.stderr));
+    assert!(
+        table
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("calls") && h.contains("memory MiB")),
+        "{table}"
+    );
+    assert!(table.lines().any(|l| l.starts_with("vm0 ")), "{table}");
+    // vm1 is added: it is served, with its own executor.
+    let new_region = PathBuf::from(format!(
+        "/dev/shm/ava-test-sched-addremove-{}-1",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&new_region);
+    f.regions.push(new_region.clone());
+    let two = Fleet::toml(&f.regions, &["", "weight = 3"]);
+    std::fs::write(&f.config, &two).unwrap();
+    let t = Instant::now();
+    while !(transport::Region::open(&new_region).is_ok_and(|r| r.worker_heartbeat() > 0)
+        && f.metric("ava_vm_weight").get("vm1") == Some(&3.0))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "vm1 not served\n{}",
+            f.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = common::run_capture(f.guest(1, Path::new("clinfo")), Duration::from_secs(60));
+    assert!(
+        common::text(&out.stdout).contains("Number of platforms"),
+        "{}",
+        f.log()
+    );
+    // vm0 is removed: drained, released, gone from the metrics; vm1 stays.
+    let only = Fleet::toml(&f.regions[1..], &["weight = 3"]).replace("vm0", "vm1");
+    std::fs::write(&f.config, only).unwrap();
+    let t = Instant::now();
+    while f.metric("ava_vm_weight").contains_key("vm0") {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "vm0 not removed\n{}",
+            f.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let region0 = transport::Region::open(&f.regions[0]).unwrap();
+    let t = Instant::now();
+    while region0.worker_pid() != 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "vm0's region still held\n{}",
+            f.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        f.log().contains("configuration: VM removed vm=vm0"),
+        "{}",
+        f.log()
+    );
+    let out = common::run_capture(f.guest(1, Path::new("clinfo")), Duration::from_secs(60));
+    assert!(common::text(&out.stdout).contains("Number of platforms"));
 }
