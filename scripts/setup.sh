@@ -5,7 +5,7 @@
 # ICD loader and headers, clinfo, QEMU + busybox + cpio for the VM tests, and
 # the unmodified Debian programs the worker's tests run (PyOpenCL, clpeak).
 AVA_PACKAGES=(pocl-opencl-icd ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers clinfo
-              gcc qemu-system-x86 busybox-static cpio python3-pyopencl python3-numpy clpeak prometheus)
+              gcc qemu-system-x86 busybox-static cpio python3-pyopencl python3-numpy clpeak prometheus piglit)
 
 ensure_packages() {
   local missing=()

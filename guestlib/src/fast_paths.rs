@@ -108,6 +108,9 @@ pub unsafe fn read_buffer(
     event_wait_list: *const cl_event,
     event: *mut cl_event,
 ) -> Option<cl_int> {
+    if let Some(e) = crate::recorded::host_access_error(buffer, true, false) {
+        return Some(e);
+    }
     let done = in_place(
         command_queue,
         buffer,
@@ -175,6 +178,13 @@ pub unsafe fn write_buffer(
     event_wait_list: *const cl_event,
     event: *mut cl_event,
 ) -> Option<cl_int> {
+    if let Some(e) = crate::recorded::host_access_error(buffer, false, true) {
+        return Some(e);
+    }
+    // Asynchronous: the driver's answer would come too late.
+    if ptr.is_null() && !buffer.is_null() && !command_queue.is_null() {
+        return Some(opencl::CL_INVALID_VALUE);
+    }
     let done = in_place(
         command_queue,
         buffer,
@@ -445,7 +455,7 @@ pub(crate) unsafe fn create_in_pieces(
 pub use crate::mapping::{map_buffer, unmap_mem_object};
 pub use crate::recorded::{
     clone_kernel, context_info, create_context, create_context_from_type, create_kernel,
-    launch_args_set, mem_object_info, set_kernel_arg,
+    create_sub_buffer, launch_args_set, mem_object_info, set_kernel_arg,
 };
 
 /// `clGetProgramInfo(CL_PROGRAM_BINARIES)`: the answer is an array of

@@ -120,6 +120,11 @@ pub unsafe fn map_buffer(
     }
     let write_back =
         map_flags & (opencl::CL_MAP_WRITE | opencl::CL_MAP_WRITE_INVALIDATE_REGION) != 0;
+    if let Some(e) =
+        crate::recorded::host_access_error(buffer, map_flags & opencl::CL_MAP_READ != 0, write_back)
+    {
+        return fail(e);
+    }
     let host = crate::recorded::host_buffer(buffer);
     // In place, when the buffer lives in the heap and no event is involved
     // (not a `CL_MEM_USE_HOST_PTR` buffer: that maps at the application's

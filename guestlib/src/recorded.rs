@@ -75,6 +75,19 @@ pub(crate) fn host_buffer(mem: cl_mem) -> Option<HostBuffer> {
     record_of(mem).filter(|r| r.host_ptr != 0)
 }
 
+/// `CL_INVALID_OPERATION` when the flags `mem` was created with forbid
+/// the host to read it (`read`) or write it (`write`): `CL_MEM_HOST_NO_ACCESS`,
+/// `CL_MEM_HOST_WRITE_ONLY` for a read, `CL_MEM_HOST_READ_ONLY` for a write.
+/// An asynchronous write returns before the driver sees it, so the guest
+/// library answers as the driver would.
+pub(crate) fn host_access_error(mem: cl_mem, read: bool, write: bool) -> Option<cl_int> {
+    let flags = record_of(mem)?.flags;
+    let forbidden = flags & opencl::CL_MEM_HOST_NO_ACCESS != 0
+        || (read && flags & opencl::CL_MEM_HOST_WRITE_ONLY != 0)
+        || (write && flags & opencl::CL_MEM_HOST_READ_ONLY != 0);
+    forbidden.then_some(opencl::CL_INVALID_OPERATION)
+}
+
 /// Records what the application gave for buffer `mem`.
 pub(crate) fn record(mem: cl_mem, flags: opencl::cl_mem_flags, host_ptr: *mut std::ffi::c_void) {
     if mem.is_null() {
@@ -120,6 +133,85 @@ pub(crate) unsafe fn create_and_record(
     };
     record(mem, flags, host_ptr);
     mem
+}
+
+/// `clCreateSubBuffer` of a buffer the application created with
+/// `clCreateBuffer`: made, then recorded with what native answers for it —
+/// its parent's host pointer plus its origin (with `CL_MEM_USE_HOST_PTR`),
+/// and its flags with what it inherits from its parent (the access and
+/// host-access qualifiers it does not give, and how the parent's host
+/// memory was given). `None`: the parent is not recorded; the ordinary
+/// call is made.
+///
+/// # Safety
+/// OpenCL's contract: `buffer_create_info` is NULL or points to a
+/// `cl_buffer_region` (the only type); `errcode_ret` is NULL or writable.
+pub unsafe fn create_sub_buffer(
+    buffer: cl_mem,
+    flags: opencl::cl_mem_flags,
+    buffer_create_type: opencl::cl_buffer_create_type,
+    buffer_create_info: *const std::ffi::c_void,
+    errcode_ret: *mut cl_int,
+) -> Option<cl_mem> {
+    if passing() {
+        return None;
+    }
+    let parent = record_of(buffer)?;
+    // SAFETY: the caller's arguments, passed on.
+    let mem = passing_through(|| unsafe {
+        opencl::clCreateSubBuffer(
+            buffer,
+            flags,
+            buffer_create_type,
+            buffer_create_info,
+            errcode_ret,
+        )
+    });
+    if mem.is_null()
+        || buffer_create_type != opencl::CL_BUFFER_CREATE_TYPE_REGION
+        || buffer_create_info.is_null()
+    {
+        return Some(mem);
+    }
+    // SAFETY: the caller's contract: a cl_buffer_region (the call succeeded
+    // with it).
+    let origin = unsafe {
+        buffer_create_info
+            .cast::<opencl::cl_buffer_region>()
+            .read_unaligned()
+            .origin
+    };
+    let access = opencl::CL_MEM_READ_WRITE | opencl::CL_MEM_WRITE_ONLY | opencl::CL_MEM_READ_ONLY;
+    let host = opencl::CL_MEM_HOST_WRITE_ONLY
+        | opencl::CL_MEM_HOST_READ_ONLY
+        | opencl::CL_MEM_HOST_NO_ACCESS;
+    let mut f = flags;
+    if f & access == 0 {
+        f |= parent.flags & access;
+    }
+    if f & host == 0 {
+        f |= parent.flags & host;
+    }
+    f |= parent.flags
+        & (opencl::CL_MEM_USE_HOST_PTR
+            | opencl::CL_MEM_ALLOC_HOST_PTR
+            | opencl::CL_MEM_COPY_HOST_PTR);
+    HOST_BUFFERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(
+            mem as usize,
+            HostBuffer {
+                host_ptr: if parent.host_ptr != 0 {
+                    parent.host_ptr + origin
+                } else {
+                    0
+                },
+                flags: f,
+            },
+        );
+    Some(mem)
 }
 
 /// `clGetMemObjectInfo` of `CL_MEM_HOST_PTR` and `CL_MEM_FLAGS` for a

@@ -339,11 +339,24 @@ fn function(
     // Checks that need no worker.
     for (i, a) in plan.args.iter().enumerate() {
         let pn = &f.params[i].name.name;
-        if let Arg::MustBeNull = a {
-            let _ = writeln!(
-                o,
-                "    if !{pn}.is_null() {{ return Err(::remoting::guest::CallError::Unsupported(\"argument `{pn}` must be NULL\".into())); }}"
-            );
+        match a {
+            Arg::MustBeNull => {
+                let _ = writeln!(
+                    o,
+                    "    if !{pn}.is_null() {{ return Err(::remoting::guest::CallError::Unsupported(\"argument `{pn}` must be NULL\".into())); }}"
+                );
+            }
+            // An asynchronous call returns before the worker translates its
+            // handles: a NULL handle, which no command takes, fails at once
+            // with its type's error, as the driver's call would.
+            Arg::Handle { handle, .. } if !sync => {
+                let _ = writeln!(
+                    o,
+                    "    if ({pn} as usize) == 0 {{ return Err(::remoting::guest::CallError::Api(({}) as i64)); }}",
+                    super::worker::invalid_value(spec, handle, opts)
+                );
+            }
+            _ => {}
         }
     }
     for c in &plan.collects {

@@ -93,7 +93,8 @@ fn fn_type(f: &crate::Function) -> String {
     )
 }
 
-fn invalid_value(spec: &Spec, handle: &str, opts: &Options) -> String {
+/// The error value of handle type `handle` (an invalid handle of it).
+pub(crate) fn invalid_value(spec: &Spec, handle: &str, opts: &Options) -> String {
     spec.handles()
         .find(|h| h.name.name == handle)
         .and_then(|h| h.invalid_value())
@@ -485,10 +486,14 @@ fn function(
                             .iter()
                             .position(|c| &c.name.name == callback)
                             .unwrap_or(0);
+                        // Without a callback the driver never uses the
+                        // user data, but it may check it (OpenCL: user data
+                        // without a callback is CL_INVALID_VALUE): it gets
+                        // the guest's value as it is.
                         let _ = writeln!(
                             o,
-                            "    let {pn}: {t} = cx.callback_target({}_raw, {kind}) as {t};",
-                            f.params[j].name.name
+                            "    let {pn}: {t} = if {cb}_raw == 0 {{ {pn}_raw as usize as {t} }} else {{ cx.callback_target({cb}_raw, {kind}) as {t} }};",
+                            cb = f.params[j].name.name
                         );
                     }
                     None => {

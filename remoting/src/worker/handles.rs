@@ -150,14 +150,23 @@ impl HandleTable {
     }
 
     /// Removes every handle of guest process `owner`, returning `(kind,
-    /// host, references)` of each so that the caller can free them.
+    /// host, references)` of each so that the caller can free them — in
+    /// the order to free them: kinds in the reverse of their declaration
+    /// (a specification declares the objects that others are made from
+    /// first: contexts before the buffers and queues made in them), and in
+    /// each kind the newest first (a sub-buffer before its buffer). A
+    /// driver may assert when a context goes before what lives in it.
     pub fn drain_owner(&mut self, owner: u32) -> Vec<(u16, u64, u32)> {
-        let ids: Vec<(u32, u64)> = self
+        let mut ids: Vec<(u32, u64)> = self
             .by_id
             .keys()
             .filter(|(o, _)| *o == owner)
             .copied()
             .collect();
+        ids.sort_by_key(|&(o, id)| {
+            let kind = self.by_id[&(o, id)].kind;
+            std::cmp::Reverse((kind, id))
+        });
         ids.into_iter()
             .map(|key| {
                 let e = self.by_id.remove(&key).expect("present");
@@ -207,9 +216,15 @@ mod tests {
         let b = t.register(2, BUF, 0x3000);
         t.retain(1, a1);
         t.retain(1, a1);
-        let mut freed = t.drain_owner(1);
-        freed.sort();
-        assert_eq!(freed, vec![(CTX, 0x2000, 1), (BUF, 0x1000, 3)]);
+        let a3 = t.register(1, BUF, 0x4000);
+        let freed = t.drain_owner(1);
+        // Later kinds first, newest first in a kind: what lives in a
+        // context goes before it.
+        assert_eq!(
+            freed,
+            vec![(BUF, 0x4000, 1), (BUF, 0x1000, 3), (CTX, 0x2000, 1)]
+        );
+        assert_eq!(t.lookup(1, a3, BUF), None);
         assert_eq!(t.lookup(1, a1, BUF), None);
         assert_eq!(t.lookup(1, a2, CTX), None);
         assert_eq!(t.lookup(2, b, BUF), Some(0x3000), "another owner's object");
