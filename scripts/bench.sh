@@ -11,3 +11,4 @@ cargo build --release --locked -p ava-bench -p ava-worker -p ava-guestlib
 ./target/release/ava-bench transport "$@"
 ./target/release/ava-bench opencl "$@"
 ./target/release/ava-bench scaling "$@"
+./target/release/ava-bench idle "$@"

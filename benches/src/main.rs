@@ -2,6 +2,7 @@
 //! a baseline measured in the same run.
 
 mod groups_bench;
+mod idle_bench;
 mod opencl_bench;
 mod peer;
 mod report;
@@ -17,7 +18,7 @@ use clap::{Parser, Subcommand};
 #[command(
     version,
     about,
-    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench groups --quick\n  ava-bench scaling --quick --json scaling.json --svg docs/scaling.svg"
+    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench groups --quick\n  ava-bench scaling --quick --json scaling.json --svg docs/scaling.svg\n  ava-bench idle --quick"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -76,6 +77,17 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         svg: Option<PathBuf>,
     },
+    /// Idle cost: the worker's and 16 idle guests' CPU, and the first
+    /// call after a second of idleness, with doorbells (`--wait adaptive`)
+    /// beside polling (`--wait poll`).
+    Idle {
+        /// 10 s per configuration instead of 20.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the results as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+    },
     /// The other side of a two-process measurement (started by the benchmark itself).
     #[command(hide = true)]
     Peer {
@@ -124,6 +136,15 @@ fn main() -> anyhow::Result<()> {
         Command::Scaling { quick, json, svg } => {
             let results = scaling_bench::run(quick, svg.as_deref())?;
             report::print_table("scaling", &results);
+            if let Some(path) = json {
+                report::write_json(&path, &results)?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Idle { quick, json } => {
+            let results = idle_bench::run(quick)?;
+            report::print_table("idle", &results);
             if let Some(path) = json {
                 report::write_json(&path, &results)?;
                 eprintln!("wrote {}", path.display());

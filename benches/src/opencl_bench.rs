@@ -611,3 +611,44 @@ pub fn blocker_role(iters: u32, native: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// An idle guest of `ava-bench idle`: a context and a queue, then for
+/// `seconds`, once a second, one small call (a device query) after a
+/// second of idleness, timed. Prints the calls' latencies (ns) and its own
+/// CPU time.
+pub fn idle_guest_role(seconds: f64) -> anyhow::Result<()> {
+    let remote = Cl::load(&sibling("libava_opencl.so")?)?;
+    let s = setup(&remote)?;
+    let cpu0 = own_cpu();
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut lat = Vec::new();
+    let mut units = 0u32;
+    while Instant::now() + Duration::from_secs(1) < end {
+        std::thread::sleep(Duration::from_secs(1));
+        let t = Instant::now();
+        // SAFETY: `units` is a live u32, its size is passed.
+        check("clGetDeviceInfo", unsafe {
+            cl!(remote, clGetDeviceInfo)(
+                s.device,
+                CL_DEVICE_MAX_COMPUTE_UNITS,
+                4,
+                (&mut units as *mut u32).cast(),
+                std::ptr::null_mut(),
+            )
+        })?;
+        lat.push(t.elapsed().as_nanos() as u64);
+    }
+    let cpu = own_cpu() - cpu0;
+    let list: Vec<String> = lat.iter().map(ToString::to_string).collect();
+    println!("cpu_s {cpu:.4} latencies_ns {}", list.join(","));
+    Ok(())
+}
+
+/// CPU time (user + system) this process used so far, in seconds.
+fn own_cpu() -> f64 {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF);
+    u.map_or(0.0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 * 1e-6;
+        t(u.user_time()) + t(u.system_time())
+    })
+}

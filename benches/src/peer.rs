@@ -64,6 +64,7 @@ pub fn run(role: &str, args: &[String]) -> anyhow::Result<()> {
             socket_echo(s)
         }
         "opencl-guest" => crate::opencl_bench::guest_role(arg(0)?.parse()?, arg(1)?.parse()?),
+        "idle-guest" => crate::opencl_bench::idle_guest_role(arg(0)?.parse()?),
         "scaling-guest" => crate::opencl_bench::scaling_guest_role(arg(0)?.parse()?),
         "blocker" => crate::opencl_bench::blocker_role(arg(0)?.parse()?, false),
         "native-blocker" => crate::opencl_bench::blocker_role(arg(0)?.parse()?, true),

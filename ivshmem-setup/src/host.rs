@@ -409,7 +409,7 @@ mod tests {
             text.contains("file size:   1048576 bytes (1 MiB)"),
             "{text}"
         );
-        assert!(text.contains("magic \"AVA-SHM\", version 2"), "{text}");
+        assert!(text.contains("magic \"AVA-SHM\", version 3"), "{text}");
         assert!(text.contains("heap:        "), "{text}");
         assert!(
             text.contains(&format!("worker:      pid {me} (alive), heartbeat 1")),

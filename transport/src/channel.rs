@@ -60,12 +60,14 @@ pub(crate) fn rings(l: &ChannelLayout) -> (RingLayout, RingLayout) {
         tail: l.base + layout::CH_CMD_TAIL,
         data: l.cmd_data,
         size: l.cmd_size,
+        bell: Some(l.base + layout::CH_CMD_BELL),
     };
     let resp = RingLayout {
         head: l.base + layout::CH_RESP_HEAD,
         tail: l.base + layout::CH_RESP_TAIL,
         data: l.resp_data,
         size: l.resp_size,
+        bell: Some(l.base + layout::CH_RESP_BELL),
     };
     (cmd, resp)
 }
@@ -112,12 +114,23 @@ pub(crate) fn free(shm: &Shm, header: &RegionHeader, index: u32, generation: u32
         return false;
     }
     let (cmd, resp) = rings(&l);
+    // Whoever sleeps on the channel's bells wakes and sees it change hands.
+    for bell in [layout::CH_CMD_BELL, layout::CH_RESP_BELL] {
+        crate::bell::Bell::new(shm, l.base + bell).ring();
+    }
     ring::reset(shm, &cmd);
     ring::reset(shm, &resp);
     shm.atomic_u64(l.base + layout::CH_OWNER_PID)
         .store(0, Ordering::Relaxed);
     shm.atomic_u64(l.base + layout::CH_HEARTBEAT)
         .store(0, Ordering::Relaxed);
+    for bell in [
+        layout::CH_CMD_BELL,
+        layout::CH_RESP_BELL,
+        layout::CH_GUEST_RINGS,
+    ] {
+        shm.atomic_u32(l.base + bell).store(0, Ordering::Relaxed);
+    }
     state.store(word(generation.wrapping_add(1), FREE), Ordering::Release);
     true
 }
@@ -172,6 +185,15 @@ impl GuestChannel {
             .store(u64::from(std::process::id()), Ordering::Relaxed);
         shm.atomic_u64(l.base + layout::CH_HEARTBEAT)
             .store(1, Ordering::Release);
+        // Sharing the worker's kernel, this guest's futex wakes reach the
+        // worker: it says so, and the worker may sleep on the command bell.
+        let same_kernel = crate::region::same_kernel(shm);
+        shm.atomic_u32(l.base + layout::CH_GUEST_RINGS)
+            .store(u32::from(same_kernel), Ordering::Release);
+        if same_kernel {
+            // The worker's region thread may sleep: it attaches at once.
+            crate::bell::Bell::new(shm, layout::REGION_BELL).ring();
+        }
         let (cmd, resp) = rings(&l);
         let owner = Owner::new(shm, l.base + layout::CH_STATE, word(generation, CLAIMED));
         Some(GuestChannel {
@@ -233,6 +255,12 @@ impl GuestChannel {
     /// this endpoint.
     pub fn release(&self) {
         free(&self.shm, &self.header, self.index, self.generation);
+    }
+
+    /// Whether this guest may sleep on the response ring's bell: it
+    /// shares the worker's kernel, whose futex wakes then reach it.
+    pub fn can_sleep(&self) -> bool {
+        crate::region::same_kernel(&self.shm)
     }
 
     /// The region's worker heartbeat (to notice a dead worker).
@@ -329,6 +357,16 @@ impl WorkerChannel {
     /// The ownership generation this endpoint serves.
     pub fn generation(&self) -> u32 {
         self.generation
+    }
+
+    /// Whether the guest rings the command ring's bell (it shares this
+    /// worker's kernel): only then may the worker sleep on it.
+    pub fn guest_rings(&self) -> bool {
+        let l = self.header.channel(self.index);
+        self.shm
+            .atomic_u32(l.base + layout::CH_GUEST_RINGS)
+            .load(Ordering::Acquire)
+            == 1
     }
 
     /// Whether the guest that this endpoint was made for still holds the channel.

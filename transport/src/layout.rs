@@ -19,15 +19,15 @@
 //! share a cache line (or an adjacent-line prefetch pair):
 //! the channel state word (generation << 32 | state), the owner pid, the
 //! guest heartbeat, then the command ring's head and tail and the response
-//! ring's head and tail.
+//! ring's head and tail, the two rings' bells, and whether the guest rings.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// First eight bytes of every region.
 pub const MAGIC: [u8; 8] = *b"AVA-SHM\0";
 /// The layout version this build writes and accepts (2 added the buffer
-/// heap).
-pub const VERSION: u32 = 2;
+/// heap, 3 the doorbells).
+pub const VERSION: u32 = 3;
 /// Page size that every area is aligned to.
 pub const PAGE: u64 = 4096;
 /// Largest data arena of a channel (1 TiB): with at most 4096 channels,
@@ -41,6 +41,14 @@ pub const LINE: usize = 128;
 pub const WORKER_HEARTBEAT: usize = 128;
 /// Offset of the pid of the worker that serves the region (0: none).
 pub const WORKER_PID: usize = 256;
+/// Offset of the identity of the worker's kernel (a hash of its boot id;
+/// 0: unknown): a guest of the same kernel can wake the worker with a
+/// futex (see `bell`).
+pub const WORKER_KERNEL: usize = 384;
+/// Offset of the region's bell (a u32): the worker's region thread sleeps
+/// on it when nothing changes; a guest of its kernel rings it after
+/// claiming a channel (see `bell`).
+pub const REGION_BELL: usize = 512;
 
 /// Channel-relative offset of the state word.
 pub const CH_STATE: usize = 0;
@@ -56,6 +64,15 @@ pub const CH_CMD_TAIL: usize = 3 * LINE;
 pub const CH_RESP_HEAD: usize = 4 * LINE;
 /// Channel-relative offset of the response ring's tail (guest writes).
 pub const CH_RESP_TAIL: usize = 5 * LINE;
+/// Channel-relative offset of the command ring's bell (the worker sleeps on
+/// it; the guest rings it).
+pub const CH_CMD_BELL: usize = 6 * LINE;
+/// Channel-relative offset of the response ring's bell (the guest sleeps on
+/// it; the worker rings it).
+pub const CH_RESP_BELL: usize = 7 * LINE;
+/// Channel-relative offset of the word in which the guest says that it
+/// rings the command ring's bell (1: it shares the worker's kernel).
+pub const CH_GUEST_RINGS: usize = 8 * LINE;
 /// Size of a channel's control page.
 pub const CH_CONTROL: u64 = PAGE;
 

@@ -29,6 +29,7 @@
 //! ```
 
 mod arena;
+pub mod bell;
 mod channel;
 mod error;
 pub mod layout;

@@ -183,10 +183,21 @@ impl Region {
             .load(Ordering::Acquire) as u32
     }
 
+    /// The region's bell: the worker's region thread sleeps on it when
+    /// nothing changes (announce, re-check, sleep: see [`crate::bell`]); a
+    /// guest of the worker's kernel rings it after claiming a channel, and
+    /// the worker's own threads when they finish with one.
+    pub fn bell(&self) -> crate::bell::Bell {
+        crate::bell::Bell::new(&self.shm, layout::REGION_BELL)
+    }
+
     /// Takes the region's worker lease for `pid`. Fails with
     /// [`Error::WorkerBusy`] while another live process holds it; a lease left
     /// by a dead process is taken over.
     pub fn acquire_worker(&self, pid: u32) -> Result<(), Error> {
+        self.shm
+            .atomic_u64(layout::WORKER_KERNEL)
+            .store(kernel_id(), Ordering::Release);
         let word = self.shm.atomic_u64(layout::WORKER_PID);
         loop {
             let cur = word.load(Ordering::Acquire);
@@ -260,4 +271,29 @@ pub(crate) fn heap_of(shm: &Shm, header: &RegionHeader) -> Arena {
         header.heap_offset as usize,
         header.heap_size as usize,
     )
+}
+
+/// This kernel's identity: a hash of its boot id (never 0; 0 when it cannot
+/// be read). Processes of one kernel — on the host or in its containers —
+/// share it; a VM has its own.
+pub fn kernel_id() -> u64 {
+    static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| {
+        let Ok(boot) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") else {
+            return 0;
+        };
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in boot.trim().bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h.max(1)
+    })
+}
+
+/// Whether the worker that serves the region in `shm` runs on this kernel.
+pub(crate) fn same_kernel(shm: &Shm) -> bool {
+    let theirs = shm
+        .atomic_u64(layout::WORKER_KERNEL)
+        .load(Ordering::Acquire);
+    theirs != 0 && theirs == kernel_id()
 }

@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 use crate::RingError;
+use crate::bell::Bell;
 use crate::shm::{RingMem, Shm};
 use crate::wait::{WaitStrategy, retry};
 
@@ -106,6 +107,9 @@ pub struct RingLayout {
     pub data: usize,
     /// Size of the data area (a power of two).
     pub size: usize,
+    /// Offset of the ring's doorbell word, if it has one (see
+    /// [`crate::bell`]).
+    pub bell: Option<usize>,
 }
 
 impl RingLayout {
@@ -143,6 +147,10 @@ pub struct Producer {
     cached_tail: u64,
     /// The channel ownership this end serves (none: a bare ring).
     owner: Option<Owner>,
+    /// The consumer's doorbell, rung after publishing when it sleeps.
+    bell: Option<Bell>,
+    /// Whether the last message published woke the consumer.
+    woke: bool,
 }
 
 impl Producer {
@@ -154,6 +162,12 @@ impl Producer {
         let head = mem.head().load(Ordering::Acquire);
         let tail = mem.tail().load(Ordering::Acquire);
         Producer {
+            bell: layout.bell.map(|b| {
+                // Registered before the first message (see `bell`).
+                let _ = crate::bell::asymmetric();
+                Bell::new(&shm, b)
+            }),
+            woke: false,
             mem,
             size: layout.size,
             head,
@@ -238,12 +252,43 @@ impl Producer {
         }
         let need = (RECORD_HEADER + padded(len)) as u64;
         self.mem.word(self.head + need).store(0, Ordering::Relaxed);
-        self.mem
-            .word(self.head)
-            .store(record_header(len), Ordering::Release);
+        match &self.bell {
+            None => self
+                .mem
+                .word(self.head)
+                .store(record_header(len), Ordering::Release),
+            Some(bell) if crate::bell::asymmetric() => {
+                // The consumer's barrier on its way to sleep orders this
+                // store before the bell's load (see `bell`): the busy path
+                // pays a load.
+                self.mem
+                    .word(self.head)
+                    .store(record_header(len), Ordering::Release);
+                std::sync::atomic::compiler_fence(Ordering::SeqCst);
+                self.woke = bell.ring();
+            }
+            Some(bell) => {
+                // Sequentially consistent, as the consumer's announcement
+                // and re-check are: either it sees this record or the bell
+                // is seen sleeping (a swap: a full barrier on x86, which a
+                // store followed by a load would need anyway).
+                self.mem
+                    .word(self.head)
+                    .swap(record_header(len), Ordering::SeqCst);
+                self.woke = bell.ring();
+            }
+        }
         self.head += need;
         self.mem.head().store(self.head, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether the last message published had to wake the consumer (which
+    /// was sleeping on the bell); cleared by the call. A producer that woke
+    /// its consumer does better to yield than to spin while waiting for it:
+    /// the kernel tends to run the woken thread on the waker's core.
+    pub fn woke_consumer(&mut self) -> bool {
+        std::mem::take(&mut self.woke)
     }
 
     /// Sends `msg` if it fits now; `Ok(false)` when the ring is full.
@@ -288,6 +333,8 @@ pub struct Consumer {
     tail: u64,
     /// The channel ownership this end serves (none: a bare ring).
     owner: Option<Owner>,
+    /// This end's doorbell, which the producer rings when it sleeps.
+    bell: Option<Bell>,
 }
 
 impl Consumer {
@@ -295,11 +342,29 @@ impl Consumer {
         let mem = RingMem::new(&shm, layout.data, layout.size, layout.head, layout.tail);
         let tail = mem.tail().load(Ordering::Acquire);
         Consumer {
+            bell: layout.bell.map(|b| Bell::new(&shm, b)),
             mem,
             size: layout.size,
             tail,
             owner,
         }
+    }
+
+    /// Sleeps until the producer publishes (and rings), or `timeout`:
+    /// announces on the bell, re-checks the ring, and sleeps only if it is
+    /// still empty. Returns false at once, without sleeping, when the ring
+    /// has no bell. Only for a producer that rings (of the same kernel).
+    pub fn sleep(&mut self, timeout: Duration) -> bool {
+        let Some(bell) = &self.bell else {
+            return false;
+        };
+        bell.announce();
+        if self.mem.word(self.tail).load(Ordering::SeqCst) != 0 {
+            bell.awake();
+        } else {
+            bell.sleep(timeout);
+        }
+        true
     }
 
     /// Largest message the ring can carry.
@@ -385,6 +450,7 @@ mod tests {
             tail: 128,
             data: 1024,
             size,
+            bell: None,
         };
         let p = Producer::new(shm.clone(), layout, None);
         let c = Consumer::new(shm.clone(), layout, None);

@@ -37,6 +37,16 @@ impl WaitStrategy {
         min_sleep: Duration::from_micros(20),
         max_sleep: Duration::from_micros(100),
     };
+    /// For an end that sleeps on a doorbell once idle (see
+    /// [`crate::bell`]): spins for a few tens of microseconds — a busy
+    /// peer's next message comes sooner — then is ready to sleep; the
+    /// sleeps here apply only where no bell can be used.
+    pub const DOORBELL: WaitStrategy = WaitStrategy {
+        spins: 1 << 11,
+        yields: 0,
+        min_sleep: Duration::from_micros(20),
+        max_sleep: Duration::from_micros(100),
+    };
     /// Idle-friendly: spins briefly and soon sleeps (for idle VMs or shared cores).
     pub const IDLE: WaitStrategy = WaitStrategy {
         spins: 256,

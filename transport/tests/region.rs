@@ -262,3 +262,62 @@ fn worker_lease_is_exclusive() {
     r.beat_worker();
     assert_eq!(other.worker_heartbeat(), before + 1);
 }
+
+/// The doorbells between a guest and a worker of one kernel: an idle
+/// worker end sleeps on its bell and the guest's message wakes it at once
+/// (not after the sleep's timeout), and so does the worker's reply for a
+/// sleeping guest. A guest of another kernel (a VM's, here forged) is not
+/// taken to ring.
+#[test]
+fn idle_ends_sleep_on_their_bells_and_messages_wake_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, r) = region(&dir, 2);
+    r.acquire_worker(std::process::id()).unwrap();
+    let guest_region = Region::open(&path).unwrap();
+    let mut guest = guest_region.claim().expect("a free channel");
+    assert!(guest.can_sleep(), "the guest shares the worker's kernel");
+    let mut worker = r.attach(guest.index()).unwrap().expect("claimed");
+    assert!(worker.guest_rings());
+    let long = Duration::from_secs(10);
+    for round in 0..20u8 {
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            guest.tx.try_send(&[round]).unwrap();
+            guest
+        });
+        let t = std::time::Instant::now();
+        let mut buf = Vec::new();
+        while !worker.rx.try_recv(&mut buf).unwrap() {
+            assert!(worker.rx.sleep(long));
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "woken by the message, not the timeout"
+        );
+        assert_eq!(buf, [round]);
+        guest = sender.join().unwrap();
+        // And back: the guest sleeps, the worker's reply wakes it.
+        let replier = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            worker.tx.try_send(&[round, 1]).unwrap();
+            worker
+        });
+        let t = std::time::Instant::now();
+        while !guest.rx.try_recv(&mut buf).unwrap() {
+            assert!(guest.rx.sleep(long));
+        }
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert_eq!(buf, [round, 1]);
+        worker = replier.join().unwrap();
+    }
+    // A worker of another kernel: the guest neither sleeps nor is taken to ring.
+    drop(worker);
+    drop(guest);
+    let shm = transport::Shm::map(&path, None).unwrap();
+    shm.atomic_u64(layout::WORKER_KERNEL)
+        .store(12345, std::sync::atomic::Ordering::Release);
+    let guest = guest_region.claim().unwrap();
+    assert!(!guest.can_sleep());
+    let worker = r.attach(guest.index()).unwrap().unwrap();
+    assert!(!worker.guest_rings());
+}

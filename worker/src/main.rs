@@ -73,6 +73,12 @@ struct Cli {
     /// heap takes what the channels leave. 0: no heap.
     #[arg(long, default_value_t = 64 << 20)]
     heap_size: u64,
+    /// How an idle channel waits for its guest: `adaptive` polls while work
+    /// flows, then sleeps until the guest rings its doorbell (a guest on
+    /// this host or in a container: one kernel); `poll` keeps polling with
+    /// back-off (what a guest in a VM without a doorbell device gets anyway).
+    #[arg(long, value_enum, default_value_t = WaitMode::Adaptive)]
+    wait: WaitMode,
     /// Seconds without a heartbeat after which a guest is taken for dead.
     #[arg(long, default_value_t = 5)]
     stale_after: u64,
@@ -92,6 +98,15 @@ struct Cli {
     /// Internal: the executor's table of calls in flight.
     #[arg(long, hide = true)]
     in_flight: Option<PathBuf>,
+}
+
+/// How idle channels wait (`--wait`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WaitMode {
+    /// Poll with back-off.
+    Poll,
+    /// Poll while busy, then sleep until the guest rings.
+    Adaptive,
 }
 
 /// Commands beside serving.
@@ -312,6 +327,9 @@ fn supervisor(cli: &Cli) -> anyhow::Result<()> {
     }
     push("--stale-after", cli.stale_after.to_string());
     push("--ledger", ledger_path.display().to_string());
+    if cli.wait == WaitMode::Poll {
+        push("--wait", "poll".into());
+    }
     let cmd = ExecutorCommand {
         program: std::env::current_exe()?,
         common_args,
@@ -547,6 +565,7 @@ fn executor(cli: &Cli, group: &str) -> anyhow::Result<()> {
         in_flight,
         lease_pid: cli.lease_pid,
         vm_names,
+        notify: cli.wait == WaitMode::Adaptive,
         ..Default::default()
     };
     if let Some(path) = &cli.ledger {

@@ -563,7 +563,16 @@ impl Inner {
         call_id: u64,
         out: &mut Vec<u8>,
     ) -> Result<(), CallError> {
-        let wait = self.wait;
+        // The call woke a sleeping worker thread, which the kernel may run
+        // on this core: yield instead of spinning on it.
+        let wait = if self.ch.tx.woke_consumer() {
+            WaitStrategy {
+                spins: 0,
+                ..self.wait
+            }
+        } else {
+            self.wait
+        };
         let mut backoff = transport::Backoff::new(&wait);
         let mut beat = self.ch.worker_heartbeat();
         let mut since = Instant::now();
@@ -595,6 +604,12 @@ impl Inner {
                     since = t;
                 } else if t.duration_since(since) > conn.worker_timeout {
                     return Err(CallError::WorkerGone(t.duration_since(since), beat));
+                }
+                // Sharing the worker's kernel, the guest sleeps until the
+                // worker rings (a reply, or a look at the heartbeat every
+                // 50 ms) instead of waking on a timer.
+                if self.ch.can_sleep() && self.ch.rx.sleep(Duration::from_millis(50)) {
+                    continue;
                 }
             }
             backoff.snooze(None)?;

@@ -26,6 +26,16 @@ use transport::{LivenessTracker, Region, RegionConfig, WaitStrategy, WorkerChann
 
 use crate::{Backend, InFlight};
 
+/// Longest sleep of an idle channel's thread on its bell (its guest rings
+/// when it sends, and a release rings too): how soon it sees the worker
+/// stop.
+const CHANNEL_IDLE_SLEEP: Duration = Duration::from_millis(500);
+
+/// Longest sleep of a region's thread when nothing changes: how soon it
+/// attaches a channel that a guest in a VM (which cannot ring) claims, and
+/// looks for dead guests.
+const REGION_IDLE_SLEEP: Duration = Duration::from_millis(50);
+
 /// No API chosen yet on a channel (no hello accepted).
 const NO_API: usize = usize::MAX;
 
@@ -54,6 +64,10 @@ pub struct ServeOptions {
     /// Where each VM's attached channels and processes are recorded (the
     /// ledger the policy and the metrics read), if anywhere.
     pub ledger: Option<crate::Ledger>,
+    /// Whether an idle channel's thread sleeps until its guest rings (when
+    /// the guest can: it shares this kernel), instead of polling with
+    /// back-off (`--wait adaptive`, the default; `--wait poll`: false).
+    pub notify: bool,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -77,6 +91,7 @@ impl Default for ServeOptions {
             lease_pid: None,
             vm_names: std::collections::HashMap::new(),
             ledger: None,
+            notify: true,
         }
     }
 }
@@ -178,9 +193,11 @@ fn serve_region_at(
         let mut live: Vec<Option<Served<'_>>> = (0..region.channel_count()).map(|_| None).collect();
         loop {
             let stopping = stop.load(Ordering::Relaxed);
+            let mut changed = false;
             for idx in 0..live.len() {
                 let i = idx as u32;
                 if live[idx].as_ref().is_some_and(|t| t.thread.is_finished()) {
+                    changed = true;
                     let t = live[idx].take().expect("checked");
                     let owner = t.owner;
                     let api = t.api.load(Ordering::Acquire);
@@ -213,6 +230,7 @@ fn serve_region_at(
                     continue;
                 }
                 if let Ok(Some(ch)) = region.attach(i) {
+                    changed = true;
                     let vm = opts
                         .vm_names
                         .get(region.path())
@@ -225,6 +243,7 @@ fn serve_region_at(
                     let heap = heap.clone();
                     let api = Arc::new(AtomicUsize::new(NO_API));
                     let chosen = api.clone();
+                    let region_bell = region.bell();
                     let thread = std::thread::Builder::new()
                         .name(format!("ava-ch{i}"))
                         .spawn_scoped(s, move || {
@@ -237,7 +256,9 @@ fn serve_region_at(
                                 backends,
                                 api: &chosen,
                             };
-                            serve_channel(ch, served, opts, stop)
+                            let ended = serve_channel(ch, served, opts, stop);
+                            region_bell.ring();
+                            ended
                         })
                         .expect("spawn a channel thread");
                     live[idx] = Some(Served {
@@ -262,11 +283,32 @@ fn serve_region_at(
                 // A dead guest's channel is reclaimed; its thread then sees
                 // the channel change hands and ends.
                 for (i, generation) in tracker.stale(region, opts.stale_after) {
+                    changed = true;
                     tracing::warn!(channel = i, "guest stopped beating");
                     let _ = region.reclaim(i, generation);
                 }
             }
-            std::thread::sleep(Duration::from_millis(5));
+            if changed || stopping || !opts.notify {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            // Nothing changed: sleep on the region's bell, which a guest of
+            // this kernel rings after claiming a channel and a channel's
+            // thread rings when it ends; a guest in a VM cannot ring, so the
+            // sleep is short enough to attach its channels soon.
+            let bell = region.bell();
+            bell.announce();
+            let pending = live.iter().enumerate().any(|(i, t)| match t {
+                Some(t) => t.thread.is_finished(),
+                None => region
+                    .status(i as u32)
+                    .is_ok_and(|s| s.state == transport::ChannelState::Claimed),
+            });
+            if pending {
+                bell.awake();
+            } else {
+                bell.sleep(REGION_IDLE_SLEEP);
+            }
         }
     });
 }
@@ -310,7 +352,15 @@ fn serve_channel(
     };
     let apis: Vec<ApiId> = c.backends.iter().map(|b| b.api()).collect();
     let mut buf = Vec::with_capacity(4096);
-    let mut idle = transport::Backoff::new(&opts.wait);
+    // A guest that rings lets the channel sleep after a short spin.
+    let strategy = |ch: &WorkerChannel| {
+        if opts.notify && ch.guest_rings() {
+            &WaitStrategy::DOORBELL
+        } else {
+            &opts.wait
+        }
+    };
+    let mut idle = transport::Backoff::new(strategy(&ch));
     let mut polls = 0u32;
     let mut chosen: Option<usize> = None;
     loop {
@@ -355,9 +405,19 @@ fn serve_channel(
                 if !idle.is_sleeping() && polls.is_multiple_of(64) {
                     opts.admission.idle(&session.caller);
                 }
+                // Idle past the spinning: sleep until the guest rings (it
+                // does when it shares this kernel), waking now and then to
+                // see whether the worker stops or the channel changed hands.
+                if idle.is_sleeping()
+                    && opts.notify
+                    && ch.guest_rings()
+                    && ch.rx.sleep(CHANNEL_IDLE_SLEEP)
+                {
+                    continue;
+                }
                 let _ = idle.snooze(None);
             }
-            Ok(_) => idle = transport::Backoff::new(&opts.wait),
+            Ok(_) => idle = transport::Backoff::new(strategy(&ch)),
             Err(e) => {
                 opts.admission.idle(&session.caller);
                 if ch.is_current() {
