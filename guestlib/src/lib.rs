@@ -14,6 +14,7 @@
 use std::path::PathBuf;
 
 mod fast_paths;
+mod images;
 mod mapping;
 mod recorded;
 

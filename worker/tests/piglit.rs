@@ -21,12 +21,6 @@ const KNOWN: &[(&str, &str, &str, &str)] = &[
         "natively PoCL aborts on a device-side queue; remoted the worker's guard returns the error the specification requires",
     ),
     (
-        "cl-api-enqueue-fill-image",
-        "pass",
-        "fail",
-        "images created with host data are not remoted yet (clCreateImage's host_ptr must be NULL)",
-    ),
-    (
         "cl-api-enqueue-read_write-buffer",
         "pass",
         "fail",

@@ -303,3 +303,19 @@ fn enqueue_errors_remoted_equal_native() {
         ],
     );
 }
+
+/// Images with host data (`samples/opencl/image_host_data.c`): created
+/// with `CL_MEM_COPY_HOST_PTR` and `CL_MEM_USE_HOST_PTR`, read back with a
+/// row pitch of 0, flags and host pointer as native reports them.
+#[test]
+fn image_host_data_remoted_equals_native() {
+    check_sample(
+        "image_host_data",
+        &[
+            "create copy: 0",
+            "read: 0 same: 1",
+            "host_ptr app",
+            "without flag: -37",
+        ],
+    );
+}

@@ -1,0 +1,280 @@
+//! `clCreateImage` with host data (`CL_MEM_COPY_HOST_PTR` or
+//! `CL_MEM_USE_HOST_PTR`). How many bytes the host pointer holds depends
+//! on the element size of the image format, which a specification
+//! expression cannot compute: the guest library computes it here, creates
+//! the image without host data, and writes the data through a queue of its
+//! own on the context's first device (finished and released before the
+//! image is returned). The flags and host pointer the application gave are
+//! recorded, so `clGetMemObjectInfo` answers as native does. With
+//! `CL_MEM_USE_HOST_PTR` the image keeps its own copy: later changes to the
+//! application's memory do not reach it (as with a device that caches the
+//! host memory), and mapping writes back through the guest library.
+
+use crate::opencl::{self, cl_int, cl_mem};
+
+const CL_INVALID_HOST_PTR: cl_int = -37;
+
+/// Bytes of one element of an image of this format; `None` for an order
+/// or a type this library does not know (the driver then answers).
+fn element_size(format: &opencl::cl_image_format) -> Option<usize> {
+    let channels = match format.image_channel_order {
+        0x10B0 | 0x10B1 | 0x10B8 | 0x10B9 | 0x10BA | 0x10BD => 1, // R A INTENSITY LUMINANCE Rx DEPTH
+        0x10B2 | 0x10B3 | 0x10BB | 0x10BE => 2,                   // RG RA RGx DEPTH_STENCIL
+        0x10B4 | 0x10BF => 3,                                     // RGB sRGB
+        0x10B5..=0x10B7 | 0x10BC | 0x10C0..=0x10C3 => 4,          // RGBA BGRA ARGB RGBx sRGB* ABGR
+        _ => return None,
+    };
+    let size = match format.image_channel_data_type {
+        0x10D4 | 0x10D5 => return Some(2), // UNORM_SHORT_565/555: packed
+        0x10D6 | 0x10DF | 0x10E0 => return Some(4), // UNORM_INT_101010, INT24, 101010_2
+        0x10D0 | 0x10D2 | 0x10D7 | 0x10DA => 1, // 8-bit
+        0x10D1 | 0x10D3 | 0x10D8 | 0x10DB | 0x10DD => 2, // 16-bit, half
+        0x10D9 | 0x10DC | 0x10DE => 4,     // 32-bit, float
+        _ => return None,
+    };
+    Some(channels * size)
+}
+
+/// The region to write and the pitches of the host data, for `desc`.
+fn region_of(desc: &opencl::cl_image_desc, elem: usize) -> Option<([usize; 3], usize, usize)> {
+    let (w, h, d, n) = (
+        desc.image_width,
+        desc.image_height,
+        desc.image_depth,
+        desc.image_array_size,
+    );
+    let row = if desc.image_row_pitch == 0 {
+        w * elem
+    } else {
+        desc.image_row_pitch
+    };
+    let (region, slice) = match desc.image_type {
+        0x10F4 | 0x10F6 => ([w, 1, 1], 0),             // 1D, 1D buffer
+        0x10F1 => ([w, h, 1], 0),                      // 2D
+        0x10F5 => ([w, n, 1], desc.image_slice_pitch), // 1D array
+        0x10F3 => ([w, h, n], desc.image_slice_pitch), // 2D array
+        0x10F2 => ([w, h, d], desc.image_slice_pitch), // 3D
+        _ => return None,
+    };
+    Some((region, row, slice))
+}
+
+/// `clCreateImage`: see the module documentation. `None`: no host data,
+/// the ordinary call is made.
+///
+/// # Safety
+/// OpenCL's contract: `image_format` and `image_desc` are NULL or valid;
+/// `host_ptr` is NULL or holds the image's data; `errcode_ret` is NULL or
+/// writable.
+pub unsafe fn create_image(
+    context: opencl::cl_context,
+    flags: opencl::cl_mem_flags,
+    image_format: *const opencl::cl_image_format,
+    image_desc: *const opencl::cl_image_desc,
+    host_ptr: *mut std::ffi::c_void,
+    errcode_ret: *mut cl_int,
+) -> Option<cl_mem> {
+    if host_ptr.is_null() || crate::recorded::passing() {
+        return None;
+    }
+    let fail = |rc: cl_int| {
+        if !errcode_ret.is_null() {
+            // SAFETY: the caller's contract.
+            unsafe { *errcode_ret = rc };
+        }
+        Some(std::ptr::null_mut())
+    };
+    let data = opencl::CL_MEM_COPY_HOST_PTR | opencl::CL_MEM_USE_HOST_PTR;
+    if flags & data == 0 {
+        // Host data without a flag that uses it: the driver's answer.
+        return fail(CL_INVALID_HOST_PTR);
+    }
+    if image_format.is_null() || image_desc.is_null() {
+        return None;
+    }
+    // SAFETY: the caller's contract: both point to their structs.
+    let (format, desc) = unsafe { (image_format.read_unaligned(), image_desc.read_unaligned()) };
+    let (Some(elem), Some(_)) = (element_size(&format), region_of(&desc, 1)) else {
+        return None;
+    };
+    let (region, row, slice) = region_of(&desc, elem)?;
+    let mut err = 0;
+    let plain = flags & !data;
+    // SAFETY: the application's format and description, no host data;
+    // `err` is a live local.
+    let image = crate::recorded::passing_through(|| unsafe {
+        opencl::clCreateImage(
+            context,
+            plain,
+            image_format,
+            image_desc,
+            std::ptr::null_mut(),
+            &mut err,
+        )
+    });
+    if image.is_null() {
+        return fail(err);
+    }
+    let mut device: opencl::cl_device_id = std::ptr::null_mut();
+    // SAFETY: `device` is a live local for the first device of the list.
+    let mut rc = unsafe {
+        opencl::clGetContextInfo(
+            context,
+            opencl::CL_CONTEXT_DEVICES,
+            size_of::<opencl::cl_device_id>(),
+            (&mut device as *mut opencl::cl_device_id).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc == opencl::CL_SUCCESS {
+        // SAFETY: a live context and device; `err` is a live local.
+        let queue = unsafe { opencl::clCreateCommandQueue(context, device, 0, &mut err) };
+        rc = err;
+        if !queue.is_null() {
+            let origin = [0usize; 3];
+            // SAFETY: `host_ptr` holds the image's data with these pitches
+            // (the caller's contract); origin and region are locals.
+            rc = unsafe {
+                opencl::clEnqueueWriteImage(
+                    queue,
+                    image,
+                    1,
+                    origin.as_ptr(),
+                    region.as_ptr(),
+                    row,
+                    slice,
+                    host_ptr,
+                    0,
+                    std::ptr::null(),
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc == opencl::CL_SUCCESS {
+                // SAFETY: a live queue.
+                rc = unsafe { opencl::clFinish(queue) };
+            }
+            // SAFETY: the queue made here, used no more.
+            unsafe { opencl::clReleaseCommandQueue(queue) };
+        }
+    }
+    if rc != opencl::CL_SUCCESS {
+        // SAFETY: the image made here, never returned.
+        unsafe { opencl::clReleaseMemObject(image) };
+        return fail(rc);
+    }
+    crate::recorded::record(image, flags, host_ptr);
+    if !errcode_ret.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { *errcode_ret = opencl::CL_SUCCESS };
+    }
+    Some(image)
+}
+
+/// Explicit host pitches for a read or write of `region` of `image` given
+/// with a row pitch of 0 (which the driver computes from the image's
+/// element size): `(row, slice)`, or `None` when the call's own pitches
+/// are used (or the image cannot be asked).
+fn host_pitches(
+    image: cl_mem,
+    region: *const usize,
+    row: usize,
+    slice: usize,
+) -> Option<(usize, usize)> {
+    if row != 0 || region.is_null() || image.is_null() {
+        return None;
+    }
+    // SAFETY: OpenCL's contract: `region` holds three sizes.
+    let region = unsafe { std::slice::from_raw_parts(region, 3) };
+    let (mut elem, mut kind) = (0usize, 0u32);
+    // SAFETY: live locals of the sizes passed; `image` is the caller's.
+    let ok = unsafe {
+        opencl::clGetImageInfo(
+            image,
+            opencl::CL_IMAGE_ELEMENT_SIZE,
+            size_of::<usize>(),
+            (&mut elem as *mut usize).cast(),
+            std::ptr::null_mut(),
+        ) == opencl::CL_SUCCESS
+            && opencl::clGetMemObjectInfo(
+                image,
+                opencl::CL_MEM_TYPE,
+                size_of::<u32>(),
+                (&mut kind as *mut u32).cast(),
+                std::ptr::null_mut(),
+            ) == opencl::CL_SUCCESS
+    };
+    if !ok || elem == 0 {
+        return None;
+    }
+    let row = region[0] * elem;
+    let slice = match kind {
+        opencl::CL_MEM_OBJECT_IMAGE1D_ARRAY if slice == 0 => row,
+        opencl::CL_MEM_OBJECT_IMAGE3D | opencl::CL_MEM_OBJECT_IMAGE2D_ARRAY if slice == 0 => {
+            row * region[1]
+        }
+        _ => slice,
+    };
+    Some((row, slice))
+}
+
+/// `clEnqueueReadImage` with a row pitch of 0: made with the pitches the
+/// driver would compute, so that the remoted call knows how many bytes
+/// come back. `None`: the call's pitches are used as given.
+///
+/// # Safety
+/// OpenCL's contract for `clEnqueueReadImage`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn read_image(
+    queue: opencl::cl_command_queue,
+    image: cl_mem,
+    blocking: opencl::cl_bool,
+    origin: *const usize,
+    region: *const usize,
+    row_pitch: usize,
+    slice_pitch: usize,
+    ptr: *mut std::ffi::c_void,
+    n: opencl::cl_uint,
+    wait: *const opencl::cl_event,
+    event: *mut opencl::cl_event,
+) -> Option<cl_int> {
+    if crate::recorded::passing() {
+        return None;
+    }
+    let (row, slice) = host_pitches(image, region, row_pitch, slice_pitch)?;
+    // SAFETY: the caller's arguments, with pitches the driver would use.
+    Some(crate::recorded::passing_through(|| unsafe {
+        opencl::clEnqueueReadImage(
+            queue, image, blocking, origin, region, row, slice, ptr, n, wait, event,
+        )
+    }))
+}
+
+/// `clEnqueueWriteImage` with a row pitch of 0: as [`read_image`].
+///
+/// # Safety
+/// OpenCL's contract for `clEnqueueWriteImage`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn write_image(
+    queue: opencl::cl_command_queue,
+    image: cl_mem,
+    blocking: opencl::cl_bool,
+    origin: *const usize,
+    region: *const usize,
+    row_pitch: usize,
+    slice_pitch: usize,
+    ptr: *const std::ffi::c_void,
+    n: opencl::cl_uint,
+    wait: *const opencl::cl_event,
+    event: *mut opencl::cl_event,
+) -> Option<cl_int> {
+    if crate::recorded::passing() {
+        return None;
+    }
+    let (row, slice) = host_pitches(image, region, row_pitch, slice_pitch)?;
+    // SAFETY: as in `read_image`.
+    Some(crate::recorded::passing_through(|| unsafe {
+        opencl::clEnqueueWriteImage(
+            queue, image, blocking, origin, region, row, slice, ptr, n, wait, event,
+        )
+    }))
+}
