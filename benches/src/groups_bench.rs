@@ -7,60 +7,37 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::opencl_bench::{Worker, sibling};
 use crate::report::{BenchResult, compare};
 
 /// p50s of one configuration: (query, launch) of each guest.
 fn one(shared: bool, quick: bool, round: usize) -> anyhow::Result<Vec<(f64, f64)>> {
-    let regions: Vec<PathBuf> = (0..2)
-        .map(|i| {
-            PathBuf::from(format!(
-                "/dev/shm/ava-bench-groups-{}-{round}-{i}",
-                std::process::id()
-            ))
-        })
-        .collect();
-    for r in &regions {
-        let _ = std::fs::remove_file(r);
-    }
-    let mut c = Command::new(sibling("ava-worker")?);
-    for r in &regions {
-        c.arg("--region").arg(r);
-    }
-    c.args([
+    let mut args: Vec<String> = [
         "--channels",
         "2",
         "--arena-size",
         "4194304",
         "--heap-size",
         "0",
-    ])
-    .env("AVA_LOG", "warn");
+    ]
+    .map(String::from)
+    .into();
     if shared {
-        c.arg("--isolation-group").arg(format!(
-            "both={},{}",
-            regions[0].display(),
-            regions[1].display()
-        ));
+        let r: Vec<PathBuf> = (0..2)
+            .map(|i| {
+                PathBuf::from(format!(
+                    "/dev/shm/ava-bench-groups-{round}-{}-{i}",
+                    std::process::id()
+                ))
+            })
+            .collect();
+        args.push("--isolation-group".into());
+        args.push(format!("both={},{}", r[0].display(), r[1].display()));
     }
-    let child = c.spawn().context("starting ava-worker")?;
-    let _worker = Worker(child, regions[0].clone());
-    let _second = Remove(regions[1].clone());
-    let start = Instant::now();
-    while !regions
-        .iter()
-        .all(|r| transport::Region::open(r).is_ok_and(|r| r.worker_heartbeat() > 0))
-    {
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(20),
-            "the worker did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let fleet = crate::fleet::start(&format!("groups-{round}"), 2, &args)?;
+    let regions = &fleet.regions;
     let (queries, launches) = if quick { (3_000, 300) } else { (30_000, 3_000) };
     // One guest after the other: with two cores, two guests and two
     // serving threads polling at once would measure the machine's
@@ -90,15 +67,6 @@ fn one(shared: bool, quick: bool, round: usize) -> anyhow::Result<Vec<(f64, f64)
         p50s.push((field("query_p50_ns")?, field("launch_p50_ns")?));
     }
     Ok(p50s)
-}
-
-/// Removes a region file when dropped.
-struct Remove(PathBuf);
-
-impl Drop for Remove {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Runs the benchmark: five rounds, each configuration once per round;

@@ -5,13 +5,11 @@
 //! four), each holding a context and a queue and making one small call a
 //! second.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::opencl_bench::{Worker, sibling};
 use crate::report::{BenchResult, compare};
 
 /// VMs (regions) and guests per VM.
@@ -49,47 +47,20 @@ fn tree_ticks(pid: u32) -> u64 {
 /// One configuration's figures: worker CPU (share of a core), guests' CPU
 /// (share of a core, all together), first-call latencies (ns).
 fn one(mode: &str, seconds: f64) -> anyhow::Result<(f64, f64, Vec<u64>)> {
-    let regions: Vec<PathBuf> = (0..VMS)
-        .map(|i| {
-            PathBuf::from(format!(
-                "/dev/shm/ava-bench-idle-{}-{mode}-{i}",
-                std::process::id()
-            ))
-        })
-        .collect();
-    for r in &regions {
-        let _ = std::fs::remove_file(r);
-    }
-    let mut c = Command::new(sibling("ava-worker")?);
-    for r in &regions {
-        c.arg("--region").arg(r);
-    }
-    c.args([
+    let args: Vec<String> = [
         "--channels",
         &PER_VM.to_string(),
         "--arena-size",
         "1048576",
         "--heap-size",
         "0",
-    ])
-    .args(["--wait", mode])
-    .env("AVA_LOG", "warn");
-    let worker = Worker(
-        c.spawn().context("starting ava-worker")?,
-        regions[0].clone(),
-    );
-    let pid = worker.0.id();
-    let start = Instant::now();
-    while !regions
-        .iter()
-        .all(|r| transport::Region::open(r).is_ok_and(|r| r.worker_heartbeat() > 0))
-    {
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(30),
-            "the worker did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        "--wait",
+        mode,
+    ]
+    .map(String::from)
+    .into();
+    let fleet = crate::fleet::start(&format!("idle-{mode}"), VMS, &args)?;
+    let (regions, pid) = (&fleet.regions, fleet.worker.0.id());
     let guests: Vec<Child> = (0..VMS * PER_VM)
         .map(|i| {
             Command::new(std::env::current_exe()?)
@@ -136,10 +107,7 @@ fn one(mode: &str, seconds: f64) -> anyhow::Result<(f64, f64, Vec<u64>)> {
             }
         }
     }
-    drop(worker);
-    for r in &regions {
-        let _ = std::fs::remove_file(r);
-    }
+    drop(fleet);
     Ok((worker_cpu, guest_cpu / seconds, lat))
 }
 

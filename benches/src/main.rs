@@ -1,6 +1,7 @@
 //! `ava-bench`: benchmarks of the remoting stack, each figure printed beside
 //! a baseline measured in the same run.
 
+mod fleet;
 mod groups_bench;
 mod idle_bench;
 mod opencl_bench;

@@ -7,11 +7,10 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::opencl_bench::{Worker, sibling};
 use crate::report::{BenchResult, compare};
 
 /// Guest counts measured.
@@ -83,52 +82,23 @@ fn guests(regions: &[PathBuf], n: usize, seconds: f64) -> anyhow::Result<Vec<Gue
 /// Runs the benchmark; the per-count series also go to `svg` as a plot.
 pub fn run(quick: bool, svg: Option<&std::path::Path>) -> anyhow::Result<Vec<BenchResult>> {
     let most = *GUESTS.last().expect("counts");
-    let regions: Vec<PathBuf> = (0..most)
-        .map(|i| {
-            PathBuf::from(format!(
-                "/dev/shm/ava-bench-scaling-{}-{i}",
-                std::process::id()
-            ))
-        })
-        .collect();
-    for r in &regions {
-        let _ = std::fs::remove_file(r);
-    }
-    let mut c = Command::new(sibling("ava-worker")?);
-    for r in &regions {
-        c.arg("--region").arg(r);
-    }
-    c.args([
+    let args = [
         "--channels",
         "2",
         "--arena-size",
         "1048576",
         "--heap-size",
         "0",
-    ])
-    .env("AVA_LOG", "warn");
-    let _worker = Worker(
-        c.spawn().context("starting ava-worker")?,
-        regions[0].clone(),
-    );
-    let _others: Vec<Remove> = regions[1..].iter().cloned().map(Remove).collect();
-    let start = Instant::now();
-    while !regions
-        .iter()
-        .all(|r| transport::Region::open(r).is_ok_and(|r| r.worker_heartbeat() > 0))
-    {
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(60),
-            "the worker did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    ]
+    .map(String::from);
+    let fleet = crate::fleet::start("scaling", most, &args)?;
+    let regions = &fleet.regions;
     let seconds = if quick { 1.0 } else { 3.0 };
     let mut out = Vec::new();
     let mut series: [Vec<(f64, f64)>; 3] = Default::default();
     for n in GUESTS {
         eprintln!("[scaling] {n} guest(s) for {seconds} s");
-        let g = guests(&regions, n, seconds)?;
+        let g = guests(regions, n, seconds)?;
         let rate = g.iter().map(|x| x.calls).sum::<f64>() / seconds;
         let mut p50s: Vec<f64> = g.iter().map(|x| x.p50).collect();
         p50s.sort_by(f64::total_cmp);
@@ -221,13 +191,4 @@ pub fn run(quick: bool, svg: Option<&std::path::Path>) -> anyhow::Result<Vec<Ben
         eprintln!("wrote {}", path.display());
     }
     Ok(out)
-}
-
-/// Removes a region file when dropped.
-struct Remove(PathBuf);
-
-impl Drop for Remove {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }

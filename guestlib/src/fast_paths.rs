@@ -362,6 +362,44 @@ pub unsafe fn create_buffer(
     Some(unsafe { crate::recorded::create_and_record(context, flags, size, host_ptr, errcode_ret) })
 }
 
+/// Runs `work` on a command queue of its own on `context`'s first device,
+/// then finishes and releases the queue: `work`'s error, or the first
+/// error of getting the device, making the queue or finishing it.
+pub(crate) fn on_own_queue(
+    context: opencl::cl_context,
+    work: impl FnOnce(cl_command_queue) -> cl_int,
+) -> cl_int {
+    let mut device: opencl::cl_device_id = std::ptr::null_mut();
+    // SAFETY: `device` is a live local for the first device of the list
+    // (the query returns as many as fit).
+    let rc = unsafe {
+        opencl::clGetContextInfo(
+            context,
+            opencl::CL_CONTEXT_DEVICES,
+            size_of::<opencl::cl_device_id>(),
+            (&mut device as *mut opencl::cl_device_id).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != opencl::CL_SUCCESS {
+        return rc;
+    }
+    let mut err = 0;
+    // SAFETY: a live context and device; `err` is a live local.
+    let queue = unsafe { opencl::clCreateCommandQueue(context, device, 0, &mut err) };
+    if queue.is_null() {
+        return err;
+    }
+    let mut rc = work(queue);
+    if rc == opencl::CL_SUCCESS {
+        // SAFETY: a live queue.
+        rc = unsafe { opencl::clFinish(queue) };
+    }
+    // SAFETY: the queue made here, used no more.
+    unsafe { opencl::clReleaseCommandQueue(queue) };
+    rc
+}
+
 /// The part of [`create_buffer`] for initial data larger than a piece.
 ///
 /// # Safety
@@ -389,21 +427,6 @@ pub(crate) unsafe fn create_in_pieces(
         }
         Some(std::ptr::null_mut())
     };
-    let mut device: opencl::cl_device_id = std::ptr::null_mut();
-    // SAFETY: `device` is a live local for the first device of the list
-    // (the query returns as many as fit).
-    let rc = unsafe {
-        opencl::clGetContextInfo(
-            context,
-            opencl::CL_CONTEXT_DEVICES,
-            size_of::<opencl::cl_device_id>(),
-            (&mut device as *mut opencl::cl_device_id).cast(),
-            std::ptr::null_mut(),
-        )
-    };
-    if rc != opencl::CL_SUCCESS {
-        return fail(rc);
-    }
     let mut err = 0;
     let plain = flags & !data;
     // SAFETY: no host pointer; `err` is a live local.
@@ -412,33 +435,22 @@ pub(crate) unsafe fn create_in_pieces(
     if mem.is_null() {
         return fail(err);
     }
-    // SAFETY: a live context and device; `err` is a live local.
-    let queue = unsafe { opencl::clCreateCommandQueue(context, device, 0, &mut err) };
-    if queue.is_null() {
-        // SAFETY: the buffer just created.
-        unsafe { opencl::clReleaseMemObject(mem) };
-        return fail(err);
-    }
-    // SAFETY: `host_ptr` holds `size` bytes (the caller's contract).
-    let mut rc = unsafe {
-        opencl::clEnqueueWriteBuffer(
-            queue,
-            mem,
-            1,
-            0,
-            size,
-            host_ptr,
-            0,
-            std::ptr::null(),
-            std::ptr::null_mut(),
-        )
-    };
-    if rc == opencl::CL_SUCCESS {
-        // SAFETY: a live queue.
-        rc = unsafe { opencl::clFinish(queue) };
-    }
-    // SAFETY: the queue made here, used no more.
-    unsafe { opencl::clReleaseCommandQueue(queue) };
+    let rc = on_own_queue(context, |queue| {
+        // SAFETY: `host_ptr` holds `size` bytes (the caller's contract).
+        unsafe {
+            opencl::clEnqueueWriteBuffer(
+                queue,
+                mem,
+                1,
+                0,
+                size,
+                host_ptr,
+                0,
+                std::ptr::null(),
+                std::ptr::null_mut(),
+            )
+        }
+    });
     if rc != opencl::CL_SUCCESS {
         // SAFETY: the buffer made here, never returned.
         unsafe { opencl::clReleaseMemObject(mem) };

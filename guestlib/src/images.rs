@@ -115,48 +115,26 @@ pub unsafe fn create_image(
     if image.is_null() {
         return fail(err);
     }
-    let mut device: opencl::cl_device_id = std::ptr::null_mut();
-    // SAFETY: `device` is a live local for the first device of the list.
-    let mut rc = unsafe {
-        opencl::clGetContextInfo(
-            context,
-            opencl::CL_CONTEXT_DEVICES,
-            size_of::<opencl::cl_device_id>(),
-            (&mut device as *mut opencl::cl_device_id).cast(),
-            std::ptr::null_mut(),
-        )
-    };
-    if rc == opencl::CL_SUCCESS {
-        // SAFETY: a live context and device; `err` is a live local.
-        let queue = unsafe { opencl::clCreateCommandQueue(context, device, 0, &mut err) };
-        rc = err;
-        if !queue.is_null() {
-            let origin = [0usize; 3];
-            // SAFETY: `host_ptr` holds the image's data with these pitches
-            // (the caller's contract); origin and region are locals.
-            rc = unsafe {
-                opencl::clEnqueueWriteImage(
-                    queue,
-                    image,
-                    1,
-                    origin.as_ptr(),
-                    region.as_ptr(),
-                    row,
-                    slice,
-                    host_ptr,
-                    0,
-                    std::ptr::null(),
-                    std::ptr::null_mut(),
-                )
-            };
-            if rc == opencl::CL_SUCCESS {
-                // SAFETY: a live queue.
-                rc = unsafe { opencl::clFinish(queue) };
-            }
-            // SAFETY: the queue made here, used no more.
-            unsafe { opencl::clReleaseCommandQueue(queue) };
+    let rc = crate::fast_paths::on_own_queue(context, |queue| {
+        let origin = [0usize; 3];
+        // SAFETY: `host_ptr` holds the image's data with these pitches (the
+        // caller's contract); origin and region are locals.
+        unsafe {
+            opencl::clEnqueueWriteImage(
+                queue,
+                image,
+                1,
+                origin.as_ptr(),
+                region.as_ptr(),
+                row,
+                slice,
+                host_ptr,
+                0,
+                std::ptr::null(),
+                std::ptr::null_mut(),
+            )
         }
-    }
+    });
     if rc != opencl::CL_SUCCESS {
         // SAFETY: the image made here, never returned.
         unsafe { opencl::clReleaseMemObject(image) };
