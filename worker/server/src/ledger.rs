@@ -107,6 +107,10 @@ pub enum Field {
     ShareTat,
     /// Time (ns) until which the VM counts as active for priorities.
     ActiveUntil,
+    /// The VM's expected device time of a kernel (ns; a moving average),
+    /// charged to its virtual time when a launch is admitted and corrected
+    /// when the kernel completes.
+    EstimateNs,
     /// Sum of call latencies, in nanoseconds.
     LatencySumNs = LATENCY_AT - 1,
 }

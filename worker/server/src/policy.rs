@@ -9,8 +9,10 @@
 //!   was idle catches up to at most [`SLACK`] behind (it does not bank the
 //!   time it did not use). Work-conserving: only VMs with kernels in flight
 //!   or launches waiting count, and those whose last kernel completed
-//!   within [`ANTICIPATION`] (the moment between a guest's wait for its
-//!   kernels and its next launch is not idleness).
+//!   within [`FAIR_WINDOW`] (the moment between a guest's wait for its
+//!   kernels and its next launch is not idleness). Kernels are charged at
+//!   their expected device time when admitted, and corrected when they
+//!   complete, so kernels in flight count at once.
 //! - **Strict priority classes.** A launch waits while a VM of a higher
 //!   class is active (kernels in flight, launches waiting, or a kernel
 //!   completed within [`ANTICIPATION`], so that the gap between one of its
@@ -44,6 +46,10 @@ pub const SLACK: Duration = Duration::from_millis(5);
 /// How long after its last kernel completed a VM still holds lower
 /// priority classes back.
 pub const ANTICIPATION: Duration = Duration::from_millis(2);
+/// How long after its last kernel completed a VM still counts as active
+/// in the fair share (its guest may be slow to launch the next one on a
+/// busy host: a VM that misses this window loses what it was owed).
+pub const FAIR_WINDOW: Duration = Duration::from_millis(20);
 /// Tolerance of the rate limits: how far behind its schedule a VM may
 /// catch up.
 pub const BURST: Duration = Duration::from_millis(50);
@@ -192,11 +198,19 @@ impl Policy {
         v.get(Field::InFlight) > 0 || v.get(Field::Waiting) > 0
     }
 
+    /// Whether `v` is held back by its own limits now (its launch rate or
+    /// its device-share cap): it then cannot use what others would leave
+    /// it, and does not count against them.
+    fn limited(v: &VmSlot, now: u64) -> bool {
+        v.get(Field::LaunchTat) > now || v.get(Field::ShareTat) > now
+    }
+
     fn admit_kernel(&self, vm: &VmSlot, now: u64) -> Admit {
         let s = vm.settings();
         // Idle until now: neither kernels in flight nor launches waiting,
         // nor a kernel completed a moment ago.
-        let was_idle = !Self::active(vm) && vm.get(Field::ActiveUntil) <= now;
+        let fair_extra = (FAIR_WINDOW - ANTICIPATION).as_nanos() as u64;
+        let was_idle = !Self::active(vm) && vm.get(Field::ActiveUntil) + fair_extra <= now;
         // The VM's own limits: waiting for them is not demand.
         let launch_cost = s.max_launches_per_s.map(|r| 1_000_000_000 / r.max(1));
         if let Some(cost) = launch_cost
@@ -223,6 +237,7 @@ impl Policy {
             .collect();
         let higher_active = others.iter().any(|o| {
             o.get(Field::Priority) < s.priority
+                && !Self::limited(o, now)
                 && (Self::active(o) || o.get(Field::ActiveUntil) > now)
         });
         if higher_active {
@@ -233,7 +248,8 @@ impl Policy {
             .iter()
             .filter(|o| {
                 o.get(Field::Priority) == s.priority
-                    && (Self::active(o) || o.get(Field::ActiveUntil) > now)
+                    && !Self::limited(o, now)
+                    && (Self::active(o) || o.get(Field::ActiveUntil) + fair_extra > now)
             })
             .map(|o| o.get(Field::VirtualTime))
             .min();
@@ -259,6 +275,12 @@ impl Policy {
         }
         Self::set_waiting(vm, false);
         vm.add(Field::InFlight, 1);
+        // Charged now, at the expected device time, so that kernels in
+        // flight count before they complete (corrected then).
+        vm.add(
+            Field::VirtualTime,
+            vm.get(Field::EstimateNs).saturating_mul(VT_SCALE) / s.weight,
+        );
         Admit::Run
     }
 }
@@ -336,15 +358,33 @@ impl Admission for Policy {
         let now = now_ns();
         vm.sub(Field::InFlight, 1);
         vm.set(Field::LastProgress, now);
+        let s = vm.settings();
+        let est = vm.get(Field::EstimateNs);
         let Some(t) = device_time else {
+            // Never ran: the charge made at admission comes back.
+            vm.sub(Field::VirtualTime, est.saturating_mul(VT_SCALE) / s.weight);
             return;
         };
         vm.sub(Field::Running, 1);
         let ns = t.as_nanos() as u64;
         vm.add(Field::Kernels, 1);
         vm.add(Field::DeviceNs, ns);
-        let s = vm.settings();
-        vm.add(Field::VirtualTime, ns.saturating_mul(VT_SCALE) / s.weight);
+        // The admission charged `est`: the difference now.
+        if ns >= est {
+            vm.add(
+                Field::VirtualTime,
+                (ns - est).saturating_mul(VT_SCALE) / s.weight,
+            );
+        } else {
+            vm.sub(
+                Field::VirtualTime,
+                (est - ns).saturating_mul(VT_SCALE) / s.weight,
+            );
+        }
+        vm.set(
+            Field::EstimateNs,
+            if est == 0 { ns } else { (est * 7 + ns) / 8 },
+        );
         vm.set(Field::ActiveUntil, now + ANTICIPATION.as_nanos() as u64);
         if let Some(share) = s.max_device_share {
             // The device time is repaid at the capped rate: launches wait
