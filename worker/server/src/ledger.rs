@@ -202,6 +202,20 @@ impl Ledger {
             .collect()
     }
 
+    /// The slots in use, borrowed (no allocation: the scheduler looks at
+    /// every VM on each launch): `(index, field reader)`.
+    pub fn each(&self) -> impl Iterator<Item = (usize, impl Fn(Field) -> u64 + '_)> + '_ {
+        (0..MAX_VMS).filter_map(move |i| {
+            let base = VMS + i * SLOT_WORDS * 8;
+            let get = move |f: Field| {
+                self.shm
+                    .atomic_u64(base + (f as usize) * 8)
+                    .load(Ordering::Relaxed)
+            };
+            (get(Field::State) != 0).then_some((i, get))
+        })
+    }
+
     /// The slot at `index` (in use or not).
     pub fn slot(&self, index: usize) -> VmSlot {
         VmSlot {

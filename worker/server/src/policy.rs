@@ -194,15 +194,17 @@ impl Policy {
         }
     }
 
-    fn active(v: &VmSlot) -> bool {
-        v.get(Field::InFlight) > 0 || v.get(Field::Waiting) > 0
+    /// Whether a VM (read through `get`) has kernels in flight or launches
+    /// waiting.
+    fn active(get: impl Fn(Field) -> u64) -> bool {
+        get(Field::InFlight) > 0 || get(Field::Waiting) > 0
     }
 
-    /// Whether `v` is held back by its own limits now (its launch rate or
+    /// Whether a VM is held back by its own limits now (its launch rate or
     /// its device-share cap): it then cannot use what others would leave
     /// it, and does not count against them.
-    fn limited(v: &VmSlot, now: u64) -> bool {
-        v.get(Field::LaunchTat) > now || v.get(Field::ShareTat) > now
+    fn limited(get: impl Fn(Field) -> u64, now: u64) -> bool {
+        get(Field::LaunchTat) > now || get(Field::ShareTat) > now
     }
 
     fn admit_kernel(&self, vm: &VmSlot, now: u64) -> Admit {
@@ -210,7 +212,8 @@ impl Policy {
         // Idle until now: neither kernels in flight nor launches waiting,
         // nor a kernel completed a moment ago.
         let fair_extra = (FAIR_WINDOW - ANTICIPATION).as_nanos() as u64;
-        let was_idle = !Self::active(vm) && vm.get(Field::ActiveUntil) + fair_extra <= now;
+        let was_idle =
+            !Self::active(|f| vm.get(f)) && vm.get(Field::ActiveUntil) + fair_extra <= now;
         // The VM's own limits: waiting for them is not demand.
         let launch_cost = s.max_launches_per_s.map(|r| 1_000_000_000 / r.max(1));
         if let Some(cost) = launch_cost
@@ -229,30 +232,28 @@ impl Policy {
             Self::set_waiting(vm, true);
             return Admit::Wait;
         }
-        let others: Vec<VmSlot> = self
-            .ledger
-            .vms()
-            .into_iter()
-            .filter(|o| o.index() != vm.index())
-            .collect();
-        let higher_active = others.iter().any(|o| {
-            o.get(Field::Priority) < s.priority
-                && !Self::limited(o, now)
-                && (Self::active(o) || o.get(Field::ActiveUntil) > now)
-        });
+        // One look at every other VM: is one of a higher class active, and
+        // the least virtual time among the active VMs of this class.
+        let mut higher_active = false;
+        let mut least: Option<u64> = None;
+        for (i, o) in self.ledger.each() {
+            if i == vm.index() || Self::limited(&o, now) {
+                continue;
+            }
+            let class = o(Field::Priority);
+            if class < s.priority {
+                higher_active |= Self::active(&o) || o(Field::ActiveUntil) > now;
+            } else if class == s.priority
+                && (Self::active(&o) || o(Field::ActiveUntil) + fair_extra > now)
+            {
+                let vt = o(Field::VirtualTime);
+                least = Some(least.map_or(vt, |l| l.min(vt)));
+            }
+        }
         if higher_active {
             Self::set_waiting(vm, true);
             return Admit::Wait;
         }
-        let least = others
-            .iter()
-            .filter(|o| {
-                o.get(Field::Priority) == s.priority
-                    && !Self::limited(o, now)
-                    && (Self::active(o) || o.get(Field::ActiveUntil) + fair_extra > now)
-            })
-            .map(|o| o.get(Field::VirtualTime))
-            .min();
         if let Some(least) = least {
             let slack = SLACK.as_nanos() as u64 * VT_SCALE;
             // Time not used while idle is not banked (a VM that stays
