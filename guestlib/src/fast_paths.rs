@@ -464,7 +464,7 @@ pub(crate) unsafe fn create_in_pieces(
     Some(mem)
 }
 
-pub use crate::images::{create_image, read_image, write_image};
+pub use crate::images::{create_image, create_image_with_properties, read_image, write_image};
 pub use crate::mapping::{map_buffer, unmap_mem_object};
 pub use crate::recorded::{
     clone_kernel, context_info, create_context, create_context_from_type, create_kernel,

@@ -74,6 +74,90 @@ pub unsafe fn create_image(
     host_ptr: *mut std::ffi::c_void,
     errcode_ret: *mut cl_int,
 ) -> Option<cl_mem> {
+    let create = |plain, err: &mut cl_int| {
+        // SAFETY: the application's format and description, no host data;
+        // `err` is a live local.
+        unsafe {
+            opencl::clCreateImage(
+                context,
+                plain,
+                image_format,
+                image_desc,
+                std::ptr::null_mut(),
+                err,
+            )
+        }
+    };
+    // SAFETY: the caller's arguments, passed on.
+    unsafe {
+        create_with_data(
+            context,
+            flags,
+            image_format,
+            image_desc,
+            host_ptr,
+            errcode_ret,
+            create,
+        )
+    }
+}
+
+/// `clCreateImageWithProperties`: as [`create_image`].
+///
+/// # Safety
+/// As for [`create_image`]; `properties` is NULL or a zero-terminated list.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn create_image_with_properties(
+    context: opencl::cl_context,
+    properties: *const opencl::cl_mem_properties,
+    flags: opencl::cl_mem_flags,
+    image_format: *const opencl::cl_image_format,
+    image_desc: *const opencl::cl_image_desc,
+    host_ptr: *mut std::ffi::c_void,
+    errcode_ret: *mut cl_int,
+) -> Option<cl_mem> {
+    let create = |plain, err: &mut cl_int| {
+        // SAFETY: as in `create_image`, with the application's properties.
+        unsafe {
+            opencl::clCreateImageWithProperties(
+                context,
+                properties,
+                plain,
+                image_format,
+                image_desc,
+                std::ptr::null_mut(),
+                err,
+            )
+        }
+    };
+    // SAFETY: the caller's arguments, passed on.
+    unsafe {
+        create_with_data(
+            context,
+            flags,
+            image_format,
+            image_desc,
+            host_ptr,
+            errcode_ret,
+            create,
+        )
+    }
+}
+
+/// The image made by `create(flags without host data, &mut err)`, then
+/// filled with the host data: see the module documentation.
+///
+/// # Safety
+/// As for [`create_image`].
+unsafe fn create_with_data(
+    context: opencl::cl_context,
+    flags: opencl::cl_mem_flags,
+    image_format: *const opencl::cl_image_format,
+    image_desc: *const opencl::cl_image_desc,
+    host_ptr: *mut std::ffi::c_void,
+    errcode_ret: *mut cl_int,
+    create: impl FnOnce(opencl::cl_mem_flags, &mut cl_int) -> cl_mem,
+) -> Option<cl_mem> {
     if host_ptr.is_null() || crate::recorded::passing() {
         return None;
     }
@@ -100,18 +184,7 @@ pub unsafe fn create_image(
     let (region, row, slice) = region_of(&desc, elem)?;
     let mut err = 0;
     let plain = flags & !data;
-    // SAFETY: the application's format and description, no host data;
-    // `err` is a live local.
-    let image = crate::recorded::passing_through(|| unsafe {
-        opencl::clCreateImage(
-            context,
-            plain,
-            image_format,
-            image_desc,
-            std::ptr::null_mut(),
-            &mut err,
-        )
-    });
+    let image = crate::recorded::passing_through(|| create(plain, &mut err));
     if image.is_null() {
         return fail(err);
     }

@@ -16,5 +16,8 @@ unsigned char out[sizeof px]; memset(out,0,sizeof out); size_t o[3]={0,0,0},r[3]
 e=clEnqueueReadImage(q,m,CL_TRUE,o,r,0,0,out,0,NULL,NULL); printf("read: %d same: %d\n",e,memcmp(out,px,sizeof px)==0);
 cl_mem_flags got; void*hp; clGetMemObjectInfo(m,CL_MEM_FLAGS,sizeof got,&got,NULL); clGetMemObjectInfo(m,CL_MEM_HOST_PTR,sizeof hp,&hp,NULL);
 printf("flags %lx host_ptr %s\n",(unsigned long)got,hp==px?"app":(hp?"other":"NULL")); clReleaseMemObject(m);}
+{cl_mem m=clCreateImageWithProperties(c,NULL,CL_MEM_READ_ONLY|CL_MEM_COPY_HOST_PTR,&f,&ds,px,&e); printf("create with properties: %d\n",e);
+unsigned char out[sizeof px]; memset(out,0,sizeof out); size_t o[3]={0,0,0},r[3]={16,8,1};
+e=clEnqueueReadImage(q,m,CL_TRUE,o,r,0,0,out,0,NULL,NULL); printf("read: %d same: %d\n",e,memcmp(out,px,sizeof px)==0); clReleaseMemObject(m);}
 cl_mem bad=clCreateImage(c,CL_MEM_READ_ONLY,&f,&ds,px,&e); printf("host data without flag: %d %p\n",e,(void*)bad);
 return 0;}
