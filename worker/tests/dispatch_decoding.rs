@@ -15,12 +15,13 @@ fn random_commands_get_replies_never_panics() {
         api: Api::default(),
     };
     let funcs = FUNCTION_NAMES.len() as u32;
-    let seen = random_commands(&dispatch, opencl::kind::cl_sampler + 1, funcs, 4000, 14)
+    let seen = random_commands(&dispatch, opencl::kind::cl_sampler + 1, funcs, 20_000, 14)
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("statuses (ok, api error, protocol, unavailable, refused): {seen:?}");
     // Some commands decoded to the end (only then is the function's
     // absence found) and some handles were refused: the random bodies
-    // reach past the first argument.
+    // reach past the first argument. Decoding to the end is rare (about
+    // one command in 700: most stop at a handle), hence the many cases.
     assert!(seen[Status::Unavailable as usize] > 0, "{seen:?}");
     assert!(seen[Status::ApiError as usize] > 0, "{seen:?}");
     assert!(seen[Status::Protocol as usize] > 0, "{seen:?}");
