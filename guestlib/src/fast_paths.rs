@@ -185,6 +185,15 @@ pub unsafe fn write_buffer(
     if ptr.is_null() && !buffer.is_null() && !command_queue.is_null() {
         return Some(opencl::CL_INVALID_VALUE);
     }
+    if !event_wait_list.is_null() {
+        // SAFETY: OpenCL's contract: the list holds that many events.
+        let list = unsafe {
+            std::slice::from_raw_parts(event_wait_list, num_events_in_wait_list as usize)
+        };
+        if list.iter().any(|e| e.is_null()) {
+            return Some(opencl::CL_INVALID_EVENT_WAIT_LIST);
+        }
+    }
     let done = in_place(
         command_queue,
         buffer,
