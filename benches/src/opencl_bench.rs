@@ -203,18 +203,21 @@ impl Acc {
 
 /// `n` device queries (a small call), timed one by one.
 fn time_queries(cl: &Cl, s: &Setup, n: usize) -> anyhow::Result<Histogram<u64>> {
+    time(n, || query(cl, s))
+}
+
+/// The small call every benchmark times: one device query.
+fn query(cl: &Cl, s: &Setup) -> anyhow::Result<()> {
     let mut units = 0u32;
-    time(n, || {
-        // SAFETY: `units` is a live u32, its size is passed.
-        check("clGetDeviceInfo", unsafe {
-            cl!(cl, clGetDeviceInfo)(
-                s.device,
-                CL_DEVICE_MAX_COMPUTE_UNITS,
-                4,
-                (&mut units as *mut u32).cast(),
-                std::ptr::null_mut(),
-            )
-        })
+    // SAFETY: `units` is a live u32, its size is passed.
+    check("clGetDeviceInfo", unsafe {
+        cl!(cl, clGetDeviceInfo)(
+            s.device,
+            CL_DEVICE_MAX_COMPUTE_UNITS,
+            4,
+            (&mut units as *mut u32).cast(),
+            std::ptr::null_mut(),
+        )
     })
 }
 
@@ -509,21 +512,11 @@ pub fn scaling_guest_role(seconds: f64) -> anyhow::Result<()> {
     let remote = Cl::load(&sibling("libava_opencl.so")?)?;
     let s = setup(&remote)?;
     let mut h = histogram();
-    let mut units = 0u32;
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     let mut calls = 0u64;
     while Instant::now() < end {
         let t = Instant::now();
-        // SAFETY: `units` is a live u32, its size is passed.
-        check("clGetDeviceInfo", unsafe {
-            cl!(remote, clGetDeviceInfo)(
-                s.device,
-                CL_DEVICE_MAX_COMPUTE_UNITS,
-                4,
-                (&mut units as *mut u32).cast(),
-                std::ptr::null_mut(),
-            )
-        })?;
+        query(&remote, &s)?;
         h.record(t.elapsed().as_nanos() as u64)?;
         calls += 1;
     }
@@ -622,20 +615,10 @@ pub fn idle_guest_role(seconds: f64) -> anyhow::Result<()> {
     let cpu0 = own_cpu();
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     let mut lat = Vec::new();
-    let mut units = 0u32;
     while Instant::now() + Duration::from_secs(1) < end {
         std::thread::sleep(Duration::from_secs(1));
         let t = Instant::now();
-        // SAFETY: `units` is a live u32, its size is passed.
-        check("clGetDeviceInfo", unsafe {
-            cl!(remote, clGetDeviceInfo)(
-                s.device,
-                CL_DEVICE_MAX_COMPUTE_UNITS,
-                4,
-                (&mut units as *mut u32).cast(),
-                std::ptr::null_mut(),
-            )
-        })?;
+        query(&remote, &s)?;
         lat.push(t.elapsed().as_nanos() as u64);
     }
     let cpu = own_cpu() - cpu0;
