@@ -23,8 +23,10 @@ trap cleanup EXIT
 echo "==> starting ava-worker on $REGION"
 AVA_LOG=info ./target/release/ava-worker --region "$REGION" 2> "$WORK/worker.log" &
 WORKER_PID=$!
-for _ in $(seq 100); do [ -e "$REGION" ] && break; sleep 0.1; done
-sleep 0.3
+# Ready once its executor serves the region (created, formatted, leased):
+# the file alone can exist before its header is written.
+for _ in $(seq 300); do grep -q "serving region=" "$WORK/worker.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "serving region=" "$WORK/worker.log" || { echo "the worker did not start:"; cat "$WORK/worker.log"; exit 1; }
 
 echo
 echo "==> clinfo -l, natively and through the guest library"
