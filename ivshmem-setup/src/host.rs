@@ -63,20 +63,19 @@ pub enum HostError {
     #[error(transparent)]
     Transport(#[from] transport::Error),
     /// A file-system error.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The path.
         path: PathBuf,
         /// What the system said.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
-    move |source| HostError::Io {
+    move |error| HostError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -140,7 +139,7 @@ fn check_hugetlbfs(path: &Path, size: u64) -> Result<(), HostError> {
         .unwrap_or(Path::new("."));
     let st = statfs(dir).map_err(|e| HostError::Io {
         path: dir.to_owned(),
-        source: e.into(),
+        error: e.into(),
     })?;
     if st.filesystem_type() != HUGETLBFS_MAGIC {
         return Err(HostError::NotHugetlbfs {
@@ -306,8 +305,8 @@ pub fn remove(path: &Path, force: bool) -> Result<(), HostError> {
                     });
                 }
             }
-            Err(transport::Error::Io { path, source }) => {
-                return Err(HostError::Io { path, source });
+            Err(transport::Error::Io { path, error }) => {
+                return Err(HostError::Io { path, error });
             }
             Err(source) => {
                 return Err(HostError::NotARegion {

@@ -13,13 +13,12 @@ pub const DEFAULT_QEMU_ID: &str = "avashm";
 #[derive(Debug, thiserror::Error)]
 pub enum VmConfigError {
     /// The region file could not be examined.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The region file.
         path: PathBuf,
         /// What the system said.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file's size cannot be an ivshmem BAR.
     #[error(
@@ -38,9 +37,9 @@ pub enum VmConfigError {
 
 /// The region file's absolute path and size, checked to be a valid BAR size.
 pub fn region_file(path: &Path) -> Result<(PathBuf, u64), VmConfigError> {
-    let io = |source| VmConfigError::Io {
+    let io = |error| VmConfigError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     let abs = std::fs::canonicalize(path).map_err(io)?;
     let size = std::fs::metadata(&abs).map_err(io)?.len();

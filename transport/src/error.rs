@@ -6,13 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The backing file could not be opened, sized or mapped.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The region's backing file.
         path: PathBuf,
         /// What the operating system said.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file does not start with the region magic: it was never formatted
     /// as a region, or something overwrote it.

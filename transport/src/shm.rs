@@ -90,9 +90,9 @@ impl Shm {
     /// Maps `path` shared and read-write. With `create_len`, the file is
     /// created (or truncated) and sized to that many bytes first.
     pub fn map(path: &Path, create_len: Option<u64>) -> Result<Shm, Error> {
-        let io = |source| Error::Io {
+        let io = |error| Error::Io {
             path: path.to_owned(),
-            source,
+            error,
         };
         let mut opts = OpenOptions::new();
         opts.read(true).write(true);

@@ -19,7 +19,7 @@ use transport::RegionConfig;
 #[command(
     version,
     about,
-    after_help = "Examples:\n  ava-worker --region /dev/shm/vm1\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --cores 2,3\n  AVA_LOG=debug ava-worker --region /dev/shm/test --opencl-lib /usr/lib/x86_64-linux-gnu/libOpenCL.so.1\n  ava-worker --region /dev/shm/vm1 --backends opencl\n  ava-worker --region /dev/shm/t --backends opencl,testapi --testapi-lib target/debug/libava_testapi.so\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --region /dev/shm/vm3 --isolation-group team=/dev/shm/vm1,/dev/shm/vm2\n\nEach isolation group of VMs (by default each VM) is served by an executor process of its own;\nif a driver crashes one, its VMs' guests get errors and it is restarted, and no other VM notices.\n\nA region that does not exist is created with --channels/--ring-size/--arena-size;\none that exists (e.g. made by `ivshmem-setup create`) is served as it is.\nLog levels: AVA_LOG=error|warn|info|debug|trace (default info)."
+    after_help = "Examples:\n  ava-worker --region /dev/shm/vm1\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --cores 2,3\n  AVA_LOG=debug ava-worker --region /dev/shm/test --opencl-lib /usr/lib/x86_64-linux-gnu/libOpenCL.so.1\n  ava-worker --region /dev/shm/vm1 --backends opencl\n  ava-worker --region /dev/shm/vm1 --backends opencl,cuda --cuda-lib /usr/lib/x86_64-linux-gnu/libcuda.so.1\n  ava-worker --region /dev/shm/t --backends opencl,testapi --testapi-lib target/debug/libava_testapi.so\n  ava-worker --region /dev/shm/vm1 --region /dev/shm/vm2 --region /dev/shm/vm3 --isolation-group team=/dev/shm/vm1,/dev/shm/vm2\n\nEach isolation group of VMs (by default each VM) is served by an executor process of its own;\nif a driver crashes one, its VMs' guests get errors and it is restarted, and no other VM notices.\n\nA region that does not exist is created with --channels/--ring-size/--arena-size;\none that exists (e.g. made by `ivshmem-setup create`) is served as it is.\nLog levels: AVA_LOG=error|warn|info|debug|trace (default info)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,9 +46,9 @@ struct Cli {
     /// Cores to pin the poller threads to (one thread per region), e.g. 2,3.
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
-    /// The backends (APIs) to serve, of: opencl, testapi (a small API for
-    /// tests). Default: opencl. A backend that cannot load is logged and
-    /// left out; the others are served.
+    /// The backends (APIs) to serve, of: opencl, cuda, testapi (a small API
+    /// for tests). Default: opencl,cuda. A backend that cannot load (no
+    /// driver, no device) is logged and left out; the others are served.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     backends: Vec<String>,
     /// The test API's library (default: libava_testapi.so beside this
@@ -58,6 +58,9 @@ struct Cli {
     /// The host OpenCL library to load.
     #[arg(long, value_name = "PATH")]
     opencl_lib: Option<String>,
+    /// The host CUDA driver library to load (default: libcuda.so.1).
+    #[arg(long, value_name = "PATH")]
+    cuda_lib: Option<String>,
     /// Channels of a region created by the worker.
     #[arg(long, default_value_t = 4)]
     channels: u32,
@@ -125,6 +128,9 @@ enum Command {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Set when a group that must run (one given at start) cannot: the
+/// supervisor then stops and exits with an error.
+static FAILED: AtomicBool = AtomicBool::new(false);
 static RELOAD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(sig: nix::libc::c_int) {
@@ -276,6 +282,7 @@ fn start_group(
         if let Err(e) = supervise(&st, &regions, &cmd, &path, Some(&ledger), &STOP) {
             tracing::error!(group = %st.group.name, "cannot run the executor: {e:#}");
             if fatal {
+                FAILED.store(true, Ordering::Relaxed);
                 STOP.store(true, Ordering::Relaxed);
             }
         }
@@ -304,6 +311,7 @@ fn supervisor(cli: &Cli) -> anyhow::Result<()> {
     remove_stale_tables();
     let ledger_path = PathBuf::from(format!("/dev/shm/ava-ledger-{}", std::process::id()));
     let ledger = server::Ledger::create(&ledger_path)?;
+    let _ledger_file = RemoveOnDrop(ledger_path.clone());
     for (name, s) in &first.settings {
         ledger.add_vm(name, s)?;
     }
@@ -320,6 +328,9 @@ fn supervisor(cli: &Cli) -> anyhow::Result<()> {
     }
     if let Some(p) = &cli.opencl_lib {
         push("--opencl-lib", p.clone());
+    }
+    if let Some(p) = &cli.cuda_lib {
+        push("--cuda-lib", p.clone());
     }
     if !cli.cores.is_empty() {
         let cores: Vec<String> = cli.cores.iter().map(ToString::to_string).collect();
@@ -403,9 +414,22 @@ fn supervisor(cli: &Cli) -> anyhow::Result<()> {
     if let Some(m) = metrics {
         let _ = m.join();
     }
-    let _ = std::fs::remove_file(&ledger_path);
     tracing::info!("stopped");
+    anyhow::ensure!(
+        !FAILED.load(Ordering::Relaxed),
+        "a group of VMs could not be served (see the errors above)"
+    );
     Ok(())
+}
+
+/// Removes a file when dropped: the ledger goes with the supervisor,
+/// however it ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// When `path` was last modified (none if it cannot be read).
@@ -513,7 +537,7 @@ fn remove_stale_tables() {
 /// An executor: loads the backends and serves its group's regions, under
 /// the supervisor's lease, until stopped (or until the supervisor dies).
 fn executor(cli: &Cli, group: &str) -> anyhow::Result<()> {
-    use ava_worker::backend::{Backend, DEFAULT, OpenCl, TestApi};
+    use ava_worker::backend::{Backend, Cuda, DEFAULT, OpenCl, TestApi};
     // The supervisor gone, nobody would restart or stop this process.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
     tracing::info!(group, pid = std::process::id(), "executor serving");
@@ -529,6 +553,12 @@ fn executor(cli: &Cli, group: &str) -> anyhow::Result<()> {
         match OpenCl::load(cli.opencl_lib.as_deref()) {
             Ok(b) => loaded.push(Box::new(b)),
             Err(e) => tracing::warn!("OpenCL backend unavailable: {e:#}"),
+        }
+    }
+    if wanted("cuda") {
+        match Cuda::load(cli.cuda_lib.as_deref()) {
+            Ok(b) => loaded.push(Box::new(b)),
+            Err(e) => tracing::warn!("CUDA backend unavailable: {e:#}"),
         }
     }
     if wanted("testapi") {
