@@ -1,4 +1,5 @@
-//! Generates the OpenCL dispatcher from `specs/opencl.lapis`, and the test
+//! Generates the OpenCL and CUDA dispatchers from `specs/opencl.lapis` and
+//! `specs/cuda.lapis`, and the test
 //! API's from `testapi/testapi.lapis` (a backend for tests).
 
 use lapis::codegen::{Options, Side, build_script};
@@ -12,6 +13,14 @@ fn main() {
     let spec = std::env::var("AVA_OPENCL_SPEC").unwrap_or_else(|_| "../specs/opencl.lapis".into());
     println!("cargo:rerun-if-env-changed=AVA_OPENCL_SPEC");
     build_script(&spec, Side::Worker, &opts, "opencl_worker.rs");
+    let cuda = Options {
+        locate_region: String::new(),
+        guards: "crate::cuda_guards".into(),
+        ..Options::default()
+    };
+    let spec = std::env::var("AVA_CUDA_SPEC").unwrap_or_else(|_| "../specs/cuda.lapis".into());
+    println!("cargo:rerun-if-env-changed=AVA_CUDA_SPEC");
+    build_script(&spec, Side::Worker, &cuda, "cuda_worker.rs");
     let testapi = Options {
         locate_region: String::new(),
         ..Options::default()

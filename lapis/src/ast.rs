@@ -209,11 +209,20 @@ pub struct HandleDecl {
     /// (`handle cl_mem = CL_INVALID_MEM_OBJECT;`). Checked to be an integer
     /// constant expression; see [`HandleDecl::invalid_value`].
     pub invalid: Option<Expr>,
+    /// Values that are not ids but pass to the host library as themselves
+    /// (`passes(0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD)`: CUDA's NULL and
+    /// special streams). Each is an integer constant expression.
+    pub passes: Vec<Expr>,
     /// The whole declaration.
     pub span: Span,
 }
 
 impl HandleDecl {
+    /// The values passed as themselves (constant ones; see [`HandleDecl::passes`]).
+    pub fn pass_values(&self) -> Vec<i128> {
+        self.passes.iter().filter_map(Expr::const_value).collect()
+    }
+
     /// The value of the invalid-handle error, if declared.
     pub fn invalid_value(&self) -> Option<i128> {
         self.invalid.as_ref().and_then(Expr::const_value)

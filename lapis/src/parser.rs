@@ -432,11 +432,24 @@ impl Builder<'_> {
                 let target = self.type_ref(it.next().expect("type"));
                 Decl::Type(TypeAlias { name, target, span })
             }
-            Rule::handle_decl => Decl::Handle(HandleDecl {
-                name: ident(it.next().expect("name")),
-                invalid: it.next().map(|e| self.expr(e)),
-                span,
-            }),
+            Rule::handle_decl => {
+                let name = ident(it.next().expect("name"));
+                let mut invalid = None;
+                let mut passes = Vec::new();
+                for p in it {
+                    if p.as_rule() == Rule::handle_passes {
+                        passes = p.into_inner().map(|e| self.expr(e)).collect();
+                    } else {
+                        invalid = Some(self.expr(p));
+                    }
+                }
+                Decl::Handle(HandleDecl {
+                    name,
+                    invalid,
+                    passes,
+                    span,
+                })
+            }
             Rule::const_decl => {
                 let name = ident(it.next().expect("name"));
                 let ty = self.type_ref(it.next().expect("type"));

@@ -763,3 +763,23 @@ fn an_after_hook_sees_a_successful_result_and_may_replace_it() {
     // Success is judged again on the hook's result.
     assert!(call_f[hook..].contains("let __ok: bool"), "{call_f}");
 }
+
+// ------------------------------------------------------------------ handles passed as themselves
+
+bad!(
+    handle_pass_value_must_be_constant,
+    "handle CUevent = 400 passes(0, 1 == 1);\n",
+    1,
+    32,
+    "a value of `CUevent` passed as itself must be an integer"
+);
+
+#[test]
+fn handle_pass_values_parse() {
+    let text =
+        format!("{PRELUDE}const LEGACY: cl_int = 1;\nhandle CUevent = 400 passes(0, LEGACY, 2);\n");
+    let spec = lapis::parse_str("ok.lapis", &text).unwrap();
+    let h = spec.handles().find(|h| h.name.name == "CUevent").unwrap();
+    assert_eq!(h.pass_values(), vec![0, 1, 2]);
+    assert_eq!(h.invalid_value(), Some(400));
+}

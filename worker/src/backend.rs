@@ -8,11 +8,12 @@ use remoting::worker::Dispatcher;
 use crate::opencl;
 
 /// The backends `ava-worker` knows, by name.
-pub const KNOWN: &[&str] = &["opencl", "testapi"];
+pub const KNOWN: &[&str] = &["opencl", "cuda", "testapi"];
 
 /// The backends served when none are named: every one for real devices
-/// (the test API is served only when named).
-pub const DEFAULT: &[&str] = &["opencl"];
+/// (the test API is served only when named). One whose driver is missing
+/// is left out with a warning, and the others are served.
+pub const DEFAULT: &[&str] = &["opencl", "cuda"];
 
 pub use server::Backend;
 
@@ -21,6 +22,7 @@ pub use server::Backend;
 pub fn function_name(api: &str, func: u32) -> Option<&'static str> {
     let names = match api {
         "opencl" => opencl::FUNCTION_NAMES,
+        "cuda" => crate::cuda::FUNCTION_NAMES,
         "testapi" => crate::testapi::FUNCTION_NAMES,
         _ => return None,
     };
@@ -134,6 +136,113 @@ impl Backend for OpenCl {
             } else {
                 self.devices.join(", ")
             }
+        )
+    }
+}
+
+/// The host's CUDA driver (`libcuda.so.1`, or the library `--cuda-lib`
+/// names) and its dispatcher.
+pub struct Cuda {
+    /// Keeps the library loaded while the dispatcher's pointers are used.
+    _lib: libloading::Library,
+    /// The generated dispatcher over the driver's functions.
+    pub dispatch: crate::cuda::Dispatch,
+    library: String,
+    /// The devices the driver reported at load time.
+    devices: Vec<String>,
+}
+
+impl Cuda {
+    /// Loads `path` (default `libcuda.so.1`), resolves the driver API and
+    /// initialises the driver. Fails with a clear reason when there is no
+    /// driver or no device.
+    pub fn load(path: Option<&str>) -> anyhow::Result<Cuda> {
+        use crate::cuda;
+        let path = path.unwrap_or("libcuda.so.1");
+        // SAFETY: loading a shared library runs its initialisers; the CUDA
+        // driver library is designed to be loaded this way.
+        let lib = unsafe { libloading::Library::new(path) }.with_context(|| {
+            format!("no CUDA driver: loading {path} failed (is the NVIDIA driver installed? `--cuda-lib PATH` names another library)")
+        })?;
+        let mut api = cuda::Api::load(&lib);
+        let init = api
+            .cuInit
+            .with_context(|| format!("{path} is not a CUDA driver (it has no cuInit)"))?;
+        // SAFETY: cuInit takes a flags word (0) and nothing else.
+        let rc = unsafe { init(0) };
+        anyhow::ensure!(
+            rc == cuda::CUDA_SUCCESS,
+            "the CUDA driver {path} did not initialise: cuInit returned {rc}{}",
+            if rc == cuda::CUDA_ERROR_NO_DEVICE {
+                " (no CUDA device)"
+            } else {
+                ""
+            }
+        );
+        let devices = cuda_devices(&api);
+        anyhow::ensure!(
+            !devices.is_empty(),
+            "the CUDA driver {path} reports no device"
+        );
+        crate::cuda_guards::guard_primary_contexts(&mut api);
+        tracing::info!(
+            library = path,
+            functions = api.available(),
+            of = cuda::FUNCTION_NAMES.len(),
+            devices = %devices.join("; "),
+            "CUDA backend loaded"
+        );
+        Ok(Cuda {
+            _lib: lib,
+            dispatch: cuda::Dispatch { api },
+            library: path.to_string(),
+            devices,
+        })
+    }
+}
+
+/// The name of every CUDA device.
+fn cuda_devices(api: &crate::cuda::Api) -> Vec<String> {
+    let (Some(count), Some(get), Some(name)) =
+        (api.cuDeviceGetCount, api.cuDeviceGet, api.cuDeviceGetName)
+    else {
+        return Vec::new();
+    };
+    let mut n = 0i32;
+    // SAFETY: the output is a local.
+    if unsafe { count(&mut n) } != 0 {
+        return Vec::new();
+    }
+    (0..n)
+        .filter_map(|i| {
+            let mut dev = 0;
+            let mut buf = [0u8; 256];
+            // SAFETY: the outputs are locals of the sizes passed.
+            let ok = unsafe {
+                get(&mut dev, i) == 0 && name(buf.as_mut_ptr().cast(), buf.len() as i32, dev) == 0
+            };
+            let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
+            ok.then(|| String::from_utf8_lossy(&buf[..end]).into_owned())
+        })
+        .collect()
+}
+
+impl Backend for Cuda {
+    fn api(&self) -> ApiId {
+        crate::cuda::API
+    }
+
+    fn dispatcher(&self) -> &dyn Dispatcher {
+        &self.dispatch
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} of {} CUDA functions from {}; devices: {}",
+            self.dispatch.api.available(),
+            crate::cuda::FUNCTION_NAMES.len(),
+            self.library,
+            self.devices.join(", ")
         )
     }
 }

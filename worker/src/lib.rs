@@ -5,6 +5,7 @@
 pub mod accounting;
 pub mod backend;
 pub mod config;
+pub mod cuda_guards;
 pub mod guards;
 pub mod metrics;
 pub mod supervisor;
@@ -15,6 +16,11 @@ pub use server;
 remoting::generated! {
     /// The generated OpenCL dispatcher and types.
     pub mod opencl = "opencl_worker.rs";
+}
+
+remoting::generated! {
+    /// The generated CUDA driver API dispatcher and types.
+    pub mod cuda = "cuda_worker.rs";
 }
 
 remoting::generated! {

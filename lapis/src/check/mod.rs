@@ -124,6 +124,11 @@ fn check_decl(d: &mut Decl, env: &Env, diags: &mut Diagnostics) {
             if let Some(e) = &mut h.invalid {
                 check_invalid_handle_error(&h.name, e, env, diags);
             }
+            let what = format!("a value of `{}` passed as itself", h.name.name);
+            let example = format!("handle {} = ERROR passes(0);", h.name.name);
+            for e in &mut h.passes {
+                check_const_int(&what, &example, e, env, diags);
+            }
         }
         Decl::Resource(_) | Decl::Tracker(_) => {}
         Decl::ErrorValue(v) => {

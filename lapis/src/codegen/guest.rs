@@ -349,7 +349,12 @@ fn function(
             // An asynchronous call returns before the worker translates its
             // handles: a NULL handle, which no command takes, fails at once
             // with its type's error, as the driver's call would.
-            Arg::Handle { handle, .. } if !sync => {
+            Arg::Handle { handle, .. }
+                if !sync
+                    && !spec
+                        .handles()
+                        .any(|h| h.name.name == *handle && h.pass_values().contains(&0)) =>
+            {
                 let _ = writeln!(
                     o,
                     "    if ({pn} as usize) == 0 {{ return Err(::remoting::guest::CallError::Api(({}) as i64)); }}",

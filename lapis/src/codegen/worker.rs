@@ -17,6 +17,8 @@ const MAX_DEFERRED: &str = "(1usize << 30)";
 
 struct WorkerNames<'a> {
     plan: &'a FnPlan<'a>,
+    /// The module of the hand-written worker functions (`metadata`).
+    guards: &'a str,
 }
 
 impl WorkerNames<'_> {
@@ -70,13 +72,23 @@ impl Names for WorkerNames<'_> {
     fn call(&self, _func: &str, _args: &[String], _raw: &[&Expr]) -> String {
         "0i128".into()
     }
+    /// The worker knows an object's metadata from the host library:
+    /// `guards::metadata(api, object, field, index) -> i128` (the object
+    /// translated; 0 when unknown).
+    fn metadata(&self, object: &str, field: &str, index: Option<String>) -> String {
+        let i = index.map_or("0usize".to_string(), |i| to_usize(&i));
+        format!(
+            "({}::metadata(api, {object} as usize as u64, {field:?}, {i}))",
+            self.guards
+        )
+    }
 }
 
-/// Whether an expression depends on guest-side state (runtime calls,
-/// metadata), so the worker cannot check it.
+/// Whether an expression depends on guest-side state (runtime calls), so
+/// the worker cannot check it. Metadata the worker finds itself.
 fn guest_only(e: &Expr) -> bool {
     match &e.kind {
-        ExprKind::Call { .. } | ExprKind::Metadata { .. } => true,
+        ExprKind::Call { .. } => true,
         ExprKind::Unary(_, a) => guest_only(a),
         ExprKind::Binary(_, a, b) | ExprKind::Index(a, b) => guest_only(a) || guest_only(b),
         ExprKind::Conditional(a, b, c) => guest_only(a) || guest_only(b) || guest_only(c),
@@ -99,6 +111,20 @@ pub(crate) fn invalid_value(spec: &Spec, handle: &str, opts: &Options) -> String
         .find(|h| h.name.name == handle)
         .and_then(|h| h.invalid_value())
         .map_or(opts.transport_error.to_string(), |v| v.to_string())
+}
+
+/// The values of `handle`'s type that pass as themselves, as a `match`
+/// pattern of `u64`s (NULL is translated as itself anyway).
+pub(crate) fn pass_pattern(spec: &Spec, handle: &str) -> Option<String> {
+    let vals: Vec<String> = spec
+        .handles()
+        .find(|h| h.name.name == handle)?
+        .pass_values()
+        .into_iter()
+        .filter(|&v| v != 0)
+        .map(|v| format!("{}u64", v as u64))
+        .collect();
+    (!vals.is_empty()).then(|| vals.join(" | "))
 }
 
 /// The API's function table: `Api`, one optional function pointer per
@@ -348,7 +374,10 @@ fn function(
 ) -> Result<(), CodegenError> {
     let f = plan.f;
     let name = &f.name.name;
-    let n = WorkerNames { plan };
+    let n = WorkerNames {
+        plan,
+        guards: &opts.guards,
+    };
     let _ = writeln!(
         o,
         "fn call_{name}(api: &Api, d: &mut Decoder<'_>, cx: &mut CallCtx<'_>) -> Result<(), DispatchError> {{"
@@ -364,10 +393,20 @@ fn function(
                 let _ = writeln!(o, "    let {pn}: {t} = {};", dec.replace("{}", "d.u64()?"));
             }
             Arg::Handle { handle, .. } => {
+                let passes = pass_pattern(spec, handle);
+                let translate = format!(
+                    "cx.handle({pn}_id, kind::{handle}, {})?",
+                    invalid_value(spec, handle, opts)
+                );
+                let translate = match passes {
+                    Some(pat) => {
+                        format!("if matches!({pn}_id, {pat}) {{ {pn}_id }} else {{ {translate} }}")
+                    }
+                    None => translate,
+                };
                 let _ = writeln!(
                     o,
-                    "    let {pn}_id = d.u64()?;\n    let {pn}: {t} = cx.handle({pn}_id, kind::{handle}, {})? as usize as {t};",
-                    invalid_value(spec, handle, opts)
+                    "    let {pn}_id = d.u64()?;\n    let {pn}: {t} = ({translate}) as usize as {t};"
                 );
             }
             Arg::Callback { callback, .. } => {

@@ -38,7 +38,6 @@ pub struct Connection {
     /// lock after every call).
     callbacks_pending: std::sync::atomic::AtomicBool,
     trackers: Mutex<Trackers>,
-    metadata: Mutex<HashMap<(u64, &'static str), Vec<i64>>>,
     /// How long a call waits for a worker whose heartbeat does not move
     /// (`AVA_WORKER_TIMEOUT_MS`, default 30 s: generous, since a slow worker
     /// on an overloaded host is not a dead one).
@@ -76,6 +75,40 @@ static SHARED: Mutex<Option<Arc<Connection>>> = Mutex::new(None);
 static REFUSED: OnceLock<String> = OnceLock::new();
 /// Every connection opened, for the heartbeat thread and for shutdown.
 static REGISTRY: Mutex<Vec<Weak<Connection>>> = Mutex::new(Vec::new());
+
+/// Per-object metadata of this process (`metadata(obj)->field`), by
+/// (object id, field).
+static METADATA: Mutex<Option<MetadataMap>> = Mutex::new(None);
+
+/// Metadata values by (object id, field).
+type MetadataMap = HashMap<(u64, &'static str), Vec<i64>>;
+
+/// Records metadata `field` of object `obj` for the whole process.
+pub fn set_metadata(obj: u64, field: &'static str, values: Vec<i64>) {
+    METADATA
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert((obj, field), values);
+}
+
+/// `metadata(obj)->field[index]`, if known.
+pub fn metadata(obj: u64, field: &'static str, index: usize) -> Option<i64> {
+    METADATA
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()?
+        .get(&(obj, field))?
+        .get(index)
+        .copied()
+}
+
+/// Forgets every metadata field of object `obj` (it was destroyed).
+pub fn forget_metadata(obj: u64) {
+    if let Some(m) = METADATA.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        m.retain(|(o, _), _| *o != obj);
+    }
+}
 
 thread_local! {
     /// This thread's own connection (its own channel), released when the
@@ -265,7 +298,6 @@ impl Connection {
             pending_callbacks: Mutex::new(Vec::new()),
             callbacks_pending: std::sync::atomic::AtomicBool::new(false),
             trackers: Mutex::new(HashMap::new()),
-            metadata: Mutex::new(HashMap::new()),
             worker_timeout: std::env::var("AVA_WORKER_TIMEOUT_MS")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -416,22 +448,16 @@ impl Connection {
     // ---- per-object metadata (`metadata(x)->field[i]`) ----
 
     /// Records metadata `field` of object `obj` (for example, a kernel's
-    /// argument sizes, learnt when the guest library loads a module).
+    /// argument sizes, learnt when the guest library first launches it).
+    /// Metadata belongs to the process: an object made over one thread's
+    /// channel is used over another's.
     pub fn set_metadata(&self, obj: u64, field: &'static str, values: Vec<i64>) {
-        self.metadata
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((obj, field), values);
+        set_metadata(obj, field, values);
     }
 
     /// `metadata(obj)->field[index]`: 0 when unknown.
     pub fn metadata(&self, obj: u64, field: &'static str, index: usize) -> i64 {
-        self.metadata
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(obj, field))
-            .and_then(|v| v.get(index).copied())
-            .unwrap_or(0)
+        metadata(obj, field, index).unwrap_or(0)
     }
 
     // ---- state-tracking runtime (`register_buf`, `get_bufs`, ...) ----

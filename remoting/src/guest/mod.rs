@@ -14,7 +14,7 @@ mod connection;
 mod reply;
 
 pub use call::Call;
-pub use connection::{Connection, connection, shutdown};
+pub use connection::{Connection, connection, forget_metadata, metadata, set_metadata, shutdown};
 pub use reply::Reply;
 
 /// Why a remoted call could not be completed.

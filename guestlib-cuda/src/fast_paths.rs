@@ -1,0 +1,501 @@
+//! What the guest library answers itself, or prepares before a remote call
+//! (`fast_path(NAME)` in `specs/cuda.lapis`): the driver's error texts
+//! (fetched once each), entry points by name (the host driver chooses the
+//! version, the guest library answers with its own function of that name),
+//! module images (their length, which the API does not pass), kernel
+//! parameters (their sizes, learnt at a function's first launch) and launch
+//! limits, page-locked host memory (the guest's own), and pointer
+//! attributes of that memory.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::sync::{Mutex, OnceLock};
+
+use crate::cuda::{
+    self, CUdeviceptr, CUfunction, CUmodule, CUpointer_attribute, CUresult, CUstream,
+};
+use crate::host_memory;
+
+const CUDA_SUCCESS: CUresult = 0;
+const CUDA_ERROR_INVALID_VALUE: CUresult = 1;
+const CUDA_ERROR_INVALID_HANDLE: CUresult = 400;
+const CUDA_ERROR_FILE_NOT_FOUND: CUresult = 301;
+const CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND: i32 = 1;
+
+// ------------------------------------------------------------------ error texts
+
+/// The driver's texts, by (error, which), kept for the process's life as
+/// the driver's static strings are.
+static ERROR_TEXTS: Mutex<Option<HashMap<(CUresult, i32), &'static CStr>>> = Mutex::new(None);
+
+/// `cuGetErrorName` (`which` 0) / `cuGetErrorString` (1): the host driver's
+/// text, fetched once.
+unsafe fn error_text(error: CUresult, which: i32, out: *mut *const c_char) -> CUresult {
+    if out.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    let cached = ERROR_TEXTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&(error, which)).copied());
+    let text = match cached {
+        Some(t) => t,
+        None => {
+            let mut buf = [0u8; 512];
+            // SAFETY: `buf` holds the size passed.
+            let rc =
+                unsafe { cuda::avaErrorText(error, which, buf.len(), buf.as_mut_ptr().cast()) };
+            if rc != CUDA_SUCCESS {
+                // SAFETY: `out` is not NULL (checked above).
+                unsafe { *out = std::ptr::null() };
+                return rc;
+            }
+            let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len() - 1);
+            let text: &'static CStr = Box::leak(
+                CString::new(&buf[..end])
+                    .unwrap_or_default()
+                    .into_boxed_c_str(),
+            );
+            ERROR_TEXTS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(HashMap::new)
+                .insert((error, which), text);
+            text
+        }
+    };
+    // SAFETY: `out` is not NULL (checked above).
+    unsafe { *out = text.as_ptr() };
+    CUDA_SUCCESS
+}
+
+/// `cuGetErrorName`.
+///
+/// # Safety
+/// `p_str` is NULL or writable.
+pub unsafe fn error_name(error: CUresult, p_str: *mut *const c_char) -> Option<CUresult> {
+    // SAFETY: as the caller's.
+    Some(unsafe { error_text(error, 0, p_str) })
+}
+
+/// `cuGetErrorString`.
+///
+/// # Safety
+/// `p_str` is NULL or writable.
+pub unsafe fn error_string(error: CUresult, p_str: *mut *const c_char) -> Option<CUresult> {
+    // SAFETY: as the caller's.
+    Some(unsafe { error_text(error, 1, p_str) })
+}
+
+// ------------------------------------------------------------------ entry points
+
+/// This library's own handle, for looking up its exported functions.
+fn own_library() -> *mut c_void {
+    static HANDLE: OnceLock<usize> = OnceLock::new();
+    *HANDLE.get_or_init(|| {
+        // SAFETY: `info` is a local that dladdr fills; the address is one
+        // of this library's functions.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        let f: unsafe extern "C" fn(u32) -> CUresult = cuda::cuInit;
+        // SAFETY: as above.
+        if unsafe { libc::dladdr(f as *const c_void, &mut info) } == 0 || info.dli_fname.is_null() {
+            return 0;
+        }
+        // SAFETY: the file name dladdr gave is this (loaded) library's:
+        // RTLD_NOLOAD only returns its handle.
+        unsafe { libc::dlopen(info.dli_fname, libc::RTLD_LAZY | libc::RTLD_NOLOAD) as usize }
+    }) as *mut c_void
+}
+
+/// Resolutions made, by (symbol, version, flags): the function (or NULL)
+/// and the driver's symbol status.
+type Resolved = HashMap<(CString, i32, u64), (usize, i32)>;
+static RESOLVED: Mutex<Option<Resolved>> = Mutex::new(None);
+
+/// The function `cuGetProcAddress_v2(symbol, version, flags)` returns: the
+/// host driver names the entry point it would give (so versions follow the
+/// driver's rules), and this library answers with its own function of that
+/// name, or NULL (symbol not found) when it has none.
+unsafe fn resolve(
+    symbol: *const c_char,
+    version: i32,
+    flags: u64,
+) -> Result<(usize, i32), CUresult> {
+    if symbol.is_null() {
+        return Err(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: the application passes a NUL-terminated name.
+    let key = (unsafe { CStr::from_ptr(symbol) }.to_owned(), version, flags);
+    if let Some(r) = RESOLVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&key).copied())
+    {
+        return Ok(r);
+    }
+    let mut name = [0u8; 256];
+    let mut status = 0i32;
+    // SAFETY: `name` holds the size passed; `status` is a local.
+    let rc = unsafe {
+        cuda::avaProcName(
+            symbol,
+            version,
+            flags,
+            name.len(),
+            name.as_mut_ptr().cast(),
+            &mut status,
+        )
+    };
+    if rc != CUDA_SUCCESS {
+        return Err(rc);
+    }
+    let lib = own_library();
+    let f = if name[0] == 0 || lib.is_null() {
+        0
+    } else {
+        // SAFETY: `name` is NUL-terminated (the worker writes the NUL);
+        // `lib` is this library's handle.
+        unsafe { libc::dlsym(lib, name.as_ptr().cast()) as usize }
+    };
+    if f == 0 && status == 0 {
+        status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+    }
+    RESOLVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(key, (f, status));
+    Ok((f, status))
+}
+
+/// `cuGetProcAddress` (before CUDA 12.0's `_v2`): as `_v2` without the
+/// status; an unknown name fails with `CUDA_ERROR_NOT_FOUND`.
+///
+/// # Safety
+/// `symbol` is NULL or a string; `pfn` NULL or writable.
+pub unsafe fn get_proc_address(
+    symbol: *const c_char,
+    pfn: *mut *mut c_void,
+    version: i32,
+    flags: u64,
+) -> Option<CUresult> {
+    if pfn.is_null() {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: as the caller's.
+    Some(match unsafe { resolve(symbol, version, flags) } {
+        Ok((f, _)) => {
+            // SAFETY: `pfn` is not NULL.
+            unsafe { *pfn = f as *mut c_void };
+            if f == 0 {
+                cuda::CUDA_ERROR_NOT_FOUND
+            } else {
+                CUDA_SUCCESS
+            }
+        }
+        Err(rc) => rc,
+    })
+}
+
+/// `cuGetProcAddress_v2`: an unknown name is `CUDA_SUCCESS` with a NULL
+/// function and `CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND`.
+///
+/// # Safety
+/// `symbol` is NULL or a string; `pfn` and `status` NULL or writable.
+pub unsafe fn get_proc_address_v2(
+    symbol: *const c_char,
+    pfn: *mut *mut c_void,
+    version: i32,
+    flags: u64,
+    status: *mut i32,
+) -> Option<CUresult> {
+    if pfn.is_null() {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: as the caller's.
+    Some(match unsafe { resolve(symbol, version, flags) } {
+        Ok((f, s)) => {
+            // SAFETY: `pfn` is not NULL; `status` is checked.
+            unsafe {
+                *pfn = f as *mut c_void;
+                if !status.is_null() {
+                    *status = s;
+                }
+            }
+            CUDA_SUCCESS
+        }
+        Err(rc) => rc,
+    })
+}
+
+// ------------------------------------------------------------------ modules
+
+/// The length of a module image: a binary one's (ELF cubin, fatbin) from
+/// its header, a text one's (PTX) up to and including its NUL.
+///
+/// # Safety
+/// `image` points to a module image as `cuModuleLoadData` takes it.
+unsafe fn image_len(image: *const u8) -> usize {
+    // SAFETY: every image is at least as long as the header read here
+    // (an ELF header is 64 bytes; a fatbin header 16; a text image is read
+    // only up to its NUL).
+    unsafe {
+        let magic = std::slice::from_raw_parts(image, 4);
+        if magic == b"\x7fELF" {
+            let h = std::slice::from_raw_parts(image, 64);
+            let u16_at = |o: usize| u16::from_le_bytes([h[o], h[o + 1]]) as usize;
+            let u64_at =
+                |o: usize| u64::from_le_bytes(h[o..o + 8].try_into().expect("8 bytes")) as usize;
+            let sh_end = u64_at(0x28).saturating_add(u16_at(0x3A).saturating_mul(u16_at(0x3C)));
+            let ph_end = u64_at(0x20).saturating_add(u16_at(0x36).saturating_mul(u16_at(0x38)));
+            return sh_end.max(ph_end).max(64);
+        }
+        if magic == 0xBA55_ED50u32.to_le_bytes() {
+            let h = std::slice::from_raw_parts(image, 16);
+            let header = u16::from_le_bytes([h[6], h[7]]) as usize;
+            let payload = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes")) as usize;
+            return header.saturating_add(payload);
+        }
+        CStr::from_ptr(image.cast()).to_bytes().len() + 1
+    }
+}
+
+/// `cuModuleLoadData`: the image with its length.
+///
+/// # Safety
+/// As `cuModuleLoadData`'s.
+pub unsafe fn module_load_data(module: *mut CUmodule, image: *const c_void) -> Option<CUresult> {
+    if module.is_null() || image.is_null() {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: the application passes a module image.
+    let len = unsafe { image_len(image.cast()) };
+    // SAFETY: `image` holds `len` bytes (above).
+    Some(unsafe { cuda::avaModuleLoadData(module, image, len) })
+}
+
+/// `cuModuleLoadDataEx`: as `cuModuleLoadData`; the JIT options are not
+/// applied, and log buffers they name are answered empty.
+///
+/// # Safety
+/// As `cuModuleLoadDataEx`'s.
+pub unsafe fn module_load_data_ex(
+    module: *mut CUmodule,
+    image: *const c_void,
+    num_options: u32,
+    options: *mut i32,
+    values: *mut *mut c_void,
+) -> Option<CUresult> {
+    const CU_JIT_INFO_LOG_BUFFER: i32 = 3;
+    const CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES: i32 = 4;
+    const CU_JIT_ERROR_LOG_BUFFER: i32 = 5;
+    const CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES: i32 = 6;
+    if num_options > 0 && (options.is_null() || values.is_null()) {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    for i in 0..num_options as usize {
+        // SAFETY: the application passes `num_options` options and values.
+        unsafe {
+            match *options.add(i) {
+                CU_JIT_INFO_LOG_BUFFER | CU_JIT_ERROR_LOG_BUFFER => {
+                    let p = (*values.add(i)).cast::<u8>();
+                    if !p.is_null() {
+                        *p = 0;
+                    }
+                }
+                CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES | CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES => {
+                    *values.add(i) = std::ptr::null_mut();
+                }
+                _ => {}
+            }
+        }
+    }
+    // SAFETY: as the caller's.
+    unsafe { module_load_data(module, image) }
+}
+
+/// `cuModuleLoad`: the file is the guest's; its contents are loaded.
+///
+/// # Safety
+/// As `cuModuleLoad`'s.
+pub unsafe fn module_load(module: *mut CUmodule, fname: *const c_char) -> Option<CUresult> {
+    if module.is_null() || fname.is_null() {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: the application passes a NUL-terminated path.
+    let path = unsafe { CStr::from_ptr(fname) }
+        .to_string_lossy()
+        .into_owned();
+    let Ok(mut bytes) = std::fs::read(&path) else {
+        return Some(CUDA_ERROR_FILE_NOT_FOUND);
+    };
+    if !bytes.starts_with(b"\x7fELF") && !bytes.starts_with(&0xBA55_ED50u32.to_le_bytes()) {
+        bytes.push(0);
+    }
+    // SAFETY: `bytes` holds the image and its length is passed.
+    Some(unsafe { cuda::avaModuleLoadData(module, bytes.as_ptr().cast(), bytes.len()) })
+}
+
+// ------------------------------------------------------------------ launches
+
+/// The device's launch limits: threads per block, block and grid sizes
+/// (of device 0, asked once).
+#[derive(Clone, Copy)]
+struct Limits {
+    threads: u64,
+    block: [u64; 3],
+    grid: [u64; 3],
+}
+
+fn limits() -> Option<Limits> {
+    static LIMITS: OnceLock<Option<Limits>> = OnceLock::new();
+    *LIMITS.get_or_init(|| {
+        let attr = |a: i32| {
+            let mut v = 0i32;
+            // SAFETY: the output is a local.
+            let rc = unsafe { cuda::cuDeviceGetAttribute(&mut v, a, 0) };
+            (rc == CUDA_SUCCESS && v > 0).then_some(v as u64)
+        };
+        Some(Limits {
+            threads: attr(1)?,
+            block: [attr(2)?, attr(3)?, attr(4)?],
+            grid: [attr(5)?, attr(6)?, attr(7)?],
+        })
+    })
+}
+
+/// `cuLaunchKernel`: learns the function's parameters at its first launch
+/// (`metadata(f)`, which says how `kernelParams` travels), and refuses at
+/// once, as the driver does, a launch of no threads or beyond the device's
+/// block and grid limits.
+///
+/// # Safety
+/// As `cuLaunchKernel`'s.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_kernel(
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    _shared: u32,
+    _stream: CUstream,
+    _params: *mut *mut c_void,
+    _extra: *mut *mut c_void,
+) -> Option<CUresult> {
+    if f.is_null() {
+        return Some(CUDA_ERROR_INVALID_HANDLE);
+    }
+    let id = f as usize as u64;
+    if remoting::guest::metadata(id, "fn_argc", 0).is_none() {
+        let mut sizes = Vec::new();
+        loop {
+            let (mut offset, mut size) = (0usize, 0usize);
+            // SAFETY: the outputs are locals.
+            let rc = unsafe { cuda::cuFuncGetParamInfo(f, sizes.len(), &mut offset, &mut size) };
+            if rc == CUDA_ERROR_INVALID_VALUE {
+                break;
+            }
+            if rc != CUDA_SUCCESS {
+                return Some(rc);
+            }
+            sizes.push(size as i64);
+        }
+        remoting::guest::set_metadata(id, "fn_argc", vec![sizes.len() as i64]);
+        remoting::guest::set_metadata(id, "fn_arg_size", sizes);
+    }
+    let grid = [gx, gy, gz].map(u64::from);
+    let block = [bx, by, bz].map(u64::from);
+    if grid.contains(&0) || block.contains(&0) {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    if let Some(l) = limits() {
+        let threads = block.iter().product::<u64>();
+        if threads > l.threads
+            || block.iter().zip(l.block).any(|(&b, m)| b > m)
+            || grid.iter().zip(l.grid).any(|(&g, m)| g > m)
+        {
+            return Some(CUDA_ERROR_INVALID_VALUE);
+        }
+    }
+    None
+}
+
+// ------------------------------------------------------------------ page-locked host memory
+
+/// `cuMemAllocHost_v2`.
+///
+/// # Safety
+/// `pp` is NULL or writable.
+pub unsafe fn mem_alloc_host(pp: *mut *mut c_void, size: usize) -> Option<CUresult> {
+    // SAFETY: as the caller's.
+    Some(unsafe { host_memory::alloc(pp, size) })
+}
+
+/// `cuMemHostAlloc` (the flags change nothing in the guest's memory).
+///
+/// # Safety
+/// `pp` is NULL or writable.
+pub unsafe fn mem_host_alloc(pp: *mut *mut c_void, size: usize, _flags: u32) -> Option<CUresult> {
+    // SAFETY: as the caller's.
+    Some(unsafe { host_memory::alloc(pp, size) })
+}
+
+/// `cuMemFreeHost`.
+///
+/// # Safety
+/// `p` is what `cuMemAllocHost` returned, or anything (refused).
+pub unsafe fn mem_free_host(p: *mut c_void) -> Option<CUresult> {
+    // SAFETY: as the caller's.
+    Some(unsafe { host_memory::free(p) })
+}
+
+/// `cuMemHostRegister_v2`.
+///
+/// # Safety
+/// None: the range is only recorded.
+pub unsafe fn mem_host_register(p: *mut c_void, size: usize, _flags: u32) -> Option<CUresult> {
+    Some(host_memory::register(p as usize, size))
+}
+
+/// `cuMemHostUnregister`.
+///
+/// # Safety
+/// None: the range is only forgotten.
+pub unsafe fn mem_host_unregister(p: *mut c_void) -> Option<CUresult> {
+    Some(host_memory::unregister(p as usize))
+}
+
+/// `cuPointerGetAttribute` of page-locked host memory, answered here; any
+/// other pointer is the device's question.
+///
+/// # Safety
+/// `data` is NULL or points to room for the attribute.
+pub unsafe fn pointer_get_attribute(
+    data: *mut c_void,
+    attribute: CUpointer_attribute,
+    ptr: CUdeviceptr,
+) -> Option<CUresult> {
+    let (base, size) = host_memory::range_of(ptr as usize)?;
+    if data.is_null() {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    const CU_MEMORYTYPE_HOST: u32 = 1;
+    const CU_POINTER_ATTRIBUTE_IS_MANAGED: i32 = 8;
+    // SAFETY: `data` has room for the attribute's value (the caller's).
+    unsafe {
+        match attribute {
+            cuda::CU_POINTER_ATTRIBUTE_MEMORY_TYPE => *data.cast::<u32>() = CU_MEMORYTYPE_HOST,
+            cuda::CU_POINTER_ATTRIBUTE_HOST_POINTER => *data.cast::<u64>() = ptr,
+            cuda::CU_POINTER_ATTRIBUTE_RANGE_START_ADDR => *data.cast::<u64>() = base as u64,
+            cuda::CU_POINTER_ATTRIBUTE_RANGE_SIZE => *data.cast::<u64>() = size as u64,
+            CU_POINTER_ATTRIBUTE_IS_MANAGED => *data.cast::<u32>() = 0,
+            _ => return Some(CUDA_ERROR_INVALID_VALUE),
+        }
+    }
+    Some(CUDA_SUCCESS)
+}

@@ -1,0 +1,335 @@
+//! Hand-written parts of the CUDA dispatcher (`specs/cuda.lapis`): the
+//! worker's side of per-function metadata (a kernel's parameters, from the
+//! driver), module loading with the image's length, the resolution of entry
+//! points by name, and the shared primary context's reset.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, c_char, c_void};
+use std::sync::Mutex;
+
+use remoting::worker::{CallCtx, DispatchError};
+
+use crate::cuda::{Api, CUcontext, CUdevice, CUmodule, CUresult, cuuint64_t};
+
+const CUDA_SUCCESS: CUresult = 0;
+const CUDA_ERROR_INVALID_IMAGE: CUresult = 200;
+
+/// Parameter sizes of each kernel seen, by host function handle. Cleared
+/// when a module is unloaded (a later function may reuse the address).
+static PARAMS: Mutex<Option<HashMap<u64, Vec<usize>>>> = Mutex::new(None);
+
+/// The sizes of `func`'s parameters, from `cuFuncGetParamInfo` (cached).
+fn param_sizes(api: &Api, func: u64) -> Option<Vec<usize>> {
+    let mut cache = PARAMS.lock().unwrap_or_else(|p| p.into_inner());
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if let Some(v) = cache.get(&func) {
+        return Some(v.clone());
+    }
+    let info = api.cuFuncGetParamInfo?;
+    let mut sizes = Vec::new();
+    loop {
+        let (mut offset, mut size) = (0usize, 0usize);
+        // SAFETY: `func` is a live function handle of this guest (the
+        // dispatcher translated it); the outputs are locals.
+        let rc = unsafe { info(func as usize as _, sizes.len(), &mut offset, &mut size) };
+        if rc != CUDA_SUCCESS || sizes.len() >= 4096 {
+            break;
+        }
+        sizes.push(size);
+    }
+    cache.insert(func, sizes.clone());
+    Some(sizes)
+}
+
+/// `metadata(f)->fn_argc` and `metadata(f)->fn_arg_size[index]` on the
+/// worker: what the driver says of the function (0 when unknown).
+pub fn metadata(api: &Api, object: u64, field: &str, index: usize) -> i128 {
+    let Some(sizes) = param_sizes(api, object) else {
+        return 0;
+    };
+    match field {
+        "fn_argc" => sizes.len() as i128,
+        "fn_arg_size" => sizes.get(index).map_or(0, |&s| s as i128),
+        _ => 0,
+    }
+}
+
+/// `avaModuleLoadData`: `cuModuleLoadData` on an image whose length the
+/// guest sent. A text image (PTX) must end within it: the driver reads it
+/// up to its NUL.
+///
+/// # Safety
+/// `module` is NULL or points to a writable handle; `image` points to
+/// `size` readable bytes.
+pub unsafe fn module_load_data(
+    api: &Api,
+    _cx: &mut CallCtx<'_>,
+    module: *mut CUmodule,
+    image: *const c_void,
+    size: usize,
+) -> Result<CUresult, DispatchError> {
+    let f = api
+        .cuModuleLoadData
+        .ok_or(DispatchError::Unavailable("cuModuleLoadData"))?;
+    if image.is_null() || size == 0 {
+        return Ok(CUDA_ERROR_INVALID_IMAGE);
+    }
+    // SAFETY: the dispatcher checked that `image` holds `size` bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(image.cast::<u8>(), size) };
+    if !image_is_bounded(bytes) {
+        return Ok(CUDA_ERROR_INVALID_IMAGE);
+    }
+    // SAFETY: as above; the image is bounded within the bytes given.
+    Ok(unsafe { f(module, image) })
+}
+
+/// Whether the driver, reading `bytes` as a module image, stays within
+/// them: a binary image (ELF cubin, fatbin) is read by its headers' sizes,
+/// which the guest library computed; a text image (PTX) must hold a NUL.
+fn image_is_bounded(bytes: &[u8]) -> bool {
+    const ELF: &[u8] = b"\x7fELF";
+    const FATBIN: [u8; 4] = 0xBA55_ED50u32.to_le_bytes();
+    if bytes.starts_with(ELF) || bytes.starts_with(&FATBIN) {
+        return image_len(bytes).is_some_and(|n| n <= bytes.len());
+    }
+    bytes.contains(&0)
+}
+
+/// The length of a binary module image from its header (ELF64 cubin:
+/// the end of its section and program header tables; fatbin: header size
+/// plus payload), as the guest library computes it.
+pub fn image_len(bytes: &[u8]) -> Option<usize> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(bytes.get(o..o + 8)?.try_into().ok()?));
+    if bytes.starts_with(b"\x7fELF") {
+        let shoff = u64_at(0x28)? as usize;
+        let shentsize = u16_at(0x3A)? as usize;
+        let shnum = u16_at(0x3C)? as usize;
+        let phoff = u64_at(0x20)? as usize;
+        let phentsize = u16_at(0x36)? as usize;
+        let phnum = u16_at(0x38)? as usize;
+        let sh_end = shoff.checked_add(shentsize.checked_mul(shnum)?)?;
+        let ph_end = phoff.checked_add(phentsize.checked_mul(phnum)?)?;
+        return Some(sh_end.max(ph_end).max(0x40));
+    }
+    let header = u16_at(6)? as usize;
+    let payload = u64_at(8)? as usize;
+    header.checked_add(payload)
+}
+
+/// After `cuModuleUnload`: the functions of the module are gone, and their
+/// addresses may come back for others.
+///
+/// # Safety
+/// None beyond the call's: it only clears a cache.
+pub unsafe fn module_unloaded(
+    _api: &Api,
+    _cx: &mut CallCtx<'_>,
+    result: CUresult,
+) -> Result<CUresult, DispatchError> {
+    if let Some(c) = PARAMS.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        c.clear();
+    }
+    Ok(result)
+}
+
+/// `avaProcName`: the name of the driver's exported function that
+/// `cuGetProcAddress_v2(symbol, version, flags)` returns, found with
+/// `dladdr`; an empty name when the driver has none (or returns a function
+/// it does not export by name), with the driver's symbol status.
+///
+/// # Safety
+/// `symbol` is a NUL-terminated string; `name` points to `size` writable
+/// bytes; `symbol_status` to an `i32`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn proc_name(
+    api: &Api,
+    _cx: &mut CallCtx<'_>,
+    symbol: *const c_char,
+    cuda_version: i32,
+    flags: cuuint64_t,
+    size: usize,
+    name: *mut c_char,
+    symbol_status: *mut i32,
+) -> Result<CUresult, DispatchError> {
+    let get = api
+        .cuGetProcAddress_v2
+        .ok_or(DispatchError::Unavailable("cuGetProcAddress_v2"))?;
+    if size == 0 || name.is_null() {
+        return Ok(crate::cuda::CUDA_ERROR_INVALID_VALUE);
+    }
+    let mut pfn: *mut c_void = std::ptr::null_mut();
+    let mut status = 0i32;
+    // SAFETY: `symbol` is a string the dispatcher checked; the outputs are
+    // locals.
+    let rc = unsafe { get(symbol, &mut pfn, cuda_version, flags, &mut status) };
+    let mut found = String::new();
+    if rc == CUDA_SUCCESS && !pfn.is_null() {
+        // SAFETY: `info` is a local that dladdr fills; `pfn` is any address.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::dladdr(pfn, &mut info) } != 0
+            && !info.dli_sname.is_null()
+            && info.dli_saddr == pfn
+        {
+            // SAFETY: dladdr returned a NUL-terminated symbol name.
+            found = unsafe { CStr::from_ptr(info.dli_sname) }
+                .to_string_lossy()
+                .into_owned();
+        }
+    }
+    let n = found.len().min(size - 1);
+    // SAFETY: `name` holds `size` bytes (checked by the dispatcher) and
+    // `n < size`; `symbol_status` points to an `i32` of the reply.
+    unsafe {
+        std::ptr::copy_nonoverlapping(found.as_ptr(), name.cast::<u8>(), n);
+        *name.add(n) = 0;
+        *symbol_status = status;
+    }
+    Ok(if rc == CUDA_SUCCESS { CUDA_SUCCESS } else { rc })
+}
+
+/// `avaErrorText`: the driver's `cuGetErrorName` (`which` 0) or
+/// `cuGetErrorString` (1) of `error`, copied into `text`.
+///
+/// # Safety
+/// `text` points to `size` writable bytes.
+pub unsafe fn error_text(
+    api: &Api,
+    _cx: &mut CallCtx<'_>,
+    error: CUresult,
+    which: i32,
+    size: usize,
+    text: *mut c_char,
+) -> Result<CUresult, DispatchError> {
+    let f = match which {
+        0 => api.cuGetErrorName,
+        _ => api.cuGetErrorString,
+    }
+    .ok_or(DispatchError::Unavailable("cuGetErrorName"))?;
+    if size == 0 || text.is_null() {
+        return Ok(crate::cuda::CUDA_ERROR_INVALID_VALUE);
+    }
+    let mut s: *const c_char = std::ptr::null();
+    // SAFETY: the output is a local.
+    let rc = unsafe { f(error, &mut s) };
+    if rc != CUDA_SUCCESS || s.is_null() {
+        return Ok(if rc == CUDA_SUCCESS {
+            crate::cuda::CUDA_ERROR_INVALID_VALUE
+        } else {
+            rc
+        });
+    }
+    // SAFETY: the driver returned a NUL-terminated static string.
+    let bytes = unsafe { CStr::from_ptr(s) }.to_bytes();
+    let n = bytes.len().min(size - 1);
+    // SAFETY: `text` holds `size` bytes and `n < size`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), text.cast::<u8>(), n);
+        *text.add(n) = 0;
+    }
+    Ok(CUDA_SUCCESS)
+}
+
+/// `cuDevicePrimaryCtxReset_v2`: the primary context is every guest's of
+/// this isolation group, so one guest's reset only waits for the device's
+/// work and leaves the context (and the others' memory) in place.
+///
+/// # Safety
+/// None beyond the driver's.
+pub unsafe fn primary_ctx_reset(
+    api: &Api,
+    _cx: &mut CallCtx<'_>,
+    dev: CUdevice,
+) -> Result<CUresult, DispatchError> {
+    let (Some(retain), Some(release), Some(sync), Some(set)) = (
+        api.cuDevicePrimaryCtxRetain,
+        api.cuDevicePrimaryCtxRelease_v2,
+        api.cuCtxSynchronize,
+        api.cuCtxSetCurrent,
+    ) else {
+        return Err(DispatchError::Unavailable("cuDevicePrimaryCtxRetain"));
+    };
+    let mut ctx: *mut c_void = std::ptr::null_mut();
+    // SAFETY: the output is a local.
+    let rc = unsafe { retain(&mut ctx, dev) };
+    if rc != CUDA_SUCCESS {
+        return Ok(rc);
+    }
+    // SAFETY: `ctx` is the live primary context just retained; the
+    // thread's current context is restored by the guest's next calls.
+    let rc = unsafe {
+        let rc = set(ctx);
+        if rc == CUDA_SUCCESS { sync() } else { rc }
+    };
+    // SAFETY: releases the reference taken above.
+    unsafe { release(dev) };
+    Ok(rc)
+}
+
+/// The driver's `cuCtxDestroy_v2` and `cuDevicePrimaryCtxRetain`, called
+/// by the wrappers below.
+static CTX_DESTROY: std::sync::OnceLock<unsafe extern "C" fn(CUcontext) -> CUresult> =
+    std::sync::OnceLock::new();
+type RetainFn = unsafe extern "C" fn(*mut CUcontext, CUdevice) -> CUresult;
+static PRIMARY_RETAIN: std::sync::OnceLock<RetainFn> = std::sync::OnceLock::new();
+/// The primary contexts the driver has handed out (they stay primary
+/// contexts at those addresses for the executor's life: the executor keeps
+/// a reference to each).
+static PRIMARIES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// Routes `cuCtxDestroy_v2` (a guest's, and the cleanup after a guest that
+/// exits) through [`destroy_unless_primary`]: a device's primary context is
+/// every guest's of this isolation group and is never destroyed for one.
+/// Primary contexts are recognised as `cuDevicePrimaryCtxRetain` returns
+/// them ([`retain_primary`]).
+pub fn guard_primary_contexts(api: &mut Api) {
+    let (Some(destroy), Some(retain)) = (api.cuCtxDestroy_v2, api.cuDevicePrimaryCtxRetain) else {
+        return;
+    };
+    let _ = CTX_DESTROY.set(destroy);
+    let _ = PRIMARY_RETAIN.set(retain);
+    api.cuCtxDestroy_v2 = Some(destroy_unless_primary);
+    api.cuDevicePrimaryCtxRetain = Some(retain_primary);
+}
+
+/// `cuDevicePrimaryCtxRetain` that records the context; the first time a
+/// device's primary context is seen, the executor keeps one reference of
+/// its own, so that the context (and its address) outlives every guest.
+unsafe extern "C" fn retain_primary(pctx: *mut CUcontext, dev: CUdevice) -> CUresult {
+    let Some(f) = PRIMARY_RETAIN.get() else {
+        return crate::cuda::CUDA_ERROR_NOT_INITIALIZED;
+    };
+    // SAFETY: the driver's own function, with the caller's arguments.
+    let rc = unsafe { f(pctx, dev) };
+    if rc == CUDA_SUCCESS && !pctx.is_null() {
+        // SAFETY: the driver wrote the context through `pctx`.
+        let ctx = unsafe { *pctx } as u64;
+        let mut p = PRIMARIES.lock().unwrap_or_else(|p| p.into_inner());
+        if !p.contains(&ctx) {
+            p.push(ctx);
+            let mut mine: CUcontext = std::ptr::null_mut();
+            // SAFETY: a local output; this reference is never released.
+            unsafe { f(&mut mine, dev) };
+        }
+    }
+    rc
+}
+
+/// `cuCtxDestroy_v2` that refuses a primary context with
+/// `CUDA_ERROR_INVALID_CONTEXT` (its references are dropped with
+/// `cuDevicePrimaryCtxRelease`).
+unsafe extern "C" fn destroy_unless_primary(ctx: CUcontext) -> CUresult {
+    if PRIMARIES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&(ctx as u64))
+    {
+        return crate::cuda::CUDA_ERROR_INVALID_CONTEXT;
+    }
+    match CTX_DESTROY.get() {
+        // SAFETY: the driver's own function, with the caller's argument.
+        Some(f) => unsafe { f(ctx) },
+        None => crate::cuda::CUDA_ERROR_INVALID_CONTEXT,
+    }
+}

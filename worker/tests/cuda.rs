@@ -1,0 +1,731 @@
+//! CUDA remoted end to end: `libava_cuda.so` as the application's
+//! `libcuda.so.1`, a real `ava-worker`, and the CUDA stand-in driver
+//! (`libava_cuda_standin.so`, a test double that runs PTX on the CPU;
+//! no GPU is on these machines) as the host's driver. Every client runs
+//! twice — directly on the stand-in, and remoted — and must give the same
+//! results and the same errors.
+
+mod common;
+
+use std::collections::HashMap;
+use std::ffi::{CString, c_char, c_void};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{Stack, run_capture, target_dir, text};
+
+/// The stand-in driver (a test double; see `cuda-standin/README.md`).
+fn standin() -> PathBuf {
+    let p = target_dir().join("libava_cuda_standin.so");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// The CUDA guest library.
+fn guestlib_cuda() -> PathBuf {
+    let p = target_dir().join("libava_cuda.so");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace`",
+        p.display()
+    );
+    p
+}
+
+/// A directory holding `libcuda.so.1` (and `libcuda.so`) linked to `lib`,
+/// for `LD_LIBRARY_PATH`.
+fn driver_dir(name: &str, lib: &Path) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ava-cuda-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("driver dir");
+    for link in ["libcuda.so.1", "libcuda.so"] {
+        let l = d.join(link);
+        let _ = std::fs::remove_file(&l);
+        std::os::unix::fs::symlink(lib, &l).expect("symlink");
+    }
+    d
+}
+
+/// A worker serving OpenCL and CUDA, the latter on the stand-in.
+fn stack(tag: &str) -> Stack {
+    let lib = standin();
+    Stack::launch(
+        tag,
+        &[
+            "--arena-size",
+            "8388608",
+            "--backends",
+            "opencl,cuda",
+            "--cuda-lib",
+            lib.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    )
+}
+
+/// `program` run directly on the stand-in.
+fn direct(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
+    c.env("LD_LIBRARY_PATH", driver_dir("direct", &standin()));
+    c
+}
+
+/// `program` run through the guest library against `stack`.
+fn remoted(stack: &Stack, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
+    c.env("LD_LIBRARY_PATH", driver_dir("remoted", &guestlib_cuda()))
+        .env("AVA_REGION", &stack.region);
+    c
+}
+
+fn run(c: Command, what: &str, stack: Option<&Stack>) -> Output {
+    let out = run_capture(c, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}\nworker log:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr),
+        stack.map(Stack::log).unwrap_or_default()
+    );
+    out
+}
+
+// ------------------------------------------------------------------ the worker without a driver
+
+#[test]
+fn a_worker_without_a_cuda_driver_says_so_and_serves_opencl() {
+    let mut s = Stack::launch(
+        "nocuda",
+        &[
+            "--backends",
+            "opencl,cuda",
+            "--cuda-lib",
+            "/nonexistent/libcuda.so.1",
+        ],
+        &[],
+    );
+    let log = s.log();
+    assert!(
+        log.contains(
+            "CUDA backend unavailable: no CUDA driver: loading /nonexistent/libcuda.so.1 failed"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("OpenCL backend loaded"), "{log}");
+    assert!(s.alive(), "the worker serves OpenCL");
+}
+
+// ------------------------------------------------------------------ bad input: the driver's errors
+
+/// The CUDA calls of the guest half, through `libcuda.so.1` as the
+/// library path finds it (the stand-in, or the guest library).
+struct Cu {
+    _lib: libloading::Library,
+    f: HashMap<&'static str, *const c_void>,
+}
+
+impl Cu {
+    fn load() -> Cu {
+        // SAFETY: loading the driver (or its remoted stand-in) runs its
+        // initialisers, as any CUDA program does.
+        let lib = unsafe { libloading::Library::new("libcuda.so.1") }.expect("libcuda.so.1");
+        let mut f = HashMap::new();
+        for name in [
+            "cuInit",
+            "cuDeviceGet",
+            "cuDevicePrimaryCtxRetain",
+            "cuCtxSetCurrent",
+            "cuCtxSynchronize",
+            "cuModuleLoadData",
+            "cuModuleGetFunction",
+            "cuMemAlloc_v2",
+            "cuMemFree_v2",
+            "cuMemcpyHtoD_v2",
+            "cuMemcpyDtoH_v2",
+            "cuStreamCreate",
+            "cuStreamDestroy_v2",
+            "cuStreamQuery",
+            "cuLaunchKernel",
+            "cuGetErrorName",
+            "cuGetProcAddress_v2",
+        ] {
+            // SAFETY: the symbol is looked up, not called.
+            let s = unsafe { lib.get::<*const c_void>(format!("{name}\0").as_bytes()) }
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            f.insert(name, *s);
+        }
+        Cu { _lib: lib, f }
+    }
+
+    /// The function `name` as a `T` (a C function pointer type).
+    fn get<T: Copy>(&self, name: &str) -> T {
+        let p = self.f[name];
+        assert_eq!(size_of::<T>(), size_of::<*const c_void>());
+        // SAFETY: `T` is the function pointer type of `name`'s C prototype
+        // (each call site names it).
+        unsafe { std::mem::transmute_copy(&p) }
+    }
+}
+
+type CuFn1<A> = unsafe extern "C" fn(A) -> i32;
+type CuFn2<A, B> = unsafe extern "C" fn(A, B) -> i32;
+type CuFn3<A, B, C> = unsafe extern "C" fn(A, B, C) -> i32;
+type Launch = unsafe extern "C" fn(
+    *mut c_void,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    *mut c_void,
+    *mut *mut c_void,
+    *mut *mut c_void,
+) -> i32;
+type ProcAddress = unsafe extern "C" fn(*const c_char, *mut *mut c_void, i32, u64, *mut i32) -> i32;
+
+const PTX: &str = include_str!("../../samples/cuda/kernels.ptx");
+
+/// The checks of the guest half: every bad input gets the driver's error,
+/// in the order a program would meet them; prints one line per check.
+fn bad_input_checks() {
+    let cu = Cu::load();
+    // SAFETY: every call passes arguments of the C prototype of the
+    // function named, with outputs that are locals.
+    unsafe {
+        let r = cu.get::<CuFn1<u32>>("cuInit")(0);
+        assert_eq!(r, 0, "cuInit");
+        let mut dev = 0i32;
+        let r = cu.get::<CuFn2<*mut i32, i32>>("cuDeviceGet")(&mut dev, 99);
+        assert_eq!(
+            r, 101,
+            "cuDeviceGet of a device that does not exist: CUDA_ERROR_INVALID_DEVICE"
+        );
+        assert_eq!(
+            cu.get::<CuFn2<*mut i32, i32>>("cuDeviceGet")(&mut dev, 0),
+            0
+        );
+        let mut ctx: *mut c_void = std::ptr::null_mut();
+        assert_eq!(
+            cu.get::<CuFn2<*mut *mut c_void, i32>>("cuDevicePrimaryCtxRetain")(&mut ctx, dev),
+            0
+        );
+        assert_eq!(cu.get::<CuFn1<*mut c_void>>("cuCtxSetCurrent")(ctx), 0);
+
+        let mut name: *const c_char = std::ptr::null();
+        assert_eq!(
+            cu.get::<CuFn2<i32, *mut *const c_char>>("cuGetErrorName")(700, &mut name),
+            0
+        );
+        assert_eq!(
+            std::ffi::CStr::from_ptr(name).to_str().unwrap(),
+            "CUDA_ERROR_ILLEGAL_ADDRESS"
+        );
+
+        // Entry points by name.
+        let proc: ProcAddress = cu.get("cuGetProcAddress_v2");
+        let mut pfn: *mut c_void = std::ptr::null_mut();
+        let mut status = -1;
+        let sym = CString::new("cuMemAlloc").unwrap();
+        assert_eq!(proc(sym.as_ptr(), &mut pfn, 12080, 0, &mut status), 0);
+        assert!(!pfn.is_null() && status == 0, "cuMemAlloc resolves");
+        let sym = CString::new("cuNoSuchFunction").unwrap();
+        assert_eq!(proc(sym.as_ptr(), &mut pfn, 12080, 0, &mut status), 0);
+        assert!(pfn.is_null(), "an unknown name gives NULL");
+        assert_eq!(status, 1, "CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND");
+
+        // Modules and functions.
+        let ptx = CString::new(PTX).unwrap();
+        let mut module: *mut c_void = std::ptr::null_mut();
+        assert_eq!(
+            cu.get::<CuFn2<*mut *mut c_void, *const c_void>>("cuModuleLoadData")(
+                &mut module,
+                ptx.as_ptr().cast()
+            ),
+            0,
+            "the PTX fixture loads"
+        );
+        let get_function: CuFn3<*mut *mut c_void, *mut c_void, *const c_char> =
+            cu.get("cuModuleGetFunction");
+        let mut func: *mut c_void = std::ptr::null_mut();
+        let missing = CString::new("no_such_kernel").unwrap();
+        assert_eq!(
+            get_function(&mut func, module, missing.as_ptr()),
+            500,
+            "CUDA_ERROR_NOT_FOUND"
+        );
+        let vector_add = CString::new("vector_add").unwrap();
+        assert_eq!(get_function(&mut func, module, vector_add.as_ptr()), 0);
+
+        // Memory: copies out of range, freed pointers.
+        let alloc: CuFn2<*mut u64, usize> = cu.get("cuMemAlloc_v2");
+        let free: CuFn1<u64> = cu.get("cuMemFree_v2");
+        let htod: CuFn3<u64, *const c_void, usize> = cu.get("cuMemcpyHtoD_v2");
+        let dtoh: CuFn3<*mut c_void, u64, usize> = cu.get("cuMemcpyDtoH_v2");
+        let mut d = 0u64;
+        assert_eq!(alloc(&mut d, 1024), 0);
+        let data = [7u8; 2048];
+        assert_eq!(htod(d, data.as_ptr().cast(), 1024), 0);
+        assert_eq!(
+            htod(d + 1000, data.as_ptr().cast(), 100),
+            1,
+            "a copy past the allocation"
+        );
+        let mut back = [0u8; 1024];
+        assert_eq!(dtoh(back.as_mut_ptr().cast(), d, 1024), 0);
+        assert_eq!(back, [7u8; 1024]);
+        assert_eq!(free(d), 0);
+        assert_eq!(free(d), 1, "a second free: CUDA_ERROR_INVALID_VALUE");
+        assert_eq!(
+            htod(d, data.as_ptr().cast(), 16),
+            1,
+            "a copy into freed memory"
+        );
+
+        // Streams: a destroyed one is no longer a stream.
+        let mut stream: *mut c_void = std::ptr::null_mut();
+        assert_eq!(
+            cu.get::<CuFn2<*mut *mut c_void, u32>>("cuStreamCreate")(&mut stream, 0),
+            0
+        );
+        let query: CuFn1<*mut c_void> = cu.get("cuStreamQuery");
+        assert_eq!(query(stream), 0);
+        assert_eq!(
+            query(std::ptr::null_mut()),
+            0,
+            "the NULL stream is the default stream"
+        );
+        assert_eq!(
+            cu.get::<CuFn1<*mut c_void>>("cuStreamDestroy_v2")(stream),
+            0
+        );
+        assert_eq!(
+            query(stream),
+            400,
+            "a destroyed stream: CUDA_ERROR_INVALID_HANDLE"
+        );
+
+        // Launches beyond the device's limits.
+        let launch: Launch = cu.get("cuLaunchKernel");
+        let mut a = 0u64;
+        assert_eq!(alloc(&mut a, 4096), 0);
+        let mut n = 16i32;
+        let mut args: [*mut c_void; 4] = [
+            (&raw mut a).cast(),
+            (&raw mut a).cast(),
+            (&raw mut a).cast(),
+            (&raw mut n).cast(),
+        ];
+        let null = std::ptr::null_mut();
+        assert_eq!(
+            launch(
+                func,
+                1,
+                1,
+                1,
+                2048,
+                1,
+                1,
+                0,
+                null,
+                args.as_mut_ptr(),
+                null.cast()
+            ),
+            1,
+            "2048 threads per block: CUDA_ERROR_INVALID_VALUE"
+        );
+        assert_eq!(
+            launch(
+                func,
+                1,
+                1,
+                1,
+                0,
+                1,
+                1,
+                0,
+                null,
+                args.as_mut_ptr(),
+                null.cast()
+            ),
+            1,
+            "no threads: CUDA_ERROR_INVALID_VALUE"
+        );
+        assert_eq!(
+            launch(
+                func,
+                1,
+                1,
+                1,
+                16,
+                1,
+                1,
+                0,
+                null,
+                args.as_mut_ptr(),
+                null.cast()
+            ),
+            0
+        );
+        assert_eq!(
+            cu.get::<unsafe extern "C" fn() -> i32>("cuCtxSynchronize")(),
+            0
+        );
+        let mut out = [0f32; 16];
+        assert_eq!(dtoh(out.as_mut_ptr().cast(), a, 64), 0);
+        println!("bad input: every check passed");
+    }
+}
+
+#[test]
+fn bad_input_gets_the_drivers_errors_directly_and_remoted() {
+    if common::is_guest_half() {
+        bad_input_checks();
+        return;
+    }
+    let me = std::env::current_exe().expect("test binary");
+    let args = [
+        "--exact",
+        "bad_input_gets_the_drivers_errors_directly_and_remoted",
+        "--nocapture",
+        "--test-threads=1",
+    ];
+    let mut c = direct(&me);
+    c.env("AVA_TEST_ROLE", common::GUEST_ROLE).args(args);
+    let native = run(c, "the checks on the stand-in", None);
+    assert!(text(&native.stdout).contains("every check passed"));
+    let s = stack("cuda-bad");
+    let mut c = remoted(&s, &me);
+    c.env("AVA_TEST_ROLE", common::GUEST_ROLE).args(args);
+    let out = run(c, "the checks remoted", Some(&s));
+    assert!(text(&out.stdout).contains("every check passed"));
+}
+
+// ------------------------------------------------------------------ real clients, unmodified
+
+/// The unmodified cudarc program (`samples/cuda-clients`).
+fn cudarc_client() -> PathBuf {
+    let p = target_dir().join("cudarc-client");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace`",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn the_cudarc_client_gives_the_same_output_remoted() {
+    let native = run(
+        direct(cudarc_client()),
+        "cudarc-client on the stand-in",
+        None,
+    );
+    let s = stack("cuda-cudarc");
+    let out = run(
+        remoted(&s, cudarc_client()),
+        "cudarc-client remoted",
+        Some(&s),
+    );
+    assert!(
+        text(&native.stdout).contains("vector_add: n=4096"),
+        "{}",
+        text(&native.stdout)
+    );
+    assert_eq!(
+        text(&out.stdout),
+        text(&native.stdout),
+        "remoted output differs"
+    );
+    assert!(s.log().contains("api=cuda"), "the guest named the CUDA API");
+}
+
+#[test]
+fn the_cuda_python_client_gives_the_same_output_remoted() {
+    let setup = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cuda-python.sh"))
+        .output()
+        .expect("run scripts/cuda-python.sh");
+    assert!(
+        setup.status.success(),
+        "cuda-python could not be installed:\n{}{}",
+        text(&setup.stdout),
+        text(&setup.stderr)
+    );
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/cuda/cuda_python_client.py");
+    let mut c = direct("/usr/bin/python3");
+    c.arg(&script);
+    let native = run(c, "the cuda-python client on the stand-in", None);
+    let s = stack("cuda-python");
+    let mut c = remoted(&s, "/usr/bin/python3");
+    c.arg(&script);
+    let out = run(c, "the cuda-python client remoted", Some(&s));
+    assert!(
+        text(&native.stdout).contains("saxpy: n=2048"),
+        "{}",
+        text(&native.stdout)
+    );
+    assert_eq!(
+        text(&out.stdout),
+        text(&native.stdout),
+        "remoted output differs"
+    );
+}
+
+#[test]
+fn an_opencl_guest_and_a_cuda_guest_share_one_worker_at_once() {
+    let s = stack("cuda-both");
+    let vecadd = common::build_sample("vecadd");
+    let opencl = s.remote(&vecadd).spawn().expect("start the OpenCL guest");
+    let cuda = remoted(&s, cudarc_client())
+        .spawn()
+        .expect("start the CUDA guest");
+    for (what, child) in [("the OpenCL guest", opencl), ("the CUDA guest", cuda)] {
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{what} failed:\n{}", s.log());
+    }
+    let log = s.log();
+    assert!(log.contains("api=opencl"), "{log}");
+    assert!(log.contains("api=cuda"), "{log}");
+}
+
+// ------------------------------------------------------------------ fault isolation
+
+/// A guest half that makes an illegal address in a kernel and checks that
+/// the driver reports it (sticky) at the next synchronization.
+fn fault_half() {
+    let cu = Cu::load();
+    // SAFETY: every call passes arguments of the C prototype of the
+    // function named, with outputs that are locals.
+    unsafe {
+        let (func, _) = setup(&cu, "fault");
+        let mut d = 0u64;
+        assert_eq!(
+            cu.get::<CuFn2<*mut u64, usize>>("cuMemAlloc_v2")(&mut d, 256),
+            0
+        );
+        let mut args: [*mut c_void; 1] = [(&raw mut d).cast()];
+        let launch: Launch = cu.get("cuLaunchKernel");
+        let null = std::ptr::null_mut();
+        let _ = launch(
+            func,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            0,
+            null,
+            args.as_mut_ptr(),
+            null.cast(),
+        );
+        let r = cu.get::<unsafe extern "C" fn() -> i32>("cuCtxSynchronize")();
+        assert_eq!(
+            r, 700,
+            "CUDA_ERROR_ILLEGAL_ADDRESS at the next synchronization"
+        );
+        println!("fault: CUDA_ERROR_ILLEGAL_ADDRESS");
+    }
+}
+
+/// Initialises, makes the primary context current and finds `kernel`.
+///
+/// # Safety
+/// `cu` is a loaded driver.
+unsafe fn setup(cu: &Cu, kernel: &str) -> (*mut c_void, i32) {
+    // SAFETY: as the caller's; outputs are locals.
+    unsafe {
+        assert_eq!(cu.get::<CuFn1<u32>>("cuInit")(0), 0);
+        let mut ctx: *mut c_void = std::ptr::null_mut();
+        let r = cu.get::<CuFn2<*mut *mut c_void, i32>>("cuDevicePrimaryCtxRetain")(&mut ctx, 0);
+        if r != 0 {
+            return (std::ptr::null_mut(), r);
+        }
+        let r = cu.get::<CuFn1<*mut c_void>>("cuCtxSetCurrent")(ctx);
+        if r != 0 {
+            return (std::ptr::null_mut(), r);
+        }
+        let ptx = CString::new(PTX).unwrap();
+        let mut module: *mut c_void = std::ptr::null_mut();
+        let r = cu.get::<CuFn2<*mut *mut c_void, *const c_void>>("cuModuleLoadData")(
+            &mut module,
+            ptx.as_ptr().cast(),
+        );
+        if r != 0 {
+            return (std::ptr::null_mut(), r);
+        }
+        let name = CString::new(kernel).unwrap();
+        let mut func: *mut c_void = std::ptr::null_mut();
+        let r = cu
+            .get::<CuFn3<*mut *mut c_void, *mut c_void, *const c_char>>("cuModuleGetFunction")(
+            &mut func,
+            module,
+            name.as_ptr(),
+        );
+        (func, r)
+    }
+}
+
+/// A guest half that adds two vectors and prints whether the results are
+/// right, or the first error it gets.
+fn healthy_half() {
+    let cu = Cu::load();
+    // SAFETY: every call passes arguments of the C prototype of the
+    // function named, with outputs that are locals.
+    let r = unsafe {
+        let (func, r) = setup(&cu, "vector_add");
+        if r != 0 {
+            r
+        } else {
+            let alloc: CuFn2<*mut u64, usize> = cu.get("cuMemAlloc_v2");
+            let htod: CuFn3<u64, *const c_void, usize> = cu.get("cuMemcpyHtoD_v2");
+            let dtoh: CuFn3<*mut c_void, u64, usize> = cu.get("cuMemcpyDtoH_v2");
+            let n = 256u32;
+            let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let (mut da, mut dc) = (0u64, 0u64);
+            let mut r = alloc(&mut da, 1024);
+            if r == 0 {
+                r = alloc(&mut dc, 1024);
+            }
+            if r == 0 {
+                r = htod(da, a.as_ptr().cast(), 1024);
+            }
+            let mut nn = n;
+            let mut args: [*mut c_void; 4] = [
+                (&raw mut da).cast(),
+                (&raw mut da).cast(),
+                (&raw mut dc).cast(),
+                (&raw mut nn).cast(),
+            ];
+            let null = std::ptr::null_mut();
+            if r == 0 {
+                r = cu.get::<Launch>("cuLaunchKernel")(
+                    func,
+                    1,
+                    1,
+                    1,
+                    n,
+                    1,
+                    1,
+                    0,
+                    null,
+                    args.as_mut_ptr(),
+                    null.cast(),
+                );
+            }
+            if r == 0 {
+                r = cu.get::<unsafe extern "C" fn() -> i32>("cuCtxSynchronize")();
+            }
+            let mut c = vec![0f32; n as usize];
+            if r == 0 {
+                r = dtoh(c.as_mut_ptr().cast(), dc, 1024);
+            }
+            if r == 0 {
+                assert!(
+                    c.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f32),
+                    "vector_add results"
+                );
+            }
+            r
+        }
+    };
+    if r == 0 {
+        println!("healthy: results correct");
+    } else {
+        println!("healthy: error {r}");
+    }
+}
+
+/// Runs guest half `test` (a test of this file) remoted on `region`.
+fn half(stack: &Stack, region: &Path, test: &str) -> String {
+    let mut c = remoted(stack, std::env::current_exe().expect("test binary"));
+    c.env("AVA_REGION", region)
+        .env("AVA_TEST_ROLE", common::GUEST_ROLE)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"]);
+    text(&run(c, test, Some(stack)).stdout)
+}
+
+#[test]
+fn guest_half_fault() {
+    if common::is_guest_half() {
+        fault_half();
+    }
+}
+
+#[test]
+fn guest_half_healthy() {
+    if common::is_guest_half() {
+        healthy_half();
+    }
+}
+
+/// Two VMs on one worker, in isolation groups of their own or in one
+/// shared group; returns the worker and the two regions.
+fn two_vms(tag: &str, shared: bool) -> (Stack, PathBuf, PathBuf) {
+    let first = PathBuf::from(format!("/dev/shm/ava-test-{tag}-{}", std::process::id()));
+    let second = PathBuf::from(format!("/dev/shm/ava-test-{tag}-b-{}", std::process::id()));
+    let _ = std::fs::remove_file(&second);
+    let lib = standin();
+    let group = format!("team={},{}", first.display(), second.display());
+    let mut args = vec![
+        "--arena-size",
+        "8388608",
+        "--backends",
+        "opencl,cuda",
+        "--cuda-lib",
+        lib.to_str().expect("utf-8 path"),
+        "--region",
+        second.to_str().expect("utf-8 path"),
+    ];
+    if shared {
+        args.extend(["--isolation-group", &group]);
+    }
+    let s = Stack::launch(tag, &args, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !s
+        .log()
+        .contains(&format!("serving region={}", second.display()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second region is not served:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (s, first, second)
+}
+
+#[test]
+fn a_fault_in_one_vms_kernel_leaves_a_vm_of_another_group_running() {
+    let (s, a, b) = two_vms("cuda-iso", false);
+    assert!(half(&s, &b, "guest_half_healthy").contains("healthy: results correct"));
+    assert!(half(&s, &a, "guest_half_fault").contains("fault: CUDA_ERROR_ILLEGAL_ADDRESS"));
+    let after = half(&s, &b, "guest_half_healthy");
+    assert!(
+        after.contains("healthy: results correct"),
+        "{after}\n{}",
+        s.log()
+    );
+    let _ = std::fs::remove_file(&b);
+}
+
+#[test]
+fn a_fault_in_a_shared_context_reaches_every_vm_of_the_group_with_the_drivers_error() {
+    let (s, a, b) = two_vms("cuda-shared", true);
+    assert!(half(&s, &b, "guest_half_healthy").contains("healthy: results correct"));
+    assert!(half(&s, &a, "guest_half_fault").contains("fault: CUDA_ERROR_ILLEGAL_ADDRESS"));
+    // The primary context is the group's: the other VM's next calls get
+    // the driver's sticky error, at once (never a hang).
+    let after = half(&s, &b, "guest_half_healthy");
+    assert!(after.contains("healthy: error 700"), "{after}\n{}", s.log());
+    let _ = std::fs::remove_file(&b);
+}
