@@ -1,6 +1,7 @@
 //! `ava-bench`: benchmarks of the remoting stack, each figure printed beside
 //! a baseline measured in the same run.
 
+mod cuda_bench;
 mod fleet;
 mod groups_bench;
 mod idle_bench;
@@ -19,7 +20,7 @@ use clap::{Parser, Subcommand};
 #[command(
     version,
     about,
-    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench groups --quick\n  ava-bench scaling --quick --json scaling.json --svg docs/scaling.svg\n  ava-bench idle --quick"
+    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench groups --quick\n  ava-bench scaling --quick --json scaling.json --svg docs/scaling.svg\n  ava-bench idle --quick\n  ava-bench cuda --quick --native-lib target/release/libava_cuda_standin.so"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -52,6 +53,21 @@ enum Command {
         json: Option<PathBuf>,
         /// The host's OpenCL library (the native baseline).
         #[arg(long, default_value = "libOpenCL.so.1")]
+        native_lib: String,
+    },
+    /// CUDA: a small call, empty-kernel launch + synchronize, 10,000
+    /// asynchronous launches, and copies by size from pageable and
+    /// page-locked memory, natively and remoted through a real worker on
+    /// the same driver (the stand-in test double where no GPU is).
+    Cuda {
+        /// Fewer iterations.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the results as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// The host's CUDA driver (the native baseline, and the worker's).
+        #[arg(long, default_value = "libcuda.so.1")]
         native_lib: String,
     },
     /// Isolation groups: two VMs' guests making small calls and kernel
@@ -119,6 +135,19 @@ fn main() -> anyhow::Result<()> {
         } => {
             let results = opencl_bench::run(quick, &native_lib)?;
             report::print_table("opencl", &results);
+            if let Some(path) = json {
+                report::write_json(&path, &results)?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Cuda {
+            quick,
+            json,
+            native_lib,
+        } => {
+            let results = cuda_bench::run(quick, &native_lib)?;
+            report::print_table("cuda", &results);
             if let Some(path) = json {
                 report::write_json(&path, &results)?;
                 eprintln!("wrote {}", path.display());

@@ -233,7 +233,7 @@ impl Backend for Cuda {
     }
 
     fn dispatcher(&self) -> &dyn Dispatcher {
-        &self.dispatch
+        self
     }
 
     fn describe(&self) -> String {
@@ -244,6 +244,31 @@ impl Backend for Cuda {
             self.library,
             self.devices.join(", ")
         )
+    }
+}
+
+/// The generated CUDA dispatcher, plus the cleanup of what it tracks
+/// outside the handle table: the device memory a guest process left.
+impl Dispatcher for Cuda {
+    fn dispatch(
+        &self,
+        func: u32,
+        args: &mut remoting::wire::Decoder<'_>,
+        cx: &mut remoting::worker::CallCtx<'_>,
+    ) -> Result<(), remoting::worker::DispatchError> {
+        self.dispatch.dispatch(func, args, cx)
+    }
+
+    fn name(&self, func: u32) -> Option<&'static str> {
+        self.dispatch.name(func)
+    }
+
+    fn destroy(&self, kind: u16, host: u64) {
+        self.dispatch.destroy(kind, host);
+    }
+
+    fn guest_gone(&self, caller: &remoting::worker::Caller) {
+        crate::cuda_memory::free_all_of(&self.dispatch.api, &caller.vm, caller.owner);
     }
 }
 

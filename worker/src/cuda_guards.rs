@@ -11,6 +11,10 @@ use remoting::worker::{CallCtx, DispatchError};
 
 use crate::cuda::{Api, CUcontext, CUdevice, CUmodule, CUresult, cuuint64_t};
 
+pub use crate::cuda_memory::{
+    launch_kernel, mem_alloc, mem_alloc_async, mem_alloc_pitch, mem_free, mem_free_async,
+};
+
 const CUDA_SUCCESS: CUresult = 0;
 const CUDA_ERROR_INVALID_IMAGE: CUresult = 200;
 

@@ -6,6 +6,7 @@ pub mod accounting;
 pub mod backend;
 pub mod config;
 pub mod cuda_guards;
+pub mod cuda_memory;
 pub mod guards;
 pub mod metrics;
 pub mod supervisor;

@@ -729,3 +729,112 @@ fn a_fault_in_a_shared_context_reaches_every_vm_of_the_group_with_the_drivers_er
     assert!(after.contains("healthy: error 700"), "{after}\n{}", s.log());
     let _ = std::fs::remove_file(&b);
 }
+
+// ------------------------------------------------------------------ device memory: quotas and cleanup
+
+/// A guest half: allocations within and beyond the VM's 4 MiB quota, a
+/// free that gives room back, and one allocation left for the worker to
+/// free when the process exits.
+fn quota_half() {
+    let cu = Cu::load();
+    // SAFETY: every call passes arguments of the C prototype of the
+    // function named, with outputs that are locals.
+    unsafe {
+        let (_, r) = setup(&cu, "empty");
+        assert_eq!(r, 0);
+        let alloc: CuFn2<*mut u64, usize> = cu.get("cuMemAlloc_v2");
+        let free: CuFn1<u64> = cu.get("cuMemFree_v2");
+        let (mut a, mut b) = (0u64, 0u64);
+        assert_eq!(alloc(&mut a, 3 << 20), 0, "3 MiB within the quota");
+        assert_eq!(
+            alloc(&mut b, 2 << 20),
+            2,
+            "2 MiB more: CUDA_ERROR_OUT_OF_MEMORY"
+        );
+        assert_eq!(free(a), 0);
+        assert_eq!(alloc(&mut b, 2 << 20), 0, "the free gave the room back");
+        assert_eq!(free(0x1234_5678), 1, "an address never allocated");
+        println!("quota: held; leaving 2 MiB allocated");
+    }
+}
+
+#[test]
+fn guest_half_quota() {
+    if common::is_guest_half() {
+        quota_half();
+    }
+}
+
+#[test]
+fn cuda_memory_is_charged_to_the_quota_and_freed_when_the_guest_exits() {
+    let pid = std::process::id();
+    let region = PathBuf::from(format!("/dev/shm/ava-test-cuda-quota-{pid}"));
+    let _ = std::fs::remove_file(&region);
+    let config = std::env::temp_dir().join(format!("ava-cuda-quota-{pid}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[[vm]]\nname = \"vm0\"\nregion = \"{}\"\nmemory_quota = \"4MiB\"\n",
+            region.display()
+        ),
+    )
+    .expect("write the configuration");
+    let log = std::env::temp_dir().join(format!("ava-cuda-quota-{pid}.log"));
+    let lib = standin();
+    let mut child = Command::new(common::worker_bin())
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--arena-size",
+            "8388608",
+            "--backends",
+            "cuda",
+            "--cuda-lib",
+        ])
+        .arg(&lib)
+        .env("AVA_LOG", "info")
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start ava-worker");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !transport::Region::open(&region).is_ok_and(|r| r.worker_heartbeat() > 0) {
+        assert!(std::time::Instant::now() < deadline, "{}", read_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = Command::new(std::env::current_exe().expect("test binary"));
+    c.env("LD_LIBRARY_PATH", driver_dir("remoted", &guestlib_cuda()))
+        .env("AVA_REGION", &region)
+        .env("AVA_TEST_ROLE", common::GUEST_ROLE)
+        .args([
+            "--exact",
+            "guest_half_quota",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+    let out = run_capture(c, Duration::from_secs(60));
+    let ok = out.status.success() && text(&out.stdout).contains("quota: held");
+    // The worker frees what the exited process left, and says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ok && !read_log().contains("freeing the CUDA memory a guest left") {
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    let log_text = read_log();
+    let _ = std::fs::remove_file(&region);
+    let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_file(&log);
+    assert!(ok, "{}{}\n{log_text}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        log_text.contains("freeing the CUDA memory a guest left")
+            && log_text.contains("allocations=1"),
+        "{log_text}"
+    );
+}

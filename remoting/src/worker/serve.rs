@@ -22,6 +22,11 @@ pub trait Dispatcher: Send + Sync {
 
     /// Frees a host object of handle type `kind` (cleanup after a dead guest).
     fn destroy(&self, kind: u16, host: u64);
+
+    /// A guest process is gone (its last channel ended), before its handles
+    /// are destroyed: frees what the API's backend tracks outside the
+    /// handle table (CUDA's device memory). Nothing by default.
+    fn guest_gone(&self, _caller: &crate::worker::Caller) {}
 }
 
 /// Executes one message and returns the reply to send, if any.

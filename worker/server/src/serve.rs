@@ -480,6 +480,9 @@ fn cleanup(
     why: &str,
 ) {
     let owner = session.owner;
+    if last {
+        dispatcher.guest_gone(&session.caller);
+    }
     let owned = if last {
         handles
             .lock()

@@ -1,0 +1,282 @@
+//! CUDA device memory per guest process: every allocation is recorded with
+//! its owner (VM and process) and charged to the VM's memory quota; a
+//! process frees only its own allocations; what a process leaves behind is
+//! freed when it goes away. Launches are counted by the admission policy.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex};
+
+use remoting::worker::{Admission, CallCtx, Caller, DispatchError};
+
+use crate::cuda::{Api, CUcontext, CUdeviceptr, CUfunction, CUresult, CUstream};
+use server::policy::resource;
+
+const CUDA_SUCCESS: CUresult = 0;
+const CUDA_ERROR_INVALID_VALUE: CUresult = 1;
+const CUDA_ERROR_OUT_OF_MEMORY: CUresult = 2;
+
+/// One live allocation.
+struct Allocation {
+    /// The VM (region name) and guest process that made it.
+    vm: String,
+    owner: u32,
+    bytes: u64,
+    /// The context current when it was made (made current again to free
+    /// it after its process is gone).
+    ctx: u64,
+    /// Who was charged for it, to credit.
+    charged: Option<(Arc<dyn Admission>, Caller)>,
+}
+
+/// Live allocations by device address.
+static ALLOCATIONS: Mutex<Option<HashMap<CUdeviceptr, Allocation>>> = Mutex::new(None);
+
+fn with<R>(f: impl FnOnce(&mut HashMap<CUdeviceptr, Allocation>) -> R) -> R {
+    f(ALLOCATIONS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new))
+}
+
+/// Records an allocation the driver made for the caller, charging it to
+/// the VM's quota; beyond the quota it is freed again and the call is
+/// `CUDA_ERROR_OUT_OF_MEMORY`.
+fn record(api: &Api, cx: &CallCtx<'_>, ptr: CUdeviceptr, bytes: u64) -> CUresult {
+    let caller = cx.session.caller.clone();
+    let charged = match cx.session.admission.clone() {
+        Some(a) if !a.charge(&caller, resource::MEMORY, bytes as i64) => {
+            tracing::debug!(vm = %caller.vm, bytes, "CUDA allocation refused: memory quota");
+            if let Some(free) = api.cuMemFree_v2 {
+                // SAFETY: the allocation the call just made; nobody has
+                // seen it.
+                unsafe { free(ptr) };
+            }
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+        Some(a) => Some((a, caller.clone())),
+        None => None,
+    };
+    let mut ctx: CUcontext = std::ptr::null_mut();
+    if let Some(current) = api.cuCtxGetCurrent {
+        // SAFETY: the output is a local.
+        unsafe { current(&mut ctx) };
+    }
+    with(|m| {
+        m.insert(
+            ptr,
+            Allocation {
+                vm: caller.vm,
+                owner: caller.owner,
+                bytes,
+                ctx: ctx as u64,
+                charged,
+            },
+        )
+    });
+    CUDA_SUCCESS
+}
+
+/// Forgets `ptr` if the caller owns it, crediting its charge; whether it
+/// was the caller's.
+fn forget(cx: &CallCtx<'_>, ptr: CUdeviceptr) -> bool {
+    let caller = &cx.session.caller;
+    let gone = with(|m| match m.get(&ptr) {
+        Some(a) if a.vm == caller.vm && a.owner == caller.owner => m.remove(&ptr),
+        _ => None,
+    });
+    match gone {
+        Some(a) => {
+            if let Some((admission, who)) = a.charged {
+                admission.charge(&who, resource::MEMORY, -(a.bytes as i64));
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// `cuMemAlloc_v2`, recorded and charged.
+///
+/// # Safety
+/// `dptr` is NULL or points to a writable `CUdeviceptr`.
+pub unsafe fn mem_alloc(
+    api: &Api,
+    cx: &mut CallCtx<'_>,
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+) -> Result<CUresult, DispatchError> {
+    let f = api
+        .cuMemAlloc_v2
+        .ok_or(DispatchError::Unavailable("cuMemAlloc_v2"))?;
+    // SAFETY: the caller's arguments.
+    let rc = unsafe { f(dptr, bytesize) };
+    if rc != CUDA_SUCCESS || dptr.is_null() {
+        return Ok(rc);
+    }
+    // SAFETY: the driver wrote the address.
+    Ok(record(api, cx, unsafe { *dptr }, bytesize as u64))
+}
+
+/// `cuMemAllocPitch_v2`, recorded and charged (pitch × height bytes).
+///
+/// # Safety
+/// `dptr` and `pitch` are NULL or writable.
+pub unsafe fn mem_alloc_pitch(
+    api: &Api,
+    cx: &mut CallCtx<'_>,
+    dptr: *mut CUdeviceptr,
+    pitch: *mut usize,
+    width: usize,
+    height: usize,
+    element: u32,
+) -> Result<CUresult, DispatchError> {
+    let f = api
+        .cuMemAllocPitch_v2
+        .ok_or(DispatchError::Unavailable("cuMemAllocPitch_v2"))?;
+    // SAFETY: the caller's arguments.
+    let rc = unsafe { f(dptr, pitch, width, height, element) };
+    if rc != CUDA_SUCCESS || dptr.is_null() || pitch.is_null() {
+        return Ok(rc);
+    }
+    // SAFETY: the driver wrote both.
+    let (ptr, bytes) = unsafe { (*dptr, (*pitch as u64).saturating_mul(height as u64)) };
+    Ok(record(api, cx, ptr, bytes))
+}
+
+/// `cuMemAllocAsync`, recorded and charged.
+///
+/// # Safety
+/// `dptr` is NULL or writable; `stream` a translated stream.
+pub unsafe fn mem_alloc_async(
+    api: &Api,
+    cx: &mut CallCtx<'_>,
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    stream: CUstream,
+) -> Result<CUresult, DispatchError> {
+    let f = api
+        .cuMemAllocAsync
+        .ok_or(DispatchError::Unavailable("cuMemAllocAsync"))?;
+    // SAFETY: the caller's arguments.
+    let rc = unsafe { f(dptr, bytesize, stream) };
+    if rc != CUDA_SUCCESS || dptr.is_null() {
+        return Ok(rc);
+    }
+    // SAFETY: the driver wrote the address.
+    Ok(record(api, cx, unsafe { *dptr }, bytesize as u64))
+}
+
+/// `cuMemFree_v2` of one of the caller's allocations; any other address
+/// (another process's, freed, never allocated) is
+/// `CUDA_ERROR_INVALID_VALUE`, as the driver answers an unknown one.
+///
+/// # Safety
+/// None beyond the driver's.
+pub unsafe fn mem_free(
+    api: &Api,
+    cx: &mut CallCtx<'_>,
+    dptr: CUdeviceptr,
+) -> Result<CUresult, DispatchError> {
+    let f = api
+        .cuMemFree_v2
+        .ok_or(DispatchError::Unavailable("cuMemFree_v2"))?;
+    if !forget(cx, dptr) {
+        return Ok(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: a live allocation of this process.
+    Ok(unsafe { f(dptr) })
+}
+
+/// `cuMemFreeAsync` of one of the caller's allocations.
+///
+/// # Safety
+/// `stream` is a translated stream.
+pub unsafe fn mem_free_async(
+    api: &Api,
+    cx: &mut CallCtx<'_>,
+    dptr: CUdeviceptr,
+    stream: CUstream,
+) -> Result<CUresult, DispatchError> {
+    let f = api
+        .cuMemFreeAsync
+        .ok_or(DispatchError::Unavailable("cuMemFreeAsync"))?;
+    if !forget(cx, dptr) {
+        return Ok(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: a live allocation of this process.
+    Ok(unsafe { f(dptr, stream) })
+}
+
+/// Frees every allocation guest process `owner` of VM `vm` left behind,
+/// each with the context it was made in current (crediting the quota).
+pub fn free_all_of(api: &Api, vm: &str, owner: u32) {
+    let left: Vec<(CUdeviceptr, Allocation)> = with(|m| {
+        let ptrs: Vec<CUdeviceptr> = m
+            .iter()
+            .filter(|(_, a)| a.vm == vm && a.owner == owner)
+            .map(|(&p, _)| p)
+            .collect();
+        ptrs.into_iter()
+            .filter_map(|p| m.remove(&p).map(|a| (p, a)))
+            .collect()
+    });
+    if left.is_empty() {
+        return;
+    }
+    tracing::info!(
+        vm,
+        owner,
+        allocations = left.len(),
+        "freeing the CUDA memory a guest left"
+    );
+    for (ptr, a) in left {
+        // SAFETY: the context the allocation was made in (a primary
+        // context stays alive: the executor holds a reference), and an
+        // allocation nobody else owns.
+        unsafe {
+            if let Some(set) = api.cuCtxSetCurrent {
+                set(a.ctx as usize as *mut c_void);
+            }
+            if let Some(free) = api.cuMemFree_v2 {
+                free(ptr);
+            }
+        }
+        if let Some((admission, who)) = a.charged {
+            admission.charge(&who, resource::MEMORY, -(a.bytes as i64));
+        }
+    }
+}
+
+/// `cuLaunchKernel`, counted by the admission policy: it admitted the
+/// launch (launch rate limits, priorities); the kernel's device time is not
+/// measured, so the launch is reported back at once, without one.
+///
+/// # Safety
+/// The arguments as the dispatcher translated them.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_kernel(
+    api: &Api,
+    cx: &mut CallCtx<'_>,
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    shared: u32,
+    stream: CUstream,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> Result<CUresult, DispatchError> {
+    let launch = api
+        .cuLaunchKernel
+        .ok_or(DispatchError::Unavailable("cuLaunchKernel"))?;
+    // SAFETY: the dispatcher checked the parameters against the kernel's.
+    let rc = unsafe { launch(f, gx, gy, gz, bx, by, bz, shared, stream, params, extra) };
+    if let Some(a) = &cx.session.admission {
+        a.completed(&cx.session.caller, resource::KERNEL, None);
+    }
+    Ok(rc)
+}
