@@ -473,6 +473,7 @@ pub(crate) unsafe fn create_in_pieces(
     Some(mem)
 }
 
+pub use crate::icd::{extension_function_address, extension_function_address_for_platform};
 pub use crate::images::{create_image, create_image_with_properties, read_image, write_image};
 pub use crate::mapping::{map_buffer, unmap_mem_object};
 pub use crate::recorded::{

@@ -14,6 +14,7 @@
 use std::path::PathBuf;
 
 mod fast_paths;
+mod icd;
 mod images;
 mod mapping;
 mod recorded;
@@ -30,9 +31,16 @@ fn locate_region() -> Result<PathBuf, String> {
         .map_err(|e| format!("AVA_REGION is not set and probing failed: {e}"))
 }
 
-/// Sets up logging to stderr (`AVA_LOG`, default `warn`) when the library
-/// is loaded; an application that set up `tracing` itself keeps its own.
-extern "C" fn init_logging() {
+/// Runs when the library is loaded: logging, and handles as ICD objects.
+extern "C" fn init() {
+    init_logging();
+    // Every handle is a dispatchable object from here on (see `icd`).
+    remoting::guest::objects::enable(icd::dispatch_table());
+}
+
+/// Sets up logging to stderr (`AVA_LOG`, default `warn`); an application
+/// that set up `tracing` itself keeps its own.
+fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AVA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
@@ -53,7 +61,7 @@ extern "C" fn release_channel() {
 #[unsafe(link_section = ".fini_array")]
 static RELEASE_AT_EXIT: extern "C" fn() = release_channel;
 
-/// Registers [`init_logging`] with the dynamic loader.
+/// Registers [`init`] with the dynamic loader.
 #[used]
 #[unsafe(link_section = ".init_array")]
-static INIT_LOGGING: extern "C" fn() = init_logging;
+static INIT: extern "C" fn() = init;

@@ -12,12 +12,15 @@
 //! - [`probe`]: in the guest, find the device, enable it and check the region
 //!   in its BAR ([`probe::find_region`] is what a guest library calls when
 //!   `AVA_REGION` is unset);
+//! - [`icd`]: in the guest, install the OpenCL guest library as an
+//!   installable client driver (a vendors file for the ICD loader);
 //! - [`peer`]: `ping` and `echo`, a test peer pair that proves the path works
 //!   before any API is remoted over it.
 //!
 //! The `ivshmem-setup` binary is a command-line front end to all of these.
 
 pub mod host;
+pub mod icd;
 pub mod peer;
 pub mod signals;
 pub mod sizing;

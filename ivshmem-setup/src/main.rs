@@ -20,7 +20,8 @@ use ivshmem_setup::vmconfig;
 ///
 /// On the host: create a region file, print the QEMU or libvirt
 /// configuration that gives a VM the device, inspect or remove the region.
-/// In the guest: find the device and its region (`probe`). Both ends:
+/// In the guest: find the device and its region (`probe`), install the
+/// OpenCL guest library as an ICD (`install-icd`). Both ends:
 /// `ping` (guest) and `echo` (host) prove the path works.
 #[derive(Debug, Parser)]
 #[command(name = "ivshmem-setup", version, after_help = EXAMPLES)]
@@ -126,6 +127,26 @@ Examples:
         /// Root of the sysfs tree to scan.
         #[arg(long, default_value = "/sys")]
         sysfs: PathBuf,
+    },
+    /// Guest: install the OpenCL guest library as an installable client driver.
+    ///
+    /// Writes VENDORS/NAME holding the library's absolute path, so that
+    /// programs linked with the system's ICD loader (ocl-icd) list the
+    /// remoted platform beside any other. Example, in the VM:
+    ///
+    ///   ivshmem-setup install-icd --lib /usr/local/lib/libava_opencl.so
+    ///   clinfo -l
+    #[command(verbatim_doc_comment)]
+    InstallIcd {
+        /// The guest library (libava_opencl.so).
+        #[arg(long)]
+        lib: PathBuf,
+        /// The ICD loader's vendors directory.
+        #[arg(long, default_value = ivshmem_setup::icd::VENDORS_DIR)]
+        vendors: PathBuf,
+        /// The vendor file's name (must end in .icd).
+        #[arg(long, default_value = "ava.icd")]
+        name: String,
     },
     /// Guest (test peer): claim a channel and send numbered messages; expect each doubled.
     #[command(after_help = "\
@@ -242,6 +263,10 @@ fn run(cli: Cli) -> Result<()> {
             for dev in ivshmem_setup::probe(&sysfs)? {
                 println!("{}", dev.resource.display());
             }
+        }
+        Command::InstallIcd { lib, vendors, name } => {
+            let file = ivshmem_setup::icd::install(&lib, &vendors, &name)?;
+            println!("installed {} -> {}", file.display(), lib.display());
         }
         Command::Ping {
             path,

@@ -7,6 +7,11 @@
 //!
 //! - `clinfo_in_vm_equals_native`: `clinfo` and `clinfo -l` in the VM print
 //!   exactly what they print natively (up to the ICD loader section).
+//! - `clinfo_in_vm_through_the_icd_loader_equals_native`: a second image
+//!   whose OpenCL library is the host's ICD loader (ocl-icd); in the VM,
+//!   `ivshmem-setup install-icd` installs the guest library as a driver,
+//!   and `clinfo` prints exactly what it prints on the host, the ICD
+//!   loader section included.
 //! - `sample_in_vm_equals_native`: `samples/opencl/vm_vecadd.c` and
 //!   `vecadd.c` (both must exist), compiled on the host against `-lOpenCL`,
 //!   print the same in the VM as natively, and their channels are released
@@ -297,6 +302,53 @@ fn kit() -> &'static Kit {
     })
 }
 
+/// `ava-check-icd-image` fails unless the ICD image is as intended: the
+/// system's ICD loader (ocl-icd, the host's) is the OpenCL library, with
+/// no vendors directory yet and no PoCL.
+const CHECK_ICD_IMAGE: &str = r#"#!/bin/sh
+if [ -n "${AVA_REGION+set}${LD_PRELOAD+set}${OCL_ICD_VENDORS+set}" ]; then echo "image: AVA_REGION, LD_PRELOAD or OCL_ICD_VENDORS is set"; exit 93; fi
+if [ -e /etc/OpenCL ]; then echo "image: /etc/OpenCL exists before install-icd"; exit 90; fi
+extra=$(find / -xdev \( -name 'libpocl*' -o -name '*.icd' \))
+if [ -n "$extra" ]; then echo "image: unexpected OpenCL files: $extra"; exit 91; fi
+lib=$(find / -xdev -name libOpenCL.so.1 | head -n 1)
+if [ -z "$lib" ] || ! grep -q clGetICDLoaderInfoOCLICD "$lib"; then echo "image: libOpenCL.so.1 ($lib) is not ocl-icd"; exit 92; fi
+echo "image: the system's ICD loader, the guest library as a driver"
+"#;
+
+/// A second image for the installable-client-driver mode: the host's ICD
+/// loader (ocl-icd, which `ldd clinfo` names) and `clinfo`, the guest
+/// library at `/usr/local/lib/libava_opencl.so` and `ivshmem-setup` to
+/// install it (`install-icd`, run in the VM).
+fn icd_initrd() -> &'static Path {
+    static INITRD: OnceLock<PathBuf> = OnceLock::new();
+    INITRD.get_or_init(|| {
+        let _ = kit();
+        let work = work_dir();
+        let check = work.join("ava-check-icd-image");
+        std::fs::write(&check, CHECK_ICD_IMAGE).unwrap();
+        std::fs::set_permissions(&check, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let files = [
+            format!(
+                "{}=/usr/local/lib/libava_opencl.so",
+                work.join("libOpenCL.so.1").display()
+            ),
+            "/usr/bin/clinfo=/usr/bin/clinfo".to_owned(),
+            format!(
+                "{}=/usr/bin/ivshmem-setup",
+                env!("CARGO_BIN_EXE_ivshmem-setup")
+            ),
+            format!("{}=/bin/ava-check-icd-image", check.display()),
+            format!("{}=/bin/ava-capture", work.join("ava-capture").display()),
+        ];
+        let initrd = work.join("initrd-icd.cpio.gz");
+        let mut args = vec![initrd.to_str().unwrap()];
+        args.extend(files.iter().map(String::as_str));
+        script("build-initramfs.sh", &args);
+        initrd
+    })
+}
+
 fn timed<T>(name: &str, f: impl FnOnce() -> T) -> T {
     kit();
     let _one_at_a_time = serial();
@@ -449,6 +501,11 @@ struct VmRun {
 
 impl Vm {
     fn start(dir: &Path, tag: &str, region: &Path, cmd: &str) -> Vm {
+        Vm::start_image(dir, tag, region, cmd, &kit().initrd)
+    }
+
+    /// As [`Vm::start`], booting `initrd`.
+    fn start_image(dir: &Path, tag: &str, region: &Path, cmd: &str, initrd: &Path) -> Vm {
         let kit = kit();
         let log = dir.join(format!("{tag}.console"));
         let stderr = dir.join(format!("{tag}.stderr"));
@@ -457,7 +514,7 @@ impl Vm {
             .arg("--kernel")
             .arg(&kit.kernel)
             .arg("--initrd")
-            .arg(&kit.initrd)
+            .arg(initrd)
             .arg("--timeout")
             .arg(VM_TIMEOUT_S.to_string())
             .arg("--log")
@@ -673,6 +730,48 @@ fn clinfo_in_vm_equals_native() {
         let guest_list = vm.output("clinfo-l");
         assert_same("clinfo", &platform_part(&native), &platform_part(&guest));
         assert_same("clinfo -l", &native_list, &guest_list);
+        worker.assert_served(shm.path());
+        worker.stop();
+    });
+}
+
+/// In a VM whose OpenCL library is the system's ICD loader (ocl-icd),
+/// `ivshmem-setup install-icd` installs the guest library as a driver;
+/// unmodified `clinfo` then prints exactly what it prints on the host,
+/// ICD loader section included.
+#[test]
+fn clinfo_in_vm_through_the_icd_loader_equals_native() {
+    timed("clinfo_in_vm_through_the_icd_loader_equals_native", || {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str], tag: &str| {
+            let mut c = Command::new("clinfo");
+            c.args(args);
+            let r = host_run(c, tag, dir.path(), Duration::from_secs(60));
+            assert!(
+                r.status.success(),
+                "native clinfo {args:?} failed: {}",
+                r.stderr
+            );
+            r.stdout
+        };
+        let native = run(&[], "native-clinfo");
+        let native_list = run(&["-l"], "native-clinfo-l");
+        assert!(native.contains("ICD loader properties"), "{native}");
+        let initrd = icd_initrd();
+        let shm = ShmFile::new("ocl-icd");
+        create(&shm);
+        let worker = Worker::start(&[shm.path()], dir.path(), "worker");
+        let vm = Vm::start_image(
+            dir.path(),
+            "clinfo-icd",
+            shm.path(),
+            "ava-check-icd-image && ivshmem-setup install-icd --lib /usr/local/lib/libava_opencl.so && ava-capture clinfo clinfo && ava-capture clinfo-l clinfo -l",
+            initrd,
+        )
+        .finish();
+        vm.assert_ok();
+        assert_same("clinfo", &native, &vm.output("clinfo"));
+        assert_same("clinfo -l", &native_list, &vm.output("clinfo-l"));
         worker.assert_served(shm.path());
         worker.stop();
     });

@@ -230,7 +230,10 @@ fn handover_guest_half() {
                     0
                 );
                 // Four guest-chosen ids over the same channel, all distinct.
-                let ids = [left.write, left.marker, write as usize, marker as usize];
+                // The application holds objects (the library is also an
+                // ICD): each one's second word is its id on the wire.
+                let id_of = |h: usize| *(h as *const u64).add(1) as usize;
+                let ids = [left.write, left.marker, write as usize, marker as usize].map(id_of);
                 for id in ids {
                     let id = id as u64;
                     assert_eq!(id >> 48, remoting::GUEST_ID_TAG >> 48, "{id:#x}");

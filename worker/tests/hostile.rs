@@ -18,6 +18,14 @@ use transport::{Region, WaitStrategy};
 
 type Id = *mut c_void;
 
+/// The id on the wire of a handle the guest library returned: the library
+/// is also an ICD, so the application holds an object `{ dispatch, id }`.
+fn wire_id(h: Id) -> u64 {
+    // SAFETY: `h` is a live handle the guest library returned: an object
+    // of two words.
+    unsafe { *(h as *const u64).add(1) }
+}
+
 /// The remoted entry points, loaded from the guest library in this process
 /// into the function table generated from the same specification as the
 /// worker's (`ava_worker::opencl::Api`).
@@ -420,7 +428,7 @@ fn heap_access_is_checked_and_names_only_the_buffer(g: &Guest, ctx: Id, queue: I
         assert_eq!(err, 0);
         (buf, other)
     };
-    let (q, b, o) = (queue as u64, buf as u64, other as u64);
+    let (q, b, o) = (wire_id(queue), wire_id(buf), wire_id(other));
     // A second channel of this process (same owner: same objects), used
     // to send what the guest library never would.
     let region = Region::open(&guest_region()).unwrap();
@@ -463,7 +471,7 @@ fn heap_access_is_checked_and_names_only_the_buffer(g: &Guest, ctx: Id, queue: I
     let (status, _) = raw_access(&mut evil, q, 0xA7A0_0000_0BAD_F00D, 0, 16);
     assert_eq!(status, Status::ApiError as u32);
     // A context handle where a buffer belongs.
-    let (status, _) = raw_access(&mut evil, q, ctx as u64, 0, 16);
+    let (status, _) = raw_access(&mut evil, q, wire_id(ctx), 0, 16);
     assert_eq!(status, Status::ApiError as u32);
     drop(evil);
 
@@ -594,12 +602,12 @@ fn malformed_call_guest_half() {
     };
     let before = refs();
     for extra in [&99u64.to_le_bytes()[..], &[0u8][..], &[0u8; 3][..]] {
-        let status = send(&create_buffer_msg(ctx as u64, 4096, extra), &mut reply);
+        let status = send(&create_buffer_msg(wire_id(ctx), 4096, extra), &mut reply);
         assert_eq!(status, Status::Protocol as u32, "{extra:?}");
         assert_eq!(refs(), before, "a refused clCreateBuffer created a buffer");
     }
     // The well-formed command does create a buffer: the count can tell.
-    let status = send(&create_buffer_msg(ctx as u64, 4096, &[]), &mut reply);
+    let status = send(&create_buffer_msg(wire_id(ctx), 4096, &[]), &mut reply);
     assert_eq!(status, Status::Ok as u32);
     let (_, mut d) = Decoder::new(&reply).unwrap();
     assert_eq!(
@@ -622,8 +630,8 @@ fn malformed_call_guest_half() {
         call(
             ava_worker::opencl::func::clCreateCommandQueueWithProperties,
             |e| {
-                e.u64(ctx as u64);
-                e.u64(device as u64);
+                e.u64(wire_id(ctx));
+                e.u64(wire_id(device));
                 let bytes: Vec<u8> = props.iter().flat_map(|p| p.to_le_bytes()).collect();
                 e.blob(Some(&bytes));
                 e.u8(remoting::wire::BLOB_INLINE);

@@ -56,6 +56,39 @@ fn check_sample(name: &str, expect: &[&str]) {
     );
 }
 
+/// The sample linked with the system's ICD loader as natively, the guest
+/// library installed beside it as a driver (`ava.icd`): same output.
+#[test]
+fn vecadd_through_the_icd_loader_equals_native() {
+    let stack = common::Stack::start("sample-vecadd-icd");
+    let vendors = common::icd_vendors_dir("vecadd", false);
+    let exe = common::build_sample("vecadd");
+    let (native, remote) = common::run_both(
+        "vecadd",
+        Command::new(&exe),
+        NATIVE_TIMEOUT,
+        stack.remote_icd(&exe, &vendors),
+        REMOTE_TIMEOUT,
+    );
+    let _ = std::fs::remove_file(&exe);
+    let (n, r) = (common::text(&native.stdout), common::text(&remote.stdout));
+    assert!(
+        native.status.success() && n.contains("mismatches: 0"),
+        "native vecadd:\n{n}"
+    );
+    assert!(
+        remote.status.success(),
+        "vecadd through ava.icd failed ({}):\n{r}\n{}",
+        remote.status,
+        common::text(&remote.stderr)
+    );
+    common::assert_same_lines("vecadd", &n, &r);
+    assert!(
+        stack.log().contains("guest attached"),
+        "the calls went through the worker"
+    );
+}
+
 #[test]
 fn vecadd_remoted_equals_native() {
     check_sample(

@@ -209,7 +209,10 @@ fn __callbacks(kind: u32, function: usize, user_data: usize, d: &mut ::remoting:
             match a {
                 model::CbArg::UserData => args.push(format!("user_data as {t}")),
                 model::CbArg::Handle(_) => {
-                    let _ = writeln!(o, "            let {pn}: {t} = d.u64()? as usize as {t};");
+                    let _ = writeln!(
+                        o,
+                        "            let {pn}: {t} = ::remoting::guest::objects::object_of(d.u64()?) as {t};"
+                    );
                     args.push(pn);
                 }
                 model::CbArg::Scalar => {
@@ -455,14 +458,26 @@ fn function(
                         }
                         let _ = writeln!(
                             o,
-                            "    if {pn}.is_null() {{ __call.u64(0); }} else {{ let __id = __call.new_handle(); unsafe {{ *{pn} = __id as usize as _ }}; }}"
+                            "    if {pn}.is_null() {{ __call.u64(0); }} else {{ let __id = __call.new_handle(); unsafe {{ *{pn} = ::remoting::guest::objects::object_of(__id) as _ }}; }}"
                         );
                     }
                     _ => {
                         if input {
+                            // Handles inside the data go as their ids.
+                            let has_handles = matches!(
+                                b.content,
+                                Content::Handles { .. } | Content::ElementHandles { .. }
+                            ) || b.maybe_handle
+                                || !super::worker::struct_handle_fields(spec, &b.pointee)
+                                    .is_empty();
+                            let put = if has_handles {
+                                "in_ptr_handles"
+                            } else {
+                                "in_ptr"
+                            };
                             let _ = writeln!(
                                 o,
-                                "    unsafe {{ __call.in_ptr({pn} as *const u8, __n_{pn} * {es}) }};"
+                                "    unsafe {{ __call.{put}({pn} as *const u8, __n_{pn} * {es}) }};"
                             );
                         }
                         if output {
@@ -491,8 +506,31 @@ fn function(
         );
     }
     let _ = writeln!(o, "    let __reply = __call.send()?;");
+    // The application's retains and releases, mirrored on its objects.
+    let mut mirror = String::new();
+    for (i, a) in plan.args.iter().enumerate() {
+        if let Arg::Handle {
+            retain, release, ..
+        } = a
+        {
+            let pn = &f.params[i].name.name;
+            if *retain {
+                let _ = writeln!(
+                    mirror,
+                    "    ::remoting::guest::objects::retain({pn} as usize);"
+                );
+            }
+            if *release {
+                let _ = writeln!(
+                    mirror,
+                    "    ::remoting::guest::objects::release({pn} as usize);"
+                );
+            }
+        }
+    }
     if !sync {
         let _ = writeln!(o, "    drop(__reply);\n    __conn.run_callbacks();");
+        o.push_str(&mirror);
         runtime_statements(&f.annots, &n, o);
         let rt = f.ret.ty();
         if !rust::returns_value(rt) {
@@ -517,6 +555,35 @@ fn function(
                 o,
                 "    unsafe {{ __r.out_ptr({pn} as *mut u8, __n_{pn} * {es}) }}?;"
             );
+            // Handles the call returned in the data become objects.
+            let words = format!(
+                "    unsafe {{ ::remoting::guest::objects::objects_in_place({pn} as *mut u8, __n_{pn} * {es} / 8) }};"
+            );
+            if matches!(
+                b.content,
+                Content::Handles { .. } | Content::ElementHandles { .. }
+            ) {
+                let _ = writeln!(o, "{words}");
+            }
+            for (path, _) in &b.casts {
+                let c: Vec<String> = path
+                    .iter()
+                    .map(|(c, taken)| {
+                        let c = cond(c, &n);
+                        if *taken {
+                            format!("({c})")
+                        } else {
+                            format!("!({c})")
+                        }
+                    })
+                    .collect();
+                let c = if c.is_empty() {
+                    "true".to_string()
+                } else {
+                    c.join(" && ")
+                };
+                let _ = writeln!(o, "    if {c} {{\n    {words}\n    }}");
+            }
         }
     }
     for c in &plan.collects {
@@ -538,7 +605,12 @@ fn function(
     let rt = f.ret.ty();
     let has_ret = rust::returns_value(rt);
     if has_ret {
-        let decode = if rt.strip_alias().handle().is_some() || rt.strip_alias().is_pointer() {
+        let decode = if rt.strip_alias().handle().is_some() {
+            format!(
+                "::remoting::guest::objects::object_of(__v) as {}",
+                rust::ty(rt)
+            )
+        } else if rt.strip_alias().is_pointer() {
             format!("__v as usize as {}", rust::ty(rt))
         } else {
             rust::scalar_wire(rt).1.replace("{}", "__v")
@@ -547,6 +619,7 @@ fn function(
     }
     let _ = writeln!(o, "    __r.finish()?;");
     let _ = writeln!(o, "    __conn.run_callbacks();");
+    o.push_str(&mirror);
     runtime_statements(&f.annots, &n, o);
     if has_ret {
         o.push_str("    Ok(__ret)\n");

@@ -856,7 +856,7 @@ fn buffer_prepare(
 }
 
 /// The handle-typed fields of a struct pointee: `(field, handle type)`.
-fn struct_handle_fields(spec: &Spec, t: &Ty) -> Vec<(String, String)> {
+pub(super) fn struct_handle_fields(spec: &Spec, t: &Ty) -> Vec<(String, String)> {
     let Ty::Struct(name) = t.strip_alias() else {
         return Vec::new();
     };

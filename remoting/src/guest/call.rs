@@ -59,9 +59,9 @@ impl<'c> Call<'c> {
         self.enc.u64(v);
     }
 
-    /// A handle's id (its pointer value in the application).
+    /// A handle: its id on the wire (see [`super::objects`]).
     pub fn handle<T>(&mut self, h: *mut T) {
-        self.enc.u64(h as u64);
+        self.enc.u64(super::objects::id_of(h as usize));
     }
 
     fn arena_block(&mut self, len: usize) -> Option<ArenaBlock> {
@@ -119,6 +119,21 @@ impl<'c> Call<'c> {
             // SAFETY: the caller guarantees `ptr` is readable for `len` bytes.
             let s = unsafe { std::slice::from_raw_parts(ptr, len) };
             self.in_bytes(Some(s));
+        }
+    }
+
+    /// Input bytes read from a raw pointer, in which the application's
+    /// handles (objects) are replaced by their ids: handle arrays, property
+    /// lists, structs with handle fields, kernel arguments.
+    ///
+    /// # Safety
+    /// `ptr` must be NULL or valid for reading `len` bytes.
+    pub unsafe fn in_ptr_handles(&mut self, ptr: *const u8, len: usize) {
+        // SAFETY: the caller's guarantee, passed on.
+        match unsafe { super::objects::ids_in_copy(ptr, len) } {
+            Some(v) => self.in_bytes(Some(&v)),
+            // SAFETY: as above.
+            None => unsafe { self.in_ptr(ptr, len) },
         }
     }
 

@@ -11,6 +11,7 @@ use crate::wire::{Decoder, WireError};
 
 mod call;
 mod connection;
+pub mod objects;
 mod reply;
 
 pub use call::Call;

@@ -103,6 +103,18 @@ impl Stack {
         c
     }
 
+    /// `program` against this worker through the system's ICD loader
+    /// (ocl-icd), with `vendors` as its vendors directory (see
+    /// [`icd_vendors_dir`]): no `LD_PRELOAD`, the program links the loader
+    /// as it does natively.
+    pub fn remote_icd(&self, program: impl AsRef<std::ffi::OsStr>, vendors: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.env("AVA_REGION", &self.region)
+            .env_remove("LD_PRELOAD")
+            .env("OCL_ICD_VENDORS", vendors);
+        c
+    }
+
     /// Runs the guest half of test `test` (the test binary itself, started
     /// again with [`GUEST_ROLE`] set) against this worker, with the region
     /// passed in its environment, and panics with its output and the
@@ -145,6 +157,21 @@ pub fn no_vendors_dir() -> PathBuf {
         d
     })
     .clone()
+}
+
+/// A vendors directory for the ICD loader holding `ava.icd` (the guest
+/// library's path), and the host's `pocl.icd` too when `with_native`.
+pub fn icd_vendors_dir(tag: &str, with_native: bool) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ava-icd-vendors-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create a vendors directory");
+    std::fs::write(d.join("ava.icd"), format!("{}\n", guestlib().display()))
+        .expect("write ava.icd");
+    if with_native {
+        std::fs::copy("/etc/OpenCL/vendors/pocl.icd", d.join("pocl.icd"))
+            .expect("the host's /etc/OpenCL/vendors/pocl.icd (apt-get install pocl-opencl-icd)");
+    }
+    d
 }
 
 impl Stack {
