@@ -122,7 +122,7 @@ impl Backend for OpenCl {
     }
 
     fn dispatcher(&self) -> &dyn Dispatcher {
-        &self.dispatch
+        self
     }
 
     fn describe(&self) -> String {
@@ -269,6 +269,72 @@ impl Dispatcher for Cuda {
 
     fn guest_gone(&self, caller: &remoting::worker::Caller) {
         crate::cuda_memory::free_all_of(&self.dispatch.api, &caller.vm, caller.owner);
+    }
+}
+
+/// The generated OpenCL dispatcher, plus what a dead guest's cleanup needs
+/// beyond its destructors: failing the user events it left pending.
+impl Dispatcher for OpenCl {
+    fn dispatch(
+        &self,
+        func: u32,
+        args: &mut remoting::wire::Decoder<'_>,
+        cx: &mut remoting::worker::CallCtx<'_>,
+    ) -> Result<(), remoting::worker::DispatchError> {
+        self.dispatch.dispatch(func, args, cx)
+    }
+
+    fn name(&self, func: u32) -> Option<&'static str> {
+        self.dispatch.name(func)
+    }
+
+    fn destroy(&self, kind: u16, host: u64) {
+        self.dispatch.destroy(kind, host);
+    }
+
+    /// A command waiting on a user event that nobody will complete never
+    /// ends, and the driver's destructors wait for it (PoCL's
+    /// `clReleaseCommandQueue` finishes the queue): each user event the
+    /// guest left pending is set to an error status first, which the
+    /// specification defines as terminating the commands that wait on it.
+    fn before_destroy(&self, owned: &[(u16, u64, u32)]) {
+        let (Some(info), Some(set)) = (
+            self.dispatch.api.clGetEventInfo,
+            self.dispatch.api.clSetUserEventStatus,
+        ) else {
+            return;
+        };
+        for &(kind, host, _) in owned {
+            if kind != opencl::kind::cl_event {
+                continue;
+            }
+            let event = host as usize as opencl::cl_event;
+            let query = |param, out: &mut i32| {
+                // SAFETY: `event` is a live event of the guest's (its
+                // references are released only after this), and `out` is a
+                // local of the size passed.
+                unsafe {
+                    info(
+                        event,
+                        param,
+                        4,
+                        (out as *mut i32).cast(),
+                        std::ptr::null_mut(),
+                    )
+                }
+            };
+            let (mut command, mut status) = (0, 0);
+            if query(opencl::CL_EVENT_COMMAND_TYPE, &mut command) != 0
+                || command as u32 != opencl::CL_COMMAND_USER
+                || query(opencl::CL_EVENT_COMMAND_EXECUTION_STATUS, &mut status) != 0
+                || status <= 0
+            {
+                continue;
+            }
+            // SAFETY: a live user event whose status was never set.
+            let rc = unsafe { set(event, opencl::CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST) };
+            tracing::info!(rc, "failing a user event the guest left pending");
+        }
     }
 }
 

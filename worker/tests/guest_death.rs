@@ -430,3 +430,115 @@ fn second_guest() {
         "calls failed after another guest's cleanup: {failed:?}"
     );
 }
+
+const GATED: &str = "a_guest_killed_while_its_kernel_waits_on_a_user_event_is_cleaned_up";
+
+/// A guest killed while a kernel it enqueued waits on a user event that it
+/// never completed (its `clSetUserEventStatus` would have come next). Its
+/// own process would have ended with it natively; in the worker, releasing
+/// its queue waits for that kernel (PoCL's `clReleaseCommandQueue` finishes
+/// the queue first), so the cleanup first fails the user events the guest
+/// left pending, as the specification allows (a negative status), and the
+/// commands that wait on them end with an error instead of never.
+///
+/// (Before: the cleanup blocked forever in the guest's channel thread, the
+/// channel stayed claimed, and the soak saw guests of that VM hang.)
+#[test]
+fn a_guest_killed_while_its_kernel_waits_on_a_user_event_is_cleaned_up() {
+    if common::is_guest_half() {
+        gated_guest();
+        return;
+    }
+    let mut stack = common::Stack::start_with("guest-death-gate", &["--stale-after", STALE_AFTER]);
+    let (mut guest, guest_err) = start_guest(&stack, GATED, "gated", false);
+    let ready = guest.wait_for_line("ready", Duration::from_secs(180));
+    assert!(ready.contains("pending=yes"), "{ready}");
+    let owner = format!("owner={}", guest.pid());
+    kill(guest.pid(), Signal::SIGKILL).expect("kill the guest");
+    guest.wait_exit(Duration::from_secs(30)).expect("killed");
+    let released = stack.wait_for_log_line(&["guest released its channel", &owner]);
+    // The destructors ran to the end: the heap's report comes after them.
+    let cleanup = stack.wait_for_log_line(&[CLEANUP_LINE, &owner]);
+    let log = stack.log();
+    assert!(
+        log.contains("failing a user event the guest left pending"),
+        "{}",
+        common::tail(&log, 30)
+    );
+    assert_eq!(
+        common::log_field(&cleanup, "in_use"),
+        Some("0"),
+        "{released}\n{cleanup}"
+    );
+    // The VM's next guest is served.
+    common::assert_clinfo_list_same(&mut stack);
+    assert!(stack.alive(), "the worker survived");
+    let _ = std::fs::remove_file(&guest_err);
+}
+
+/// The gated guest: a kernel enqueued behind a user event, flushed, and
+/// still waiting when the guest is killed.
+fn gated_guest() {
+    let g = Cl::guest();
+    let s = ClSetup::new(&g);
+    let null = std::ptr::null_mut::<std::ffi::c_void>();
+    let mut err = 0;
+    // SAFETY: OpenCL calls with live locals, sizes that match them, and
+    // handles the guest library returned.
+    unsafe {
+        let buf = cl!(g, clCreateBuffer)(s.context, CL_MEM_READ_WRITE, BUF, null, &mut err);
+        assert_eq!(err, 0);
+        let src = std::ffi::CString::new(KERNEL).unwrap();
+        let mut p = src.as_ptr();
+        let program =
+            cl!(g, clCreateProgramWithSource)(s.context, 1, &mut p, std::ptr::null(), &mut err);
+        assert_eq!(err, 0);
+        assert_eq!(
+            cl!(g, clBuildProgram)(program, 1, &s.device, std::ptr::null(), None, null),
+            0
+        );
+        let name = std::ffi::CString::new("add").unwrap();
+        let k = cl!(g, clCreateKernel)(program, name.as_ptr(), &mut err);
+        assert_eq!(err, 0);
+        for i in 0..2u32 {
+            assert_eq!(
+                cl!(g, clSetKernelArg)(k, i, 8, (&buf as *const ClId).cast()),
+                0
+            );
+        }
+        let gate = cl!(g, clCreateUserEvent)(s.context, &mut err);
+        assert_eq!(err, 0);
+        let global = BUF / 4;
+        let mut kev: ClId = std::ptr::null_mut();
+        assert_eq!(
+            cl!(g, clEnqueueNDRangeKernel)(
+                s.queue,
+                k,
+                1,
+                std::ptr::null(),
+                &global,
+                std::ptr::null(),
+                1,
+                &gate,
+                &mut kev
+            ),
+            0
+        );
+        assert_eq!(cl!(g, clFlush)(s.queue), 0);
+        let mut status = 0i32;
+        assert_eq!(
+            cl!(g, clGetEventInfo)(
+                kev,
+                0x11D3, // CL_EVENT_COMMAND_EXECUTION_STATUS
+                4,
+                (&mut status as *mut i32).cast(),
+                std::ptr::null_mut()
+            ),
+            0
+        );
+        println!("ready pending={}", if status > 0 { "yes" } else { "no" });
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}

@@ -27,6 +27,12 @@ pub trait Dispatcher: Send + Sync {
     /// are destroyed: frees what the API's backend tracks outside the
     /// handle table (CUDA's device memory). Nothing by default.
     fn guest_gone(&self, _caller: &crate::worker::Caller) {}
+
+    /// The objects of a gone guest process, `(kind, host, references)` in
+    /// the order they are about to be destroyed: settles what would make a
+    /// destructor wait forever for the guest (OpenCL's user events, which
+    /// only the guest could complete). Nothing by default.
+    fn before_destroy(&self, _owned: &[(u16, u64, u32)]) {}
 }
 
 /// Executes one message and returns the reply to send, if any.

@@ -499,6 +499,7 @@ fn cleanup(
         freed = owned.len(),
         "guest {why}"
     );
+    dispatcher.before_destroy(&owned);
     for (kind, host, refs) in owned {
         for _ in 0..refs {
             dispatcher.destroy(kind, host);
