@@ -73,6 +73,30 @@ static SHARED: Mutex<Option<Arc<Connection>>> = Mutex::new(None);
 /// Why the worker refused this process's API, once it has: no channel is
 /// claimed again, and every call fails with the same error.
 static REFUSED: OnceLock<String> = OnceLock::new();
+
+/// Set when a call of this process found the worker gone (its heartbeat
+/// stood still for the worker timeout): that heartbeat value plus one; 0
+/// while the worker is taken for alive. While the heartbeat stays there,
+/// every call fails at once instead of waiting for the dead worker again;
+/// once a worker beats again, calls go through.
+static WORKER_GONE_AT: AtomicU64 = AtomicU64::new(0);
+
+/// The error for a call made while the worker is known to be gone, if it
+/// still is.
+fn worker_still_gone() -> Option<CallError> {
+    let at = WORKER_GONE_AT.load(Ordering::Relaxed);
+    if at == 0 {
+        return None;
+    }
+    let region = REGION.get()?.as_ref().ok()?;
+    let now = region.worker_heartbeat();
+    if now.wrapping_add(1) == at {
+        return Some(CallError::WorkerGone(Duration::ZERO, now));
+    }
+    // A worker serves the region again.
+    let _ = WORKER_GONE_AT.compare_exchange(at, 0, Ordering::Relaxed, Ordering::Relaxed);
+    None
+}
 /// Every connection opened, for the heartbeat thread and for shutdown.
 static REGISTRY: Mutex<Vec<Weak<Connection>>> = Mutex::new(Vec::new());
 
@@ -144,6 +168,9 @@ pub fn connection(
     api: &ApiId,
     locate: fn() -> Result<std::path::PathBuf, String>,
 ) -> Result<Arc<Connection>, CallError> {
+    if let Some(gone) = worker_still_gone() {
+        return Err(gone);
+    }
     if let Ok(Some(c)) = LOCAL.try_with(|l| l.borrow().clone()) {
         if c.is_current() {
             return Ok(c);
@@ -568,6 +595,7 @@ impl Inner {
     pub(super) fn send(&mut self, conn: &Connection, bytes: &[u8]) -> Result<(), CallError> {
         let wait = self.wait;
         let mut backoff = transport::Backoff::new(&wait);
+        let mut watch = WorkerWatch::new(&self.ch);
         let mut scratch = Vec::new();
         loop {
             if self.ch.tx.try_send(bytes)? {
@@ -576,6 +604,9 @@ impl Inner {
             if self.ch.rx.try_recv(&mut scratch)? {
                 self.side_message(conn, &scratch)?;
                 continue;
+            }
+            if backoff.is_sleeping() {
+                watch.look(&self.ch, conn.worker_timeout)?;
             }
             backoff.snooze(None)?;
         }
@@ -600,9 +631,7 @@ impl Inner {
             self.wait
         };
         let mut backoff = transport::Backoff::new(&wait);
-        let mut beat = self.ch.worker_heartbeat();
-        let mut since = Instant::now();
-        let mut last_look = since;
+        let mut watch = WorkerWatch::new(&self.ch);
         loop {
             if self.ch.rx.try_recv(out)? {
                 let (h, _) = Decoder::new(out)?;
@@ -615,22 +644,7 @@ impl Inner {
                 continue;
             }
             if backoff.is_sleeping() {
-                if !self.ch.is_current() {
-                    return Err(CallError::Ring(RingError::Disconnected));
-                }
-                let now = self.ch.worker_heartbeat();
-                let t = Instant::now();
-                // A long gap between two looks means this process (or the
-                // whole VM, or host) was not running: the worker did not get
-                // to beat either, so the gap does not count against it.
-                let paused = t.duration_since(last_look) > Duration::from_secs(1);
-                last_look = t;
-                if now != beat || paused {
-                    beat = now;
-                    since = t;
-                } else if t.duration_since(since) > conn.worker_timeout {
-                    return Err(CallError::WorkerGone(t.duration_since(since), beat));
-                }
+                watch.look(&self.ch, conn.worker_timeout)?;
                 // Sharing the worker's kernel, the guest sleeps until the
                 // worker rings (a reply, or a look at the heartbeat every
                 // 50 ms) instead of waking on a timer.
@@ -640,5 +654,56 @@ impl Inner {
             }
             backoff.snooze(None)?;
         }
+    }
+}
+
+/// Watches the worker's heartbeat while this process waits for it (for a
+/// reply, or for room in a full ring).
+struct WorkerWatch {
+    /// The heartbeat value last seen.
+    beat: u64,
+    /// When the heartbeat was last seen to move (or this process resumed).
+    since: Instant,
+    /// When the heartbeat was last looked at.
+    last_look: Instant,
+}
+
+impl WorkerWatch {
+    fn new(ch: &GuestChannel) -> WorkerWatch {
+        let now = Instant::now();
+        WorkerWatch {
+            beat: ch.worker_heartbeat(),
+            since: now,
+            last_look: now,
+        }
+    }
+
+    /// Fails when the channel was taken back, or when the worker's
+    /// heartbeat has stood still for `timeout` while this process ran;
+    /// the latter marks the worker gone for every later call
+    /// ([`WORKER_GONE_AT`]).
+    fn look(&mut self, ch: &GuestChannel, timeout: Duration) -> Result<(), CallError> {
+        if !ch.is_current() {
+            return Err(CallError::Ring(RingError::Disconnected));
+        }
+        let now = ch.worker_heartbeat();
+        let t = Instant::now();
+        // A long gap between two looks means this process (or the whole
+        // VM, or host) was not running: the worker did not get to beat
+        // either, so the gap does not count against it.
+        let paused = t.duration_since(self.last_look) > Duration::from_secs(1);
+        self.last_look = t;
+        if now != self.beat || paused {
+            self.beat = now;
+            self.since = t;
+        } else if t.duration_since(self.since) > timeout {
+            WORKER_GONE_AT.store(now.wrapping_add(1), Ordering::Relaxed);
+            tracing::error!(
+                "the worker stopped beating {:?} ago: this call and every later one fail until a worker serves the region again",
+                t.duration_since(self.since)
+            );
+            return Err(CallError::WorkerGone(t.duration_since(self.since), now));
+        }
+        Ok(())
     }
 }

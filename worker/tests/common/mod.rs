@@ -40,6 +40,10 @@ pub struct Stack {
     pub region: PathBuf,
     child: Child,
     pub log: PathBuf,
+    /// The arguments it was started with (for [`Stack::restart`]).
+    args: Vec<String>,
+    /// The extra environment it was started with.
+    env: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -61,25 +65,75 @@ impl Stack {
         let region = PathBuf::from(format!("/dev/shm/ava-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_file(&region);
         let log = std::env::temp_dir().join(format!("ava-worker-{tag}-{}.log", std::process::id()));
-        let child = Command::new(worker_bin())
-            .arg("--region")
-            .arg(&region)
-            .args(args)
-            .env("AVA_LOG", "info,remoting=debug,ava_worker::guards=debug")
-            .envs(env.iter().copied())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start ava-worker");
-        let stack = Stack { region, child, log };
-        stack.wait_ready();
+        let _ = std::fs::remove_file(&log);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = Self::spawn_worker(&region, &log, &args, &env);
+        let stack = Stack {
+            region,
+            child,
+            log,
+            args,
+            env,
+        };
+        stack.wait_ready(0);
         stack
     }
 
-    fn wait_ready(&self) {
+    /// Starts `ava-worker` on `region`, its log appended to `log`.
+    fn spawn_worker(region: &Path, log: &Path, args: &[String], env: &[(String, String)]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        Command::new(worker_bin())
+            .arg("--region")
+            .arg(region)
+            .args(args)
+            .env("AVA_LOG", "info,remoting=debug,ava_worker::guards=debug")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stderr(log)
+            .spawn()
+            .expect("start ava-worker")
+    }
+
+    /// Kills the worker as a crash would: its executors and then the
+    /// supervisor with SIGKILL (the supervisor stopped first, so that it
+    /// restarts nothing), leaving the region as they left it.
+    pub fn kill_hard(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        kill(pid, Signal::SIGSTOP).expect("stop the supervisor");
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            let _ = kill(nix::unistd::Pid::from_raw(c), Signal::SIGKILL);
+        }
+        kill(pid, Signal::SIGKILL).expect("kill the supervisor");
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new worker on the same region, with the arguments and
+    /// environment of the first (after [`Stack::kill_hard`]); its log
+    /// follows the first one's in [`Stack::log`].
+    pub fn restart(&mut self) {
+        let before = transport::Region::open(&self.region)
+            .map(|r| r.worker_heartbeat())
+            .unwrap_or(0);
+        self.child = Self::spawn_worker(&self.region, &self.log, &self.args, &self.env);
+        self.wait_ready(before);
+    }
+
+    /// Waits until the region's worker heartbeat has moved past `after`.
+    fn wait_ready(&self, after: u64) {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
             if let Ok(r) = transport::Region::open(&self.region)
-                && r.worker_heartbeat() > 0
+                && r.worker_heartbeat() > after
             {
                 return;
             }
