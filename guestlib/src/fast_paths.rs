@@ -194,6 +194,35 @@ pub unsafe fn write_buffer(
             return Some(opencl::CL_INVALID_EVENT_WAIT_LIST);
         }
     }
+    // A write that may be invalid goes synchronously (`crate::checks`).
+    if !crate::recorded::passing() {
+        use crate::checks::{Obj, objects_suspect, range_suspect, synchronously_if};
+        // SAFETY: OpenCL's contract: the wait list holds that many events.
+        let suspect = unsafe {
+            objects_suspect(
+                command_queue,
+                &[Obj::Mem(buffer)],
+                num_events_in_wait_list,
+                event_wait_list,
+            )
+        } || range_suspect(buffer, offset, size);
+        if suspect {
+            // SAFETY: the application's arguments, passed on.
+            return synchronously_if(true, || unsafe {
+                opencl::clEnqueueWriteBuffer(
+                    command_queue,
+                    buffer,
+                    blocking_write,
+                    offset,
+                    size,
+                    ptr,
+                    num_events_in_wait_list,
+                    event_wait_list,
+                    event,
+                )
+            });
+        }
+    }
     let done = in_place(
         command_queue,
         buffer,
@@ -248,6 +277,16 @@ pub unsafe fn write_buffer(
 /// `CL_INVALID_VALUE` if not, as the driver says for a read, write or map
 /// (or the error of the size query).
 pub(crate) fn check_range(buffer: cl_mem, offset: usize, size: usize) -> cl_int {
+    if let Some(total) = crate::checks::buffer_size(buffer) {
+        let inside = offset
+            .checked_add(size)
+            .is_some_and(|end| end as u64 <= total);
+        return if inside {
+            opencl::CL_SUCCESS
+        } else {
+            opencl::CL_INVALID_VALUE
+        };
+    }
     let mut total: u64 = 0;
     // SAFETY: `total` is a live u64 for the query's one output.
     let rc = unsafe {
@@ -473,6 +512,10 @@ pub(crate) unsafe fn create_in_pieces(
     Some(mem)
 }
 
+pub use crate::checks::{
+    barrier_with_wait_list, copy_buffer, copy_buffer_rect, copy_buffer_to_image, copy_image,
+    copy_image_to_buffer, marker_with_wait_list, task, write_buffer_rect,
+};
 pub use crate::icd::{extension_function_address, extension_function_address_for_platform};
 pub use crate::images::{create_image, create_image_with_properties, read_image, write_image};
 pub use crate::mapping::{map_buffer, unmap_mem_object};

@@ -291,6 +291,12 @@ pub unsafe fn read_image(
     if crate::recorded::passing() {
         return None;
     }
+    if let Some(e) = crate::checks::not_an_image(image) {
+        return Some(e);
+    }
+    if ptr.is_null() {
+        return Some(opencl::CL_INVALID_VALUE);
+    }
     let (row, slice) = host_pitches(image, region, row_pitch, slice_pitch)?;
     // SAFETY: the caller's arguments, with pitches the driver would use.
     Some(crate::recorded::passing_through(|| unsafe {
@@ -320,6 +326,12 @@ pub unsafe fn write_image(
 ) -> Option<cl_int> {
     if crate::recorded::passing() {
         return None;
+    }
+    if let Some(e) = crate::checks::not_an_image(image) {
+        return Some(e);
+    }
+    if ptr.is_null() {
+        return Some(opencl::CL_INVALID_VALUE);
     }
     let (row, slice) = host_pitches(image, region, row_pitch, slice_pitch)?;
     // SAFETY: as in `read_image`.

@@ -13,6 +13,7 @@
 
 use std::path::PathBuf;
 
+mod checks;
 mod fast_paths;
 mod icd;
 mod images;

@@ -277,6 +277,7 @@ unsafe fn copy_properties(p: *const opencl::cl_context_properties) -> Option<Vec
 
 fn record_context(ctx: opencl::cl_context, props: Option<Vec<isize>>) {
     if !ctx.is_null() {
+        crate::checks::context_made();
         CONTEXT_PROPERTIES
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -469,29 +470,75 @@ pub unsafe fn set_kernel_arg(
     Some(rc)
 }
 
-/// `clEnqueueNDRangeKernel` of a recorded kernel with an argument not set:
-/// `CL_INVALID_KERNEL_ARGS` at once. `None` (the ordinary call) otherwise.
+/// `clEnqueueNDRangeKernel`: a recorded kernel with an argument not set
+/// fails at once with `CL_INVALID_KERNEL_ARGS`; a launch that may be
+/// invalid otherwise (`crate::checks`) is made synchronously. `None` (the
+/// ordinary call) otherwise.
 ///
 /// # Safety
 /// OpenCL's contract for `clEnqueueNDRangeKernel` (the arguments are only
 /// passed on).
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn launch_args_set(
-    _command_queue: opencl::cl_command_queue,
+    command_queue: opencl::cl_command_queue,
     kernel: opencl::cl_kernel,
-    _work_dim: opencl::cl_uint,
-    _global_work_offset: *const usize,
-    _global_work_size: *const usize,
-    _local_work_size: *const usize,
-    _num_events_in_wait_list: opencl::cl_uint,
-    _event_wait_list: *const opencl::cl_event,
-    _event: *mut opencl::cl_event,
+    work_dim: opencl::cl_uint,
+    global_work_offset: *const usize,
+    global_work_size: *const usize,
+    local_work_size: *const usize,
+    num_events_in_wait_list: opencl::cl_uint,
+    event_wait_list: *const opencl::cl_event,
+    event: *mut opencl::cl_event,
 ) -> Option<cl_int> {
+    if passing() {
+        return None;
+    }
+    if args_missing(kernel) {
+        return Some(opencl::CL_INVALID_KERNEL_ARGS);
+    }
+    use crate::checks::{Obj, launch_suspect, objects_suspect, synchronously_if};
+    // SAFETY: OpenCL's contract: the sizes hold `work_dim` values (1 to 3,
+    // required before), the wait list that many events.
+    let suspect = unsafe {
+        objects_suspect(
+            command_queue,
+            &[Obj::Kernel(kernel)],
+            num_events_in_wait_list,
+            event_wait_list,
+        ) || launch_suspect(
+            command_queue,
+            kernel,
+            work_dim,
+            global_work_offset,
+            global_work_size,
+            local_work_size,
+        )
+    };
+    // SAFETY: the application's arguments, passed on.
+    synchronously_if(suspect, || unsafe {
+        opencl::clEnqueueNDRangeKernel(
+            command_queue,
+            kernel,
+            work_dim,
+            global_work_offset,
+            global_work_size,
+            local_work_size,
+            num_events_in_wait_list,
+            event_wait_list,
+            event,
+        )
+    })
+}
+
+/// Whether `kernel` is a recorded kernel with an argument not set.
+pub(crate) fn args_missing(kernel: opencl::cl_kernel) -> bool {
     // Whether every argument of a kernel of `count` arguments is set.
     let all_set = |k: &KernelArgs, count: u32| (0..count).all(|i| k.set.contains(&i));
     let known = {
         let all = kernels();
-        let k = all.as_ref()?.get(&(kernel as usize))?;
+        let Some(k) = all.as_ref().and_then(|a| a.get(&(kernel as usize))) else {
+            return false;
+        };
         k.count.map(|n| all_set(k, n))
     };
     let all_set = match known {
@@ -511,13 +558,15 @@ pub unsafe fn launch_args_set(
                 )
             };
             if rc != opencl::CL_SUCCESS {
-                return None;
+                return false;
             }
             let mut all = kernels();
-            let k = all.as_mut()?.get_mut(&(kernel as usize))?;
+            let Some(k) = all.as_mut().and_then(|a| a.get_mut(&(kernel as usize))) else {
+                return false;
+            };
             k.count = Some(n);
             all_set(k, n)
         }
     };
-    (!all_set).then_some(opencl::CL_INVALID_KERNEL_ARGS)
+    !all_set
 }

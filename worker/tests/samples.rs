@@ -337,6 +337,44 @@ fn enqueue_errors_remoted_equal_native() {
     );
 }
 
+/// The error matrix (`samples/opencl/error_matrix.c`): over a hundred
+/// invalid calls across the API, about half of them enqueue calls
+/// (asynchronous ones included: the guest library sends a call that may be
+/// invalid synchronously, so it returns the driver's own error), each with
+/// the code native returns; valid work queued among them still runs.
+#[test]
+fn error_matrix_remoted_equal_native() {
+    check_sample(
+        "error_matrix",
+        &[
+            "enqueue  copy, overlapping",
+            "enqueue  ndrange, kernel of another context",
+            "valid kernel after the invalid calls: 256 of 256 written",
+        ],
+    );
+    // The counts the sample prints: enough cases, and invalid ones.
+    let exe = common::build_sample("error_matrix");
+    let native = Command::new(&exe).output().expect("run error_matrix");
+    let _ = std::fs::remove_file(&exe);
+    let text = common::text(&native.stdout);
+    let counts = text
+        .lines()
+        .find_map(|l| l.strip_prefix("cases: "))
+        .expect("the counts line");
+    let n: Vec<u32> = counts
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (cases, enqueues, successes) = (n[0], n[1], n[2]);
+    assert!(cases >= 60, "{cases} cases:\n{text}");
+    assert!(enqueues >= 30, "{enqueues} enqueue cases:\n{text}");
+    assert!(
+        successes * 10 <= cases,
+        "{successes} of {cases} cases succeed natively:\n{text}"
+    );
+}
+
 /// Images with host data (`samples/opencl/image_host_data.c`): created
 /// with `CL_MEM_COPY_HOST_PTR` and `CL_MEM_USE_HOST_PTR`, read back with a
 /// row pitch of 0, flags and host pointer as native reports them.

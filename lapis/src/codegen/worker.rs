@@ -590,7 +590,16 @@ fn function(
     }
     let rt = f.ret.ty();
     let ok = if rt.strip_alias().handle().is_some() || rt.strip_alias().is_pointer() {
-        "!__ret.is_null()".to_string()
+        // A driver that reports an error and still returns an object (which
+        // the specification of such APIs says is NULL) may have returned a
+        // freed one: it is neither kept nor handed to the guest.
+        match f.error_code() {
+            Some(e) => format!(
+                "!__ret.is_null() && ({0}.is_null() || {{ // SAFETY: `{0}` points to the call's error code, in worker memory.\n (unsafe {{ {0}.read_unaligned() }}) == 0 }})",
+                e.name.name
+            ),
+            None => "!__ret.is_null()".to_string(),
+        }
     } else if rt.is_integer() {
         let s = f.success().map_or("0i128".to_string(), |e| expr(e, &n));
         format!("(__ret as i128) == {s}")
@@ -662,7 +671,10 @@ fn function(
             _ => {}
         }
     }
-    // 6. Outputs, in argument order, then the return value.
+    // 6. Outputs, in argument order, then the return value. A call that
+    // returns a status leaves its outputs untouched when it fails, as the
+    // driver does: their buffers go back empty (the guest writes nothing).
+    let status = rt.is_integer() && plan.ret_handle.is_none();
     for (i, a) in plan.args.iter().enumerate() {
         let pn = &f.params[i].name.name;
         if let Arg::Buffer(b) = a
@@ -671,7 +683,14 @@ fn function(
             && !(matches!(b.content, Content::Handles { allocate: true, .. })
                 && f.mode() == crate::CallMode::Async)
         {
-            let _ = writeln!(o, "    cx.put_out(&{pn}_out);");
+            if status {
+                let _ = writeln!(
+                    o,
+                    "    if __ok {{ cx.put_out(&{pn}_out); }} else {{ cx.out.blob(None); }}"
+                );
+            } else {
+                let _ = writeln!(o, "    cx.put_out(&{pn}_out);");
+            }
         }
     }
     for c in &plan.collects {
@@ -689,7 +708,7 @@ fn function(
     if let Some(h) = &plan.ret_handle {
         let _ = writeln!(
             o,
-            "    let __id = cx.register(kind::{h}, __ret as usize as u64);\n    cx.out.u64(__id);"
+            "    let __id = if __ok {{ cx.register(kind::{h}, __ret as usize as u64) }} else {{ 0 }};\n    cx.out.u64(__id);"
         );
     } else if rt.strip_alias().is_pointer() {
         let _ = writeln!(o, "    cx.out.u64(0);");

@@ -97,6 +97,23 @@ fn worker_still_gone() -> Option<CallError> {
     let _ = WORKER_GONE_AT.compare_exchange(at, 0, Ordering::Relaxed, Ordering::Relaxed);
     None
 }
+thread_local! {
+    /// Set while [`synchronously`] runs: every call waits for its reply.
+    static FORCE_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every call it makes on this thread sent as synchronous,
+/// asynchronous ones included: each waits for the worker, and a call the
+/// driver refuses returns the driver's error instead of the success value
+/// an asynchronous call returns at once. For calls a guest library suspects
+/// to be invalid, so that they fail as they do natively.
+pub fn synchronously<R>(f: impl FnOnce() -> R) -> R {
+    let before = FORCE_SYNC.with(|s| s.replace(true));
+    let r = f();
+    FORCE_SYNC.with(|s| s.set(before));
+    r
+}
+
 /// Every connection opened, for the heartbeat thread and for shutdown.
 static REGISTRY: Mutex<Vec<Weak<Connection>>> = Mutex::new(Vec::new());
 
@@ -468,6 +485,7 @@ impl Connection {
 
     /// Starts a call to function `func`.
     pub fn call(&self, func: u32, sync: bool) -> Call<'_> {
+        let sync = sync || FORCE_SYNC.with(std::cell::Cell::get);
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         Call::new(self, inner, func, sync)
     }

@@ -15,7 +15,9 @@ pub mod objects;
 mod reply;
 
 pub use call::Call;
-pub use connection::{Connection, connection, forget_metadata, metadata, set_metadata, shutdown};
+pub use connection::{
+    Connection, connection, forget_metadata, metadata, set_metadata, shutdown, synchronously,
+};
 pub use reply::Reply;
 
 /// Why a remoted call could not be completed.
