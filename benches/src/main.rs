@@ -1,6 +1,7 @@
 //! `ava-bench`: benchmarks of the remoting stack, each figure printed beside
 //! a baseline measured in the same run.
 
+mod clpeak_bench;
 mod cuda_bench;
 mod fleet;
 mod groups_bench;
@@ -20,7 +21,7 @@ use clap::{Parser, Subcommand};
 #[command(
     version,
     about,
-    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench groups --quick\n  ava-bench scaling --quick --json scaling.json --svg docs/scaling.svg\n  ava-bench idle --quick\n  ava-bench cuda --quick --native-lib target/release/libava_cuda_standin.so"
+    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench groups --quick\n  ava-bench scaling --quick --json scaling.json --svg docs/scaling.svg\n  ava-bench idle --quick\n  ava-bench clpeak\n  ava-bench clpeak -- --transfer-bandwidth --kernel-latency\n  ava-bench cuda --quick --native-lib target/release/libava_cuda_standin.so"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -105,6 +106,17 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
     },
+    /// Unmodified clpeak natively, then remoted through a real worker:
+    /// every figure beside native, and the goals (each transfer bandwidth
+    /// at least 90% of native, kernel launch latency within native + 2 µs).
+    Clpeak {
+        /// Also write the results as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// clpeak's own arguments (after `--`); none runs all of its tests.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// The other side of a two-process measurement (started by the benchmark itself).
     #[command(hide = true)]
     Peer {
@@ -175,6 +187,19 @@ fn main() -> anyhow::Result<()> {
         Command::Idle { quick, json } => {
             let results = idle_bench::run(quick)?;
             report::print_table("idle", &results);
+            if let Some(path) = json {
+                report::write_json(&path, &results)?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Clpeak { json, args } => {
+            let (results, goals) = clpeak_bench::run(&args)?;
+            report::print_table("clpeak", &results);
+            println!("\ngoals");
+            for g in &goals {
+                println!("  {g}");
+            }
             if let Some(path) = json {
                 report::write_json(&path, &results)?;
                 eprintln!("wrote {}", path.display());

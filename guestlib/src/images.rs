@@ -158,8 +158,21 @@ unsafe fn create_with_data(
     errcode_ret: *mut cl_int,
     create: impl FnOnce(opencl::cl_mem_flags, &mut cl_int) -> cl_mem,
 ) -> Option<cl_mem> {
-    if host_ptr.is_null() || crate::recorded::passing() {
+    if crate::recorded::passing() {
         return None;
+    }
+    if host_ptr.is_null() {
+        // No host data: made as it is, and recorded, so that the flags and
+        // host pointer answered are the application's (an image over a
+        // buffer in the heap would answer the worker's otherwise).
+        let mut err = 0;
+        let image = crate::recorded::passing_through(|| create(flags, &mut err));
+        crate::recorded::record(image, flags, host_ptr);
+        if !errcode_ret.is_null() {
+            // SAFETY: the caller's contract.
+            unsafe { *errcode_ret = err };
+        }
+        return Some(image);
     }
     let fail = |rc: cl_int| {
         if !errcode_ret.is_null() {

@@ -375,6 +375,30 @@ fn error_matrix_remoted_equal_native() {
     );
 }
 
+/// The info matrix (`samples/opencl/info_matrix.c`): every kind of memory
+/// object, a program and kernels, and every parameter of the memory, image,
+/// pipe, program, build, kernel, kernel argument, work-group, event and
+/// profiling queries asked of each: remoted prints what native prints,
+/// handles named as the application's own objects, host pointers as the
+/// application's.
+#[test]
+fn info_matrix_remoted_equal_native() {
+    check_sample(
+        "info_matrix",
+        &[
+            "CL_MEM_HOST_PTR                              rc=0 size=8 host+0",
+            "CL_MEM_ASSOCIATED_MEMOBJECT                  rc=0 size=8 buffer",
+            "CL_PROGRAM_DEVICES                           rc=0 size=8 device",
+            "CL_PROGRAM_BINARIES                          rc=0 filled=yes",
+            "CL_KERNEL_PROGRAM                            rc=0 size=8 program",
+            "CL_KERNEL_COMPILE_WORK_GROUP_SIZE            rc=0 size=24 8 1 1",
+            "CL_EVENT_COMMAND_QUEUE                       rc=0 size=8 queue",
+            "CL_PROFILING_COMMAND_END                     rc=0 size=8 in order",
+            "kernel result: 2.25 2.25",
+        ],
+    );
+}
+
 /// Images with host data (`samples/opencl/image_host_data.c`): created
 /// with `CL_MEM_COPY_HOST_PTR` and `CL_MEM_USE_HOST_PTR`, read back with a
 /// row pitch of 0, flags and host pointer as native reports them.
