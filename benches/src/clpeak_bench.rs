@@ -73,12 +73,10 @@ pub(crate) fn parse(out: &str) -> Vec<Figure> {
             continue;
         }
         // "Global memory bandwidth (GBPS)"
-        if let (Some(open), true) = (t.rfind('('), t.ends_with(')')) {
-            if !t.contains(':') {
-                sec = section(&t[..open]);
-                unit = t[open + 1..t.len() - 1].to_string();
-                continue;
-            }
+        if let (Some(open), true, false) = (t.rfind('('), t.ends_with(')'), t.contains(':')) {
+            sec = section(&t[..open]);
+            unit = t[open + 1..t.len() - 1].to_string();
+            continue;
         }
         if sec.is_empty() {
             continue;
