@@ -96,7 +96,10 @@ pub(crate) fn parse(out: &str) -> Vec<Figure> {
 
 /// Runs clpeak with `args` natively, then remoted; returns the figures of
 /// both, each remoted one with its ratio to native, and the goals' lines.
-pub(crate) fn run(args: &[String]) -> anyhow::Result<(Vec<BenchResult>, Vec<String>)> {
+pub(crate) fn run(
+    args: &[String],
+    heap_size: Option<u64>,
+) -> anyhow::Result<(Vec<BenchResult>, Vec<String>)> {
     let lib = sibling("libava_opencl.so")?;
     eprintln!("clpeak {}: native run", args.join(" "));
     let native = Command::new("clpeak")
@@ -108,7 +111,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<(Vec<BenchResult>, Vec<Stri
         "native clpeak failed: {}",
         native.status
     );
-    let fleet = crate::fleet::start("clpeak", 1, &[])?;
+    let worker_args: Vec<String> = heap_size
+        .map(|h| vec!["--heap-size".to_string(), h.to_string()])
+        .unwrap_or_default();
+    let fleet = crate::fleet::start("clpeak", 1, &worker_args)?;
     eprintln!("clpeak {}: remoted run", args.join(" "));
     let remote = Command::new("clpeak")
         .args(args)

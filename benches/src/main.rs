@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 #[command(
     version,
     about,
-    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench groups --quick\n  ava-bench scaling --quick --json scaling.json --svg docs/scaling.svg\n  ava-bench idle --quick\n  ava-bench clpeak\n  ava-bench clpeak -- --transfer-bandwidth --kernel-latency\n  ava-bench cuda --quick --native-lib target/release/libava_cuda_standin.so"
+    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench groups --quick\n  ava-bench scaling --quick --json scaling.json --svg docs/scaling.svg\n  ava-bench idle --quick\n  ava-bench clpeak --heap-size 1610612736\n  ava-bench clpeak -- --transfer-bandwidth --kernel-latency\n  ava-bench cuda --quick --native-lib target/release/libava_cuda_standin.so"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -113,6 +113,10 @@ enum Command {
         /// Also write the results as JSON to this file.
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
+        /// The worker's buffer heap (`ava-worker --heap-size`, bytes):
+        /// buffers that fit are read, written and mapped in place.
+        #[arg(long, value_name = "BYTES")]
+        heap_size: Option<u64>,
         /// clpeak's own arguments (after `--`); none runs all of its tests.
         #[arg(last = true)]
         args: Vec<String>,
@@ -193,8 +197,12 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Clpeak { json, args } => {
-            let (results, goals) = clpeak_bench::run(&args)?;
+        Command::Clpeak {
+            json,
+            heap_size,
+            args,
+        } => {
+            let (results, goals) = clpeak_bench::run(&args, heap_size)?;
             report::print_table("clpeak", &results);
             println!("\ngoals");
             for g in &goals {

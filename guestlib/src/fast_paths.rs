@@ -2,7 +2,8 @@
 //! `fast_path(NAME)`: each runs first, with the application's arguments,
 //! and returns `None` to let the generated remote call go ahead.
 //!
-//! Reads and blocking writes, with no events, of a buffer that the worker
+//! Reads, blocking writes and writes larger than a piece (below), with no
+//! events, of a buffer that the worker
 //! placed in the region's heap are made in place: one `avaBufferAccess`
 //! call (the worker waits until the queue has finished and names where the
 //! bytes are), then one copy between the application's memory and the
@@ -61,6 +62,13 @@ fn in_heap(queue: cl_command_queue, buffer: cl_mem, offset: usize, size: usize) 
         e if e < 0 => Some(Access::Error(e)),
         _ => None,
     }
+}
+
+/// The size of a transfer's pieces through the channel's arena (a quarter
+/// of it); `usize::MAX` when there is no connection.
+fn piece_size() -> usize {
+    remoting::guest::connection(&crate::opencl::API, crate::locate_region)
+        .map_or(usize::MAX, |c| (c.arena_size() / 4).max(1))
 }
 
 /// The conditions both fast paths share (data, no events), then the access
@@ -159,8 +167,8 @@ pub unsafe fn read_buffer(
     )
 }
 
-/// `clEnqueueWriteBuffer`, blocking, with no events, to a buffer in the
-/// heap. (A blocking write waits for the queue's earlier commands natively
+/// `clEnqueueWriteBuffer`, blocking or larger than a piece, with no events,
+/// to a buffer in the heap. (A blocking write waits for the queue's earlier commands natively
 /// too; made in place it also returns the driver's error for a bad range,
 /// which an asynchronous write can only log.)
 ///
@@ -228,7 +236,10 @@ pub unsafe fn write_buffer(
         buffer,
         offset,
         size,
-        blocking_write != 0 && !ptr.is_null(),
+        // A non-blocking write too when it is large (it would go in pieces
+        // through the arena, two copies): made in place it is one copy,
+        // complete when the call returns, which a non-blocking write may be.
+        !ptr.is_null() && (blocking_write != 0 || size > piece_size()),
         num_events_in_wait_list,
         event_wait_list,
         event,
@@ -337,7 +348,7 @@ fn in_pieces(
         return None;
     }
     let conn = remoting::guest::connection(&crate::opencl::API, crate::locate_region).ok()?;
-    let step = (conn.arena_size() / 4).max(1);
+    let step = piece_size();
     if size <= step {
         return None;
     }
