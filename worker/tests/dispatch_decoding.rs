@@ -1,4 +1,4 @@
-//! The generated OpenCL dispatcher's argument decoding, fed random commands
+//! The generated OpenCL and CUDA dispatchers' argument decoding, fed random commands
 //! that pass the header check: each gets a well-formed reply to that call
 //! (an error or, for a command that decodes, the function's absence), never
 //! a panic. The dispatcher's function table is empty, so nothing runs on
@@ -22,6 +22,22 @@ fn random_commands_get_replies_never_panics() {
     // absence found) and some handles were refused: the random bodies
     // reach past the first argument. Decoding to the end is rare (about
     // one command in 700: most stop at a handle), hence the many cases.
+    assert!(seen[Status::Unavailable as usize] > 0, "{seen:?}");
+    assert!(seen[Status::ApiError as usize] > 0, "{seen:?}");
+    assert!(seen[Status::Protocol as usize] > 0, "{seen:?}");
+}
+
+/// The same for the generated CUDA driver API dispatcher.
+#[test]
+fn random_cuda_commands_get_replies_never_panics() {
+    use ava_worker::cuda;
+    let dispatch = cuda::Dispatch {
+        api: cuda::Api::default(),
+    };
+    let funcs = cuda::FUNCTION_NAMES.len() as u32;
+    let seen = random_commands(&dispatch, cuda::kind::CUevent + 1, funcs, 20_000, 14)
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("statuses (ok, api error, protocol, unavailable, refused): {seen:?}");
     assert!(seen[Status::Unavailable as usize] > 0, "{seen:?}");
     assert!(seen[Status::ApiError as usize] > 0, "{seen:?}");
     assert!(seen[Status::Protocol as usize] > 0, "{seen:?}");
