@@ -661,6 +661,24 @@ pub unsafe fn copy_buffer_to_image(
     })
 }
 
+/// A call whose only objects are its queue and wait list, made
+/// synchronously when those are suspect.
+///
+/// # Safety
+/// `wait` is NULL or holds `n` events (OpenCL's contract).
+unsafe fn wait_list_call(
+    q: cl_command_queue,
+    n: cl_uint,
+    wait: Events,
+    call: impl FnOnce() -> cl_int,
+) -> Option<cl_int> {
+    if passing() {
+        return None;
+    }
+    // SAFETY: the caller's contract.
+    synchronously_if(unsafe { objects_suspect(q, &[], n, wait) }, call)
+}
+
 /// `clEnqueueMarkerWithWaitList`: suspect events.
 ///
 /// # Safety
@@ -671,15 +689,12 @@ pub unsafe fn marker_with_wait_list(
     wait: Events,
     event: *mut cl_event,
 ) -> Option<cl_int> {
-    if passing() {
-        return None;
+    // SAFETY: the application's arguments, checked and passed on.
+    unsafe {
+        wait_list_call(q, n, wait, || {
+            opencl::clEnqueueMarkerWithWaitList(q, n, wait, event)
+        })
     }
-    // SAFETY: OpenCL's contract (`n` events).
-    let suspect = unsafe { objects_suspect(q, &[], n, wait) };
-    // SAFETY: the application's arguments, passed on.
-    synchronously_if(suspect, || unsafe {
-        opencl::clEnqueueMarkerWithWaitList(q, n, wait, event)
-    })
 }
 
 /// `clEnqueueBarrierWithWaitList`: suspect events.
@@ -692,15 +707,12 @@ pub unsafe fn barrier_with_wait_list(
     wait: Events,
     event: *mut cl_event,
 ) -> Option<cl_int> {
-    if passing() {
-        return None;
+    // SAFETY: the application's arguments, checked and passed on.
+    unsafe {
+        wait_list_call(q, n, wait, || {
+            opencl::clEnqueueBarrierWithWaitList(q, n, wait, event)
+        })
     }
-    // SAFETY: OpenCL's contract (`n` events).
-    let suspect = unsafe { objects_suspect(q, &[], n, wait) };
-    // SAFETY: the application's arguments, passed on.
-    synchronously_if(suspect, || unsafe {
-        opencl::clEnqueueBarrierWithWaitList(q, n, wait, event)
-    })
 }
 
 /// `clEnqueueTask`: arguments not set, suspect objects, or a kernel that
