@@ -9,7 +9,9 @@ use std::sync::Mutex;
 
 use remoting::worker::{CallCtx, DispatchError};
 
-use crate::cuda::{Api, CUcontext, CUdevice, CUmodule, CUresult, cuuint64_t};
+use crate::cuda::{
+    Api, CUcontext, CUdevice, CUdeviceptr, CUmodule, CUresult, CUstream, cuuint64_t,
+};
 
 pub use crate::cuda_memory::{
     launch_kernel, mem_alloc, mem_alloc_async, mem_alloc_pitch, mem_free, mem_free_async,
@@ -336,4 +338,54 @@ unsafe extern "C" fn destroy_unless_primary(ctx: CUcontext) -> CUresult {
         Some(f) => unsafe { f(ctx) },
         None => crate::cuda::CUDA_ERROR_INVALID_CONTEXT,
     }
+}
+
+/// Guards of the copies and memsets: the device ranges they touch must not
+/// reach another VM's allocations (`crate::cuda_memory::own_ranges`). Each
+/// takes the function's own arguments; `$ranges` names the device ranges
+/// (address, bytes) from them.
+macro_rules! device_ranges {
+    ($(#[$doc:meta] $name:ident($($arg:ident: $ty:ty),*) => [$(($p:expr, $n:expr)),*];)*) => {$(
+        #[$doc]
+        ///
+        /// # Safety
+        /// None beyond the dispatcher's: no pointer is read.
+        #[allow(clippy::too_many_arguments, unused_variables)]
+        pub unsafe fn $name(
+            _api: &Api,
+            cx: &CallCtx<'_>,
+            $($arg: $ty),*
+        ) -> Result<(), DispatchError> {
+            crate::cuda_memory::own_ranges(cx, &[$(($p, $n as u64)),*])
+        }
+    )*};
+}
+
+device_ranges! {
+    /// `cuMemcpyHtoD_v2`: the destination.
+    copy_to_device(dst: CUdeviceptr, src: *const c_void, n: usize) => [(dst, n)];
+    /// `cuMemcpyHtoDAsync_v2`: the destination.
+    copy_to_device_async(dst: CUdeviceptr, src: *const c_void, n: usize, s: CUstream) => [(dst, n)];
+    /// `cuMemcpyDtoH_v2`: the source.
+    copy_from_device(dst: *mut c_void, src: CUdeviceptr, n: usize) => [(src, n)];
+    /// `cuMemcpyDtoHAsync_v2`: the source.
+    copy_from_device_async(dst: *mut c_void, src: CUdeviceptr, n: usize, s: CUstream) => [(src, n)];
+    /// `cuMemcpyDtoD_v2`: both ranges.
+    copy_on_device(dst: CUdeviceptr, src: CUdeviceptr, n: usize) => [(dst, n), (src, n)];
+    /// `cuMemcpyDtoDAsync_v2`: both ranges.
+    copy_on_device_async(dst: CUdeviceptr, src: CUdeviceptr, n: usize, s: CUstream) => [(dst, n), (src, n)];
+    /// `cuMemsetD8_v2`: the destination.
+    memset8(dst: CUdeviceptr, v: u8, n: usize) => [(dst, n)];
+    /// `cuMemsetD16_v2`: the destination.
+    memset16(dst: CUdeviceptr, v: u16, n: usize) => [(dst, n.saturating_mul(2))];
+    /// `cuMemsetD32_v2`: the destination.
+    memset32(dst: CUdeviceptr, v: u32, n: usize) => [(dst, n.saturating_mul(4))];
+    /// `cuMemsetD8Async`: the destination.
+    memset8_async(dst: CUdeviceptr, v: u8, n: usize, s: CUstream) => [(dst, n)];
+    /// `cuMemsetD16Async`: the destination.
+    memset16_async(dst: CUdeviceptr, v: u16, n: usize, s: CUstream) => [(dst, n.saturating_mul(2))];
+    /// `cuMemsetD32Async`: the destination.
+    memset32_async(dst: CUdeviceptr, v: u32, n: usize, s: CUstream) => [(dst, n.saturating_mul(4))];
+    /// `cuMemGetAddressRange_v2`: the address asked about.
+    address_range(base: *mut CUdeviceptr, size: *mut usize, dptr: CUdeviceptr) => [(dptr, 1)];
 }

@@ -3,7 +3,7 @@
 //! process frees only its own allocations; what a process leaves behind is
 //! freed when it goes away. Launches are counted by the admission policy.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
@@ -30,13 +30,13 @@ struct Allocation {
 }
 
 /// Live allocations by device address.
-static ALLOCATIONS: Mutex<Option<HashMap<CUdeviceptr, Allocation>>> = Mutex::new(None);
+static ALLOCATIONS: Mutex<Option<BTreeMap<CUdeviceptr, Allocation>>> = Mutex::new(None);
 
-fn with<R>(f: impl FnOnce(&mut HashMap<CUdeviceptr, Allocation>) -> R) -> R {
+fn with<R>(f: impl FnOnce(&mut BTreeMap<CUdeviceptr, Allocation>) -> R) -> R {
     f(ALLOCATIONS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(HashMap::new))
+        .get_or_insert_with(BTreeMap::new))
 }
 
 /// Records an allocation the driver made for the caller, charging it to
@@ -75,6 +75,34 @@ fn record(api: &Api, cx: &CallCtx<'_>, ptr: CUdeviceptr, bytes: u64) -> CUresult
         )
     });
     CUDA_SUCCESS
+}
+
+/// Whether the `len` bytes at `ptr` touch an allocation of another VM than
+/// `vm` (allocations never overlap, so the last one starting below the
+/// range's end is the only one that can reach into it from below).
+pub fn foreign(vm: &str, ptr: CUdeviceptr, len: u64) -> bool {
+    let end = ptr.saturating_add(len.max(1));
+    with(|m| {
+        m.range(..end)
+            .rev()
+            .take_while(|(base, a)| base.saturating_add(a.bytes) > ptr)
+            .any(|(_, a)| a.vm != vm)
+    })
+}
+
+/// `Err(CUDA_ERROR_INVALID_VALUE)` when one of `ranges` (address, length)
+/// touches another VM's allocation: a VM's copies and memsets reach only
+/// its own memory and memory the worker does not track, never another
+/// VM's allocations in a shared isolation group.
+pub fn own_ranges(cx: &CallCtx<'_>, ranges: &[(CUdeviceptr, u64)]) -> Result<(), DispatchError> {
+    let vm = &cx.session.caller.vm;
+    match ranges.iter().find(|&&(p, n)| foreign(vm, p, n)) {
+        Some(&(p, n)) => {
+            tracing::warn!(vm = %vm, address = p, bytes = n, "a CUDA copy or memset reaches another VM's memory: refused");
+            Err(DispatchError::Api(CUDA_ERROR_INVALID_VALUE.into()))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Forgets `ptr` if the caller owns it, crediting its charge; whether it

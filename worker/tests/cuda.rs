@@ -147,6 +147,8 @@ impl Cu {
             "cuMemFree_v2",
             "cuMemcpyHtoD_v2",
             "cuMemcpyDtoH_v2",
+            "cuMemcpyDtoD_v2",
+            "cuMemsetD8_v2",
             "cuStreamCreate",
             "cuStreamDestroy_v2",
             "cuStreamQuery",
@@ -727,6 +729,147 @@ fn a_fault_in_a_shared_context_reaches_every_vm_of_the_group_with_the_drivers_er
     // the driver's sticky error, at once (never a hang).
     let after = half(&s, &b, "guest_half_healthy");
     assert!(after.contains("healthy: error 700"), "{after}\n{}", s.log());
+    let _ = std::fs::remove_file(&b);
+}
+
+// ------------------------------------------------------------------ device memory of another VM
+
+/// The address of the owner's allocation, for the thief half.
+const TARGET: &str = "AVA_TEST_CUDA_TARGET";
+
+/// A guest half that allocates 4 KiB, fills it, prints its address and
+/// keeps it until its stdin closes.
+fn owner_half() {
+    let cu = Cu::load();
+    // SAFETY: every call passes arguments of the C prototype of the
+    // function named, with outputs that are locals.
+    unsafe {
+        let (_, r) = setup(&cu, "empty");
+        assert_eq!(r, 0);
+        let alloc: CuFn2<*mut u64, usize> = cu.get("cuMemAlloc_v2");
+        let memset: CuFn3<u64, u8, usize> = cu.get("cuMemsetD8_v2");
+        let mut a = 0u64;
+        assert_eq!(alloc(&mut a, 4096), 0);
+        assert_eq!(memset(a, 0x5a, 4096), 0);
+        println!("owner: address={a}");
+    }
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+#[test]
+fn guest_half_owner() {
+    if common::is_guest_half() {
+        owner_half();
+    }
+}
+
+/// A guest half of another VM that tries to read, write, copy and clear the
+/// owner's allocation, then does the same with an allocation of its own.
+fn thief_half() {
+    let cu = Cu::load();
+    let target: u64 = std::env::var(TARGET)
+        .expect("the target address")
+        .parse()
+        .expect("a number");
+    // SAFETY: every call passes arguments of the C prototype of the
+    // function named, with outputs and buffers that are locals.
+    unsafe {
+        let (_, r) = setup(&cu, "empty");
+        assert_eq!(r, 0);
+        let alloc: CuFn2<*mut u64, usize> = cu.get("cuMemAlloc_v2");
+        let htod: CuFn3<u64, *const c_void, usize> = cu.get("cuMemcpyHtoD_v2");
+        let dtoh: CuFn3<*mut c_void, u64, usize> = cu.get("cuMemcpyDtoH_v2");
+        let dtod: CuFn3<u64, u64, usize> = cu.get("cuMemcpyDtoD_v2");
+        let memset: CuFn3<u64, u8, usize> = cu.get("cuMemsetD8_v2");
+        let mut own = 0u64;
+        assert_eq!(alloc(&mut own, 4096), 0);
+        let mut buf = vec![0u8; 4096];
+        let tries = [
+            ("read", dtoh(buf.as_mut_ptr().cast(), target + 16, 64)),
+            ("write", htod(target, buf.as_ptr().cast(), 64)),
+            ("copy out", dtod(own, target, 64)),
+            ("copy in", dtod(target + 1024, own, 64)),
+            ("clear", memset(target, 0, 4096)),
+            ("read across", dtoh(buf.as_mut_ptr().cast(), target - 8, 64)),
+        ];
+        for (what, rc) in tries {
+            println!("thief: {what} {rc}");
+        }
+        println!("thief: saw the owner's bytes: {}", buf.contains(&0x5a));
+        let ok = memset(own, 7, 4096) == 0
+            && dtoh(buf.as_mut_ptr().cast(), own, 4096) == 0
+            && buf.iter().all(|&b| b == 7);
+        println!("thief: own memory ok: {ok}");
+    }
+}
+
+#[test]
+fn guest_half_thief() {
+    if common::is_guest_half() {
+        thief_half();
+    }
+}
+
+/// In a shared isolation group (one context for two VMs), a VM that knows
+/// another VM's device address still cannot read, write, copy or clear
+/// that memory: each such copy or memset is `CUDA_ERROR_INVALID_VALUE`,
+/// and the owner's bytes stay as they were; its own memory works.
+#[test]
+fn a_vm_cannot_copy_from_or_to_another_vms_device_memory_in_a_shared_context() {
+    let (s, a, b) = two_vms("cuda-foreign", true);
+    let mut owner = remoted(&s, std::env::current_exe().expect("test binary"));
+    owner
+        .env("AVA_REGION", &a)
+        .env("AVA_TEST_ROLE", common::GUEST_ROLE)
+        .args([
+            "--exact",
+            "guest_half_owner",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdin(std::process::Stdio::piped());
+    let mut owner = common::Spawned::start(owner);
+    let line = owner.wait_for_line("owner: address=", Duration::from_secs(120));
+    let address = line
+        .trim()
+        .rsplit('=')
+        .next()
+        .expect("an address")
+        .to_string();
+    let mut c = remoted(&s, std::env::current_exe().expect("test binary"));
+    c.env("AVA_REGION", &b)
+        .env(TARGET, &address)
+        .env("AVA_TEST_ROLE", common::GUEST_ROLE)
+        .args([
+            "--exact",
+            "guest_half_thief",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+    let out = text(&run(c, "guest_half_thief", Some(&s)).stdout);
+    for what in [
+        "read",
+        "write",
+        "copy out",
+        "copy in",
+        "clear",
+        "read across",
+    ] {
+        assert!(
+            out.contains(&format!("thief: {what} 1\n")),
+            "{what} was not refused with CUDA_ERROR_INVALID_VALUE:\n{out}\n{}",
+            s.log()
+        );
+    }
+    assert!(out.contains("thief: saw the owner's bytes: false"), "{out}");
+    assert!(out.contains("thief: own memory ok: true"), "{out}");
+    assert!(
+        s.log().contains("reaches another VM's memory: refused"),
+        "{}",
+        s.log()
+    );
+    drop(owner);
     let _ = std::fs::remove_file(&b);
 }
 
