@@ -73,9 +73,17 @@ unsafe impl Sync for Shm {}
 
 struct Inner {
     /// Owns the mapping; dropping it unmaps. Accessed through `Shm::base`.
-    _map: MmapRaw,
+    _map: Backing,
     path: PathBuf,
 }
+
+/// The memory behind a mapping: the file, mapped shared; under Miri, which
+/// cannot map files, zeroed memory of the file's length that this process
+/// leaks (enough for the tests, which share a mapping by cloning it).
+#[cfg(not(miri))]
+type Backing = MmapRaw;
+#[cfg(miri)]
+type Backing = &'static [std::sync::atomic::AtomicU64];
 
 impl std::fmt::Debug for Shm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,10 +123,25 @@ impl Shm {
             path: path.to_owned(),
             reason: "the file is larger than the address space".into(),
         })?;
-        let map = MmapOptions::new().len(len).map_raw(&file).map_err(io)?;
+        #[cfg(not(miri))]
+        let (map, base) = {
+            let map = MmapOptions::new().len(len).map_raw(&file).map_err(io)?;
+            let base = map.as_mut_ptr();
+            (map, base)
+        };
+        #[cfg(miri)]
+        let (map, base) = {
+            let map: Backing = Box::leak(
+                (0..len.div_ceil(8))
+                    .map(|_| std::sync::atomic::AtomicU64::new(0))
+                    .collect(),
+            );
+            let base = map.as_ptr().cast::<u8>().cast_mut();
+            (map, base)
+        };
         Ok(Shm {
-            base: map.as_mut_ptr(),
-            len: map.len(),
+            base,
+            len,
             inner: Arc::new(Inner {
                 _map: map,
                 path: path.to_owned(),
