@@ -284,12 +284,27 @@ quiesce_and_sample() {
   sample "$label"
 }
 
+# Every executor's thread stacks (where a channel that does not end waits),
+# when gdb is there.
+dump_stacks() {
+  command -v gdb >/dev/null || { echo "gdb is not installed"; return; }
+  local pid
+  for pid in $(pgrep -P "$wpid"); do
+    echo "== executor $pid: $(tr '\0' ' ' < /proc/$pid/cmdline | grep -o -- '--executor [^ ]*')"
+    gdb -p "$pid" -batch -ex "thread apply all bt" 2>/dev/null | grep -E "^Thread|^#" | head -400
+  done
+}
+
 wait_channels_free() {
   local t=$SECONDS
   if [ -n "$port" ]; then
     while (($(gauge_sum ava_vm_channels) > 0 || $(gauge_sum ava_vm_processes) > 0)); do
       worker_alive || die "the worker stopped"
-      ((SECONDS - t < 60)) || { echo "soak: channels still claimed after 60 s" >&2; break; }
+      ((SECONDS - t < 60)) || {
+        echo "soak: channels still claimed after 60 s; the executors' threads: $tmp/stacks.txt" >&2
+        dump_stacks > "$tmp/stacks.txt" 2>&1
+        break
+      }
       sleep 0.5
     done
     # Destructor callbacks (memory credited back) follow the releases.

@@ -13,12 +13,19 @@
 //!   device has no memory left. A destructor callback credits the size back
 //!   when the driver destroys the object (whoever releases it last).
 //!
+//! - A kernel that never runs because an event it waits for failed (a user
+//!   event set to an error, as the cleanup of a dead guest does) gets no
+//!   callback from PoCL: the watches still pending are looked at now and
+//!   then (at most every 100 ms, at launches) and after each guest's
+//!   cleanup, and one whose event has failed is completed then, so that
+//!   its VM's kernels in flight come back down.
+//!
 //! Without an admission object (a worker serving without a policy) calls
 //! are made as they are.
 
 use std::ffi::c_void;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remoting::worker::{Admission, CallCtx, Caller, DispatchError};
@@ -33,6 +40,14 @@ const CL_PROFILING_COMMAND_START: u32 = 0x1282;
 const CL_PROFILING_COMMAND_END: u32 = 0x1283;
 const CL_MEM_SIZE: u32 = 0x1102;
 const CL_MEM_ASSOCIATED_MEMOBJECT: u32 = 0x1107;
+const CL_EVENT_COMMAND_EXECUTION_STATUS: u32 = 0x11D3;
+
+/// Watches whose completion has not been reported, for [`settle`].
+static PENDING: Mutex<Vec<Arc<Watch>>> = Mutex::new(Vec::new());
+/// When [`settle`] last looked (monotonic ns).
+static LAST_SETTLE: AtomicU64 = AtomicU64::new(0);
+/// How often launches look at the pending watches, at most.
+const SETTLE_EVERY: Duration = Duration::from_millis(100);
 
 /// A kernel being watched: shared by its two event callbacks.
 struct Watch {
@@ -44,11 +59,32 @@ struct Watch {
     running_at: AtomicU64,
     profiling:
         Option<unsafe extern "C" fn(cl_event, u32, usize, *mut c_void, *mut usize) -> cl_int>,
-    /// Releases the event when the worker made it.
+    /// Releases the worker's reference to the event (its own event, or
+    /// the guest's, retained while watched).
     release: Option<unsafe extern "C" fn(cl_event) -> cl_int>,
+    /// The event, for [`settle`].
+    event: AtomicU64,
+    /// Whether the completion was reported (once, by the callback or by
+    /// [`settle`]).
+    done: AtomicBool,
 }
 
 impl Watch {
+    /// Reports the kernel's completion (once) and releases the worker's
+    /// reference to its event.
+    fn finish(&self, device_time: Option<Duration>) {
+        if self.done.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.admission
+            .completed(&self.caller, resource::KERNEL, device_time);
+        if let Some(release) = self.release {
+            let event = self.event.load(Ordering::Acquire) as usize as cl_event;
+            // SAFETY: the worker's own reference to the event, released once.
+            unsafe { release(event) };
+        }
+    }
+
     fn start(&self) {
         if !self.started.swap(true, Ordering::AcqRel) {
             self.running_at.store(now_ns(), Ordering::Release);
@@ -100,33 +136,90 @@ extern "C" fn on_complete(event: cl_event, _status: cl_int, data: *mut c_void) {
     let w = unsafe { Arc::from_raw(data.cast::<Watch>()) };
     w.start();
     let t = w.device_time(event);
-    w.admission.completed(&w.caller, resource::KERNEL, Some(t));
-    if let Some(release) = w.release {
-        // SAFETY: the worker's own reference to the event, released once.
-        unsafe { release(event) };
-    }
+    w.finish(Some(t));
+    PENDING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|p| !Arc::ptr_eq(p, &w));
+}
+
+/// Completes the pending watches whose event failed (PoCL calls no
+/// callback for a command that never ran because an event it waited for
+/// failed), and forgets the completed ones.
+pub fn settle(api: &Api) {
+    LAST_SETTLE.store(now_ns(), Ordering::Relaxed);
+    let Some(info) = api.clGetEventInfo else {
+        return;
+    };
+    let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+    pending.retain(|w| {
+        if w.done.load(Ordering::Acquire) {
+            return false;
+        }
+        let event = w.event.load(Ordering::Acquire) as usize as cl_event;
+        let mut status: cl_int = 0;
+        // SAFETY: the worker holds a reference to the event until the watch
+        // is done; the output is a local of the size passed.
+        let rc = unsafe {
+            info(
+                event,
+                CL_EVENT_COMMAND_EXECUTION_STATUS,
+                size_of::<cl_int>(),
+                (&mut status as *mut cl_int).cast(),
+                std::ptr::null_mut(),
+            )
+        };
+        if rc == 0 && status < 0 {
+            tracing::debug!(status, "a watched kernel failed without running");
+            let t = w
+                .started
+                .load(Ordering::Acquire)
+                .then(|| w.device_time(event));
+            w.finish(t);
+            return false;
+        }
+        true
+    });
 }
 
 /// Watches the kernel of `event` (just enqueued, admitted for the caller
 /// of `cx`); `own` says the worker made the event and releases it.
 fn watch(api: &Api, admission: Arc<dyn Admission>, caller: Caller, event: cl_event, own: bool) {
-    let release = if own { api.clReleaseEvent } else { None };
-    let Some(set) = api.clSetEventCallback else {
+    if now_ns().saturating_sub(LAST_SETTLE.load(Ordering::Relaxed)) > SETTLE_EVERY.as_nanos() as u64
+    {
+        settle(api);
+    }
+    let (Some(set), Some(retain), Some(release)) = (
+        api.clSetEventCallback,
+        api.clRetainEvent,
+        api.clReleaseEvent,
+    ) else {
         admission.completed(&caller, resource::KERNEL, None);
-        if let Some(r) = release {
+        if let (true, Some(r)) = (own, api.clReleaseEvent) {
             // SAFETY: the worker's own reference, released once.
             unsafe { r(event) };
         }
         return;
     };
+    if !own {
+        // SAFETY: the guest's live event: the worker holds a reference of
+        // its own while it watches it (the guest may release it first).
+        unsafe { retain(event) };
+    }
     let w = Arc::new(Watch {
         admission,
         caller,
         started: AtomicBool::new(false),
         running_at: AtomicU64::new(0),
         profiling: api.clGetEventProfilingInfo,
-        release,
+        release: Some(release),
+        event: AtomicU64::new(event as usize as u64),
+        done: AtomicBool::new(false),
     });
+    PENDING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(w.clone());
     let running = Arc::into_raw(w.clone()) as *mut c_void;
     let complete = Arc::into_raw(w.clone()) as *mut c_void;
     // SAFETY: a live event; each callback gets its own reference to the
@@ -137,10 +230,7 @@ fn watch(api: &Api, admission: Arc<dyn Admission>, caller: Caller, event: cl_eve
         }
         if set(event, CL_COMPLETE, Some(on_complete), complete) != 0 {
             drop(Arc::from_raw(complete.cast::<Watch>()));
-            w.admission.completed(&w.caller, resource::KERNEL, None);
-            if let Some(r) = w.release {
-                r(event);
-            }
+            w.finish(None);
         }
     }
 }

@@ -292,6 +292,13 @@ impl Dispatcher for OpenCl {
         self.dispatch.destroy(kind, host);
     }
 
+    /// Kernels that waited for the dead guest's user events failed without
+    /// running, and PoCL reports them to no callback: their accounting is
+    /// settled now.
+    fn after_destroy(&self) {
+        crate::accounting::settle(&self.dispatch.api);
+    }
+
     /// A command waiting on a user event that nobody will complete never
     /// ends, and the driver's destructors wait for it (PoCL's
     /// `clReleaseCommandQueue` finishes the queue): each user event the

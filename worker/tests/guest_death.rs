@@ -449,7 +449,15 @@ fn a_guest_killed_while_its_kernel_waits_on_a_user_event_is_cleaned_up() {
         gated_guest();
         return;
     }
-    let mut stack = common::Stack::start_with("guest-death-gate", &["--stale-after", STALE_AFTER]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let metrics = format!("127.0.0.1:{port}");
+    let mut stack = common::Stack::start_with(
+        "guest-death-gate",
+        &["--stale-after", STALE_AFTER, "--metrics", &metrics],
+    );
     let (mut guest, guest_err) = start_guest(&stack, GATED, "gated", false);
     let ready = guest.wait_for_line("ready", Duration::from_secs(180));
     assert!(ready.contains("pending=yes"), "{ready}");
@@ -469,6 +477,16 @@ fn a_guest_killed_while_its_kernel_waits_on_a_user_event_is_cleaned_up() {
         common::log_field(&cleanup, "in_use"),
         Some("0"),
         "{released}\n{cleanup}"
+    );
+    // The kernel failed without running (PoCL calls none of its event's
+    // callbacks): it is no longer counted in flight against the VM.
+    let in_flight = ava_worker::metrics::by_vm(
+        &ava_worker::metrics::fetch(&metrics).expect("metrics"),
+        "ava_vm_kernels_in_flight",
+    );
+    assert!(
+        in_flight.iter().all(|(_, n)| *n == 0.0),
+        "kernels in flight after the cleanup: {in_flight:?}"
     );
     // The VM's next guest is served.
     common::assert_clinfo_list_same(&mut stack);

@@ -33,6 +33,9 @@ pub trait Dispatcher: Send + Sync {
     /// destructor wait forever for the guest (OpenCL's user events, which
     /// only the guest could complete). Nothing by default.
     fn before_destroy(&self, _owned: &[(u16, u64, u32)]) {}
+
+    /// After the objects of a process that went away were destroyed.
+    fn after_destroy(&self) {}
 }
 
 /// Executes one message and returns the reply to send, if any.

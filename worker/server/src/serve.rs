@@ -505,6 +505,9 @@ fn cleanup(
             dispatcher.destroy(kind, host);
         }
     }
+    if last {
+        dispatcher.after_destroy();
+    }
     if last && let Some(heap) = &session.heap {
         tracing::info!(
             owner,
