@@ -138,8 +138,10 @@ mod tests {
             &dir.path().join("r"),
             &transport::RegionConfig {
                 channels: 1,
+                cmd_ring_size: 4096,
+                resp_ring_size: 4096,
+                arena_size: 4096,
                 heap_size: size,
-                ..Default::default()
             },
         )
         .unwrap();
