@@ -42,3 +42,33 @@ fn random_cuda_commands_get_replies_never_panics() {
     assert!(seen[Status::ApiError as usize] > 0, "{seen:?}");
     assert!(seen[Status::Protocol as usize] > 0, "{seen:?}");
 }
+
+/// Regression (found by the random commands): allocations of the largest
+/// size a guest can name, asked twice, are counted without overflowing;
+/// the worker answers each, it does not panic.
+#[test]
+fn the_largest_allocations_are_counted_without_overflow() {
+    use ava_worker::cuda;
+    use remoting::wire::{BLOB_INLINE, Encoder, HEADER_LEN, Header, MsgKind};
+    let dispatch = cuda::Dispatch {
+        api: cuda::Api::default(),
+    };
+    let mut e = Encoder::with_header(
+        Vec::new(),
+        Header {
+            kind: MsgKind::Call,
+            flags: 0,
+            func: 0,
+            call_id: 0,
+        },
+    );
+    e.u8(BLOB_INLINE);
+    e.u64(8);
+    e.u64(u64::MAX);
+    let body = e.into_inner()[HEADER_LEN..].to_vec();
+    let mut h = remoting::testing::Harness::new(cuda::kind::CUevent + 1);
+    for _ in 0..2 {
+        h.run(&dispatch, cuda::func::cuMemAlloc_v2, &body)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}

@@ -295,7 +295,10 @@ impl CallCtx<'_> {
                 admission.wait_over(caller, resource, t.elapsed());
             }
         }
-        *self.session.consumed.entry(resource).or_default() += amount;
+        // A guest names any amount (a size it asks to allocate): counted
+        // without overflowing.
+        let used = self.session.consumed.entry(resource).or_default();
+        *used = used.saturating_add(amount);
         Ok(())
     }
 }
