@@ -111,15 +111,18 @@ fn syntax_error(text: &str, e: &pest::error::Error<Rule>) -> Diagnostic {
     let (span, found_text) = if pos >= text.len() {
         (Span::new(pos, pos), "end of file".to_string())
     } else {
-        let len = found.chars().next().map_or(1, |c| c.len_utf8());
-        let tok_len = if found.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        // The first character (whitespace too, which `found` leaves out:
+        // a span always ends on a character boundary).
+        let len = text[pos..].chars().next().map_or(1, |c| c.len_utf8());
+        let tok_len = if !found.is_empty() && found.chars().all(|c| c.is_alphanumeric() || c == '_')
+        {
             found.len()
         } else {
             len
         };
         (
-            Span::new(pos, pos + tok_len.max(1)),
-            format!("`{}`", &text[pos..pos + tok_len.max(1)]),
+            Span::new(pos, pos + tok_len),
+            format!("`{}`", &text[pos..pos + tok_len]),
         )
     };
     // A missing `;` is best reported right after the previous token.

@@ -783,3 +783,14 @@ fn handle_pass_values_parse() {
     assert_eq!(h.pass_values(), vec![0, 1, 2]);
     assert_eq!(h.invalid_value(), Some(400));
 }
+
+/// Regression (found by fuzzing `lapis_parse`): a syntax error at a
+/// whitespace character of more than one byte (U+0085) is reported with a
+/// span on character boundaries, not a panic.
+#[test]
+fn a_syntax_error_at_a_multibyte_space_is_a_diagnostic() {
+    let text = "\u{85}*/";
+    let err = lapis::parse_str("fuzz.lapis", text).expect_err("not a specification");
+    let shown = err.to_string();
+    assert!(shown.contains("fuzz.lapis:1:"), "{shown}");
+}
