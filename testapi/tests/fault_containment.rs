@@ -109,7 +109,7 @@ fn wait_for(child: &mut Child, text: &str) -> Vec<String> {
 }
 
 fn finish(what: &str, child: Child, worker: &common::Worker) -> String {
-    let out = child.wait_with_output().expect("wait for a guest");
+    let out = common::output_within(what, child, worker);
     common::check_guest(what, &out, worker);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -13,6 +13,11 @@ use super::{Call, CallError, CallbackHandler, wait_strategy_from_env};
 use crate::wire::{Decoder, MsgKind, Status};
 use crate::{ApiId, GUEST_ID_TAG};
 
+/// How long a beating worker may leave a channel's hello unanswered.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
+/// How many more channels a guest claims after an unanswered hello.
+const HELLO_TRIES: u32 = 2;
+
 /// Registered buffers by (tracker, key): `(guest pointer, size)` each.
 type Trackers = HashMap<(&'static str, u64), Vec<(u64, u64)>>;
 
@@ -282,23 +287,53 @@ fn start_heartbeat() {
 impl Connection {
     /// Claims a channel of `region` and opens it for `api` (see
     /// [`Connection::open`]).
+    ///
+    /// A worker answers a hello at once, from the channel's own thread.
+    /// One that beats but leaves a hello unanswered for [`HELLO_TIMEOUT`]
+    /// does not serve the channel (it cannot happen by design; this keeps
+    /// a guest from hanging if it ever does): the channel is given back
+    /// and another one claimed, a few times, before the call fails.
     pub fn new(region: &Region, api: &ApiId) -> Result<Connection, CallError> {
-        let ch = region
-            .claim()
-            .map_err(|e| CallError::Connect(e.to_string()))?;
-        Connection::open(ch, api)
+        let mut tries = 0;
+        loop {
+            let ch = region
+                .claim()
+                .map_err(|e| CallError::Connect(e.to_string()))?;
+            let index = ch.index();
+            match Connection::open_within(ch, api, HELLO_TIMEOUT) {
+                Err(CallError::Unanswered(t)) if tries < HELLO_TRIES => {
+                    tries += 1;
+                    tracing::warn!(
+                        channel = index,
+                        "the worker left this channel's hello unanswered for {t:?}; \
+                         claiming another channel"
+                    );
+                }
+                r => return r,
+            }
+        }
     }
 
     /// A connection over a claimed channel, opened with a hello that names
     /// `api`: the worker answers before any call is made, and a refusal
     /// ([`CallError::Refused`]) releases the channel.
     pub fn open(ch: GuestChannel, api: &ApiId) -> Result<Connection, CallError> {
+        Connection::open_within(ch, api, HELLO_TIMEOUT)
+    }
+
+    /// [`Connection::open`], failing with [`CallError::Unanswered`] when a
+    /// beating worker leaves the hello unanswered for `limit`.
+    fn open_within(
+        ch: GuestChannel,
+        api: &ApiId,
+        limit: Duration,
+    ) -> Result<Connection, CallError> {
         let conn = Connection::with_channel(ch);
         {
             let mut inner = conn.inner.lock().unwrap_or_else(|p| p.into_inner());
             inner.send(&conn, &crate::hello_message(api))?;
             let mut reply = Vec::new();
-            inner.wait_reply(&conn, 0, &mut reply)?;
+            inner.wait_reply_until(&conn, 0, &mut reply, Some(Instant::now() + limit))?;
             let (h, mut d) = Decoder::new(&reply)?;
             match Status::from_u32(h.flags) {
                 Some(Status::Ok) => {}
@@ -638,6 +673,20 @@ impl Inner {
         call_id: u64,
         out: &mut Vec<u8>,
     ) -> Result<(), CallError> {
+        self.wait_reply_until(conn, call_id, out, None)
+    }
+
+    /// [`Inner::wait_reply`], failing with [`CallError::Unanswered`] once
+    /// `deadline` passes (calls that the worker may take long to answer
+    /// have none: a kernel may run for minutes).
+    fn wait_reply_until(
+        &mut self,
+        conn: &Connection,
+        call_id: u64,
+        out: &mut Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Result<(), CallError> {
+        let started = Instant::now();
         // The call woke a sleeping worker thread, which the kernel may run
         // on this core: yield instead of spinning on it.
         let wait = if self.ch.tx.woke_consumer() {
@@ -663,6 +712,9 @@ impl Inner {
             }
             if backoff.is_sleeping() {
                 watch.look(&self.ch, conn.worker_timeout)?;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(CallError::Unanswered(started.elapsed()));
+                }
                 // Sharing the worker's kernel, the guest sleeps until the
                 // worker rings (a reply, or a look at the heartbeat every
                 // 50 ms) instead of waking on a timer.
@@ -723,5 +775,55 @@ impl WorkerWatch {
             return Err(CallError::WorkerGone(t.duration_since(self.since), now));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// A worker that beats but never answers a hello: opening fails with
+    /// `Unanswered` after the limit instead of waiting for ever, and the
+    /// channel is given back.
+    #[test]
+    fn an_unanswered_hello_fails_after_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = transport::RegionConfig {
+            channels: 1,
+            arena_size: 8192,
+            ..transport::RegionConfig::default()
+        };
+        let path = dir.path().join("region");
+        Region::create(&path, &config).unwrap();
+        let region = Region::open(&path).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let beating = {
+            let (stop, region) = (stop.clone(), Region::open(&path).unwrap());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    region.beat_worker();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        let api = ApiId {
+            name: "testapi",
+            version: "1",
+            revision: 1,
+        };
+        let t = Instant::now();
+        let r = Connection::open_within(region.claim().unwrap(), &api, Duration::from_millis(300));
+        let waited = t.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        beating.join().unwrap();
+        match r {
+            Err(CallError::Unanswered(d)) => assert!(d >= Duration::from_millis(300), "{d:?}"),
+            other => panic!("expected an unanswered hello, got {other:?}"),
+        }
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+        // The failed connection gave its channel back.
+        let status = region.status(0).unwrap();
+        assert_eq!(status.state, transport::ChannelState::Free);
     }
 }

@@ -32,6 +32,10 @@ pub enum CallError {
     /// The worker stopped beating while a call waited.
     #[error("the worker is not responding (heartbeat stuck at {1} for {0:?})")]
     WorkerGone(Duration, u64),
+    /// A worker that beats left a call unanswered that it answers at once
+    /// (the hello that opens a channel) for this long.
+    #[error("the worker left the channel's hello unanswered for {0:?}")]
+    Unanswered(Duration),
     /// The reply could not be decoded.
     #[error("malformed reply: {0}")]
     Wire(#[from] WireError),

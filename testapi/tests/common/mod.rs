@@ -218,3 +218,108 @@ pub fn check_guest(what: &str, out: &std::process::Output, worker: &Worker) {
         worker.log()
     );
 }
+
+/// How long a guest process of a test may run: far beyond what any takes
+/// on a busy machine, so that a hang fails the test with what every process
+/// was doing instead of stopping the whole suite.
+pub const GUEST_DEADLINE: Duration = Duration::from_secs(180);
+
+/// Waits for the guest process `child` and collects its output, as
+/// `Child::wait_with_output` does, for at most [`GUEST_DEADLINE`]. Past it,
+/// panics with the thread stacks of the guest and of the worker's
+/// processes (when gdb is installed), the guest's output so far and the
+/// worker's log.
+pub fn output_within(what: &str, mut child: Child, worker: &Worker) -> std::process::Output {
+    use std::io::Read;
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
+    let deadline = Instant::now() + GUEST_DEADLINE;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for a guest") {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let mut stacks = stacks_of(child.id());
+            for pid in descendants(worker.child.id()) {
+                stacks.push_str(&stacks_of(pid));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let out = out.join().unwrap_or_default();
+            let err = err.join().unwrap_or_default();
+            panic!(
+                "{what} did not end within {GUEST_DEADLINE:?}:\nstdout:\n{}\nstderr:\n{}\n\
+                 stacks:\n{stacks}\nworker log:\n{}",
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err),
+                worker.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// The thread stacks of process `pid`, from gdb (empty when gdb is not
+/// installed or cannot attach).
+fn stacks_of(pid: u32) -> String {
+    let Ok(out) = Command::new("gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt",
+        ])
+        .stdin(Stdio::null())
+        .output()
+    else {
+        return String::new();
+    };
+    format!(
+        "--- process {pid}:\n{}\n",
+        String::from_utf8_lossy(&out.stdout)
+    )
+}
+
+/// Every process whose ancestry leads to `pid` (the worker's executors).
+fn descendants(pid: u32) -> Vec<u32> {
+    let parent_of = |p: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        // pid (comm) state ppid ...: comm may hold spaces, so read after ')'.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let all: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(all.iter().copied().filter(|&c| parent_of(c) == Some(p)));
+        i += 1;
+    }
+    found
+}
