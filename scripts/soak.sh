@@ -21,7 +21,7 @@
 # the CUDA memory a guest left").
 #
 # Exits non-zero when a guest that was not killed failed (or hung), when an
-# executor's own RSS grew by more than 20% or its open descriptors grew between
+# executor's own RSS grew by more than 5% or its open descriptors grew between
 # the warm-up and the end, when an executor died or the worker stopped, or
 # when a VM still holds device memory once all its guests are gone.
 #
@@ -46,7 +46,7 @@ guests="${AVA_SOAK_GUESTS:-3}"
 kill_percent="${AVA_SOAK_KILL_PERCENT:-20}"
 stale=5                # the worker's --stale-after (seconds)
 guest_timeout=180      # a guest running longer than this counts as hung
-rss_limit_percent=20
+rss_limit_percent=5
 
 # --- binaries -------------------------------------------------------------
 has_all() {
