@@ -2,6 +2,7 @@
 # Boots a test VM under QEMU (TCG) and exits with the guest command's status.
 #
 # Usage: vmtest/run-vm.sh --kernel K --initrd I [--region PATH [--bar-size BYTES]]
+#                         [--doorbell SOCKET]
 #                         [--cmd 'COMMAND'] [--append 'ARGS'] [--timeout S]
 #                         [--mem 512M] [--log FILE]
 #
@@ -9,6 +10,9 @@
 #   --initrd I        initramfs (vmtest/build-initramfs.sh)
 #   --region PATH     adds an ivshmem-plain device backed by PATH (a region file,
 #                     e.g. /dev/shm/NAME); without it the VM has no such device
+#   --doorbell SOCKET adds an ivshmem-doorbell device whose server listens on
+#                     SOCKET (ava-worker: the region's path + .sock); the
+#                     server hands QEMU the memory (no --region then)
 #   --bar-size BYTES  the device's size (default: the file's size; a smaller
 #                     value gives the guest a BAR smaller than the region)
 #   --cmd 'COMMAND'   shell command the guest's /init runs (passed as ava.cmd64=BASE64)
@@ -23,12 +27,13 @@
 set -euo pipefail
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2; }
-kernel= initrd= region= bar_size= cmd= append= timeout=120 mem=512M log=
+kernel= initrd= region= doorbell= bar_size= cmd= append= timeout=120 mem=512M log=
 while [ $# -gt 0 ]; do
   case $1 in
     --kernel) kernel=$2; shift 2 ;;
     --initrd) initrd=$2; shift 2 ;;
     --region) region=$2; shift 2 ;;
+    --doorbell) doorbell=$2; shift 2 ;;
     --bar-size) bar_size=$2; shift 2 ;;
     --cmd) cmd=$2; shift 2 ;;
     --append) append=$2; shift 2 ;;
@@ -64,6 +69,11 @@ if [ -n "$region" ]; then
   # QEMU option values escape a comma by doubling it.
   args+=(-object "memory-backend-file,id=avashm,size=$size,share=on,mem-path=${region//,/,,}"
          -device ivshmem-plain,memdev=avashm)
+fi
+if [ -n "$doorbell" ]; then
+  [ -S "$doorbell" ] || { echo "run-vm: no ivshmem server listens on $doorbell" >&2; exit 2; }
+  args+=(-chardev "socket,path=${doorbell//,/,,},id=avadb"
+         -device ivshmem-doorbell,chardev=avadb,vectors=1,ioeventfd=on)
 fi
 
 qemu_pid=

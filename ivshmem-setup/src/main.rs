@@ -91,16 +91,23 @@ Examples:
         #[arg(long)]
         force: bool,
     },
-    /// Host: print the QEMU arguments that give a VM the region as an ivshmem-plain device.
+    /// Host: print the QEMU arguments that give a VM the region as an ivshmem-plain device
+    /// (or, with --doorbell, an ivshmem-doorbell device served by the worker).
     #[command(after_help = "\
-Example:
-  qemu-system-x86_64 -machine q35 -m 2G ... $(ivshmem-setup qemu-args /dev/shm/ava-vm1)")]
+Examples:
+  qemu-system-x86_64 -machine q35 -m 2G ... $(ivshmem-setup qemu-args /dev/shm/ava-vm1)
+  qemu-system-x86_64 -machine q35 -m 2G ... $(ivshmem-setup qemu-args --doorbell /dev/shm/ava-vm1)")]
     QemuArgs {
         /// The region file.
         path: PathBuf,
-        /// Id of the memory-backend object.
+        /// Id of the memory-backend object (of the chardev with --doorbell).
         #[arg(long, default_value = vmconfig::DEFAULT_QEMU_ID)]
         id: String,
+        /// An ivshmem-doorbell device whose server is the worker (on
+        /// PATH.sock; start the worker first): the guest rings the worker
+        /// instead of being polled.
+        #[arg(long)]
+        doorbell: bool,
     },
     /// Host: print the libvirt <shmem> element for the region (libvirt maps /dev/shm/NAME).
     #[command(after_help = "\
@@ -113,6 +120,10 @@ Example:
         /// The shmem name; default: PATH's file name.
         #[arg(long)]
         name: Option<String>,
+        /// An ivshmem-doorbell device whose server is the worker (on
+        /// /dev/shm/NAME.sock).
+        #[arg(long)]
+        doorbell: bool,
     },
     /// Guest: find the ivshmem device, enable it and check the region in its BAR2.
     ///
@@ -254,11 +265,19 @@ fn run(cli: Cli) -> Result<()> {
             host::remove(&path, force)?;
             println!("removed {}", path.display());
         }
-        Command::QemuArgs { path, id } => {
+        Command::QemuArgs { path, id, doorbell } => {
             let (abs, size) = vmconfig::region_file(&path)?;
-            println!("{}", vmconfig::qemu_args(&abs, size, &id)?);
+            if doorbell {
+                println!("{}", vmconfig::qemu_doorbell_args(&abs, &id)?);
+            } else {
+                println!("{}", vmconfig::qemu_args(&abs, size, &id)?);
+            }
         }
-        Command::LibvirtXml { path, name } => libvirt_xml(&path, name)?,
+        Command::LibvirtXml {
+            path,
+            name,
+            doorbell,
+        } => libvirt_xml(&path, name, doorbell)?,
         Command::Probe { sysfs } => {
             for dev in ivshmem_setup::probe(&sysfs)? {
                 println!("{}", dev.resource.display());
@@ -311,7 +330,7 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-fn libvirt_xml(path: &Path, name: Option<String>) -> Result<()> {
+fn libvirt_xml(path: &Path, name: Option<String>, doorbell: bool) -> Result<()> {
     let (abs, size) = vmconfig::region_file(path)?;
     let Some(name) = name.or_else(|| vmconfig::default_libvirt_name(&abs)) else {
         bail!("{} has no file name; pass --name", abs.display());
@@ -324,6 +343,10 @@ fn libvirt_xml(path: &Path, name: Option<String>) -> Result<()> {
             abs.display()
         );
     }
-    print!("{}", vmconfig::libvirt_xml(&name, size)?);
+    if doorbell {
+        print!("{}", vmconfig::libvirt_doorbell_xml(&name)?);
+    } else {
+        print!("{}", vmconfig::libvirt_xml(&name, size)?);
+    }
     Ok(())
 }

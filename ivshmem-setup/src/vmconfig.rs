@@ -101,6 +101,57 @@ pub fn qemu_args(path: &Path, size: u64, id: &str) -> Result<String, VmConfigErr
     ))
 }
 
+/// The QEMU arguments that add an `ivshmem-doorbell` device whose server is
+/// the worker serving the region at `path`: QEMU connects to the worker's
+/// socket `<path>.sock`, gets the region's memory from it and an eventfd
+/// that a guest rings the worker with (see `docs/qemu.md`). `id` names the
+/// chardev.
+///
+/// ```
+/// use std::path::Path;
+/// let args = ivshmem_setup::vmconfig::qemu_doorbell_args(Path::new("/dev/shm/vm1"), "avashm").unwrap();
+/// assert_eq!(
+///     args,
+///     "-chardev socket,path=/dev/shm/vm1.sock,id=avashm \
+///      -device ivshmem-doorbell,chardev=avashm,vectors=1,ioeventfd=on"
+/// );
+/// ```
+pub fn qemu_doorbell_args(path: &Path, id: &str) -> Result<String, VmConfigError> {
+    check_name(id)?;
+    let socket = format!("{}.sock", path.to_string_lossy());
+    let chardev = format!("socket,path={},id={id}", qemu_escape(&socket));
+    let chardev = if chardev
+        .chars()
+        .any(|c| c.is_whitespace() || "'\"$`\\!*?[]{}()<>|&;#~".contains(c))
+    {
+        format!("'{}'", chardev.replace('\'', r"'\''"))
+    } else {
+        chardev
+    };
+    Ok(format!(
+        "-chardev {chardev} -device ivshmem-doorbell,chardev={id},vectors=1,ioeventfd=on"
+    ))
+}
+
+/// The libvirt `<shmem>` element of an `ivshmem-doorbell` device named
+/// `name`, whose server is the worker serving `/dev/shm/NAME` (its socket
+/// `/dev/shm/NAME.sock`).
+pub fn libvirt_doorbell_xml(name: &str) -> Result<String, VmConfigError> {
+    check_name(name)?;
+    let mut xml = String::new();
+    let _ = writeln!(
+        xml,
+        "<!-- the worker serving /dev/shm/{name} is this device's ivshmem server (on \
+         /dev/shm/{name}.sock): start it before the VM; put this element inside <devices>. -->"
+    );
+    let _ = writeln!(xml, "<shmem name='{name}'>");
+    let _ = writeln!(xml, "  <model type='ivshmem-doorbell'/>");
+    let _ = writeln!(xml, "  <server path='/dev/shm/{name}.sock'/>");
+    let _ = writeln!(xml, "  <msi vectors='1' ioeventfd='on'/>");
+    let _ = writeln!(xml, "</shmem>");
+    Ok(xml)
+}
+
 /// The libvirt `<shmem>` element for a region of `size` bytes named `name`,
 /// preceded by an XML comment that says where libvirt puts the file.
 ///
@@ -158,6 +209,22 @@ mod tests {
              -device ivshmem-plain,memdev=m"
         );
         assert!(qemu_args(Path::new("/x"), 4096, "bad,id").is_err());
+    }
+
+    #[test]
+    fn doorbell_forms_name_the_workers_socket() {
+        assert_eq!(
+            qemu_doorbell_args(Path::new("/dev/shm/a,b c"), "db").unwrap(),
+            "-chardev 'socket,path=/dev/shm/a,,b c.sock,id=db' \
+             -device ivshmem-doorbell,chardev=db,vectors=1,ioeventfd=on"
+        );
+        let xml = libvirt_doorbell_xml("ava-vm1").unwrap();
+        assert!(xml.contains("<model type='ivshmem-doorbell'/>"), "{xml}");
+        assert!(
+            xml.contains("<server path='/dev/shm/ava-vm1.sock'/>"),
+            "{xml}"
+        );
+        assert!(qemu_doorbell_args(Path::new("/x"), "bad id").is_err());
     }
 
     #[test]

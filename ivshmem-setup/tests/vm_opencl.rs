@@ -119,6 +119,16 @@ struct Kit {
     native_vecadd: String,
 }
 
+/// Which ivshmem device a VM gets.
+#[derive(Clone, Copy)]
+enum Device<'a> {
+    /// `ivshmem-plain` backed by the region file: the worker polls.
+    Plain(&'a Path),
+    /// `ivshmem-doorbell` whose server is the worker serving the region
+    /// (its socket, the region's path + `.sock`): the guest rings.
+    Doorbell(&'a Path),
+}
+
 fn samples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/opencl")
 }
@@ -243,6 +253,7 @@ fn kit() -> &'static Kit {
         // natively, `vecadd.c` with 1M floats.
         let (sample, native_sample) = compile_and_run(&work, "vm_vecadd", &[SAMPLE_N]);
         assert!(native_sample.contains("vecadd OK"), "{native_sample}");
+        let (idle_wake, _) = compile_and_run(&work, "idle_wake", &["1", "10"]);
         let (vecadd, native_vecadd) = compile_and_run(&work, "vecadd", &[]);
         assert!(
             native_vecadd.contains("mismatches: 0"),
@@ -278,6 +289,7 @@ fn kit() -> &'static Kit {
             "/usr/bin/clinfo=/usr/bin/clinfo".to_owned(),
             format!("{}=/usr/bin/vm_vecadd", sample.display()),
             format!("{}=/usr/bin/vecadd", vecadd.display()),
+            format!("{}=/usr/bin/idle_wake", idle_wake.display()),
             format!("{}=/bin/ava-check-image", check.display()),
             format!("{}=/bin/ava-capture", capture.display()),
         ];
@@ -501,11 +513,11 @@ struct VmRun {
 
 impl Vm {
     fn start(dir: &Path, tag: &str, region: &Path, cmd: &str) -> Vm {
-        Vm::start_image(dir, tag, region, cmd, &kit().initrd)
+        Vm::start_image(dir, tag, Device::Plain(region), cmd, &kit().initrd)
     }
 
-    /// As [`Vm::start`], booting `initrd`.
-    fn start_image(dir: &Path, tag: &str, region: &Path, cmd: &str, initrd: &Path) -> Vm {
+    /// As [`Vm::start`], with `device`, booting `initrd`.
+    fn start_image(dir: &Path, tag: &str, device: Device<'_>, cmd: &str, initrd: &Path) -> Vm {
         let kit = kit();
         let log = dir.join(format!("{tag}.console"));
         let stderr = dir.join(format!("{tag}.stderr"));
@@ -521,9 +533,13 @@ impl Vm {
             .arg(&log)
             // Kernel messages would interleave with the captured output.
             .args(["--append", "loglevel=0"])
-            .arg("--region")
-            .arg(region)
             .args(["--cmd", cmd]);
+        match device {
+            Device::Plain(region) => c.arg("--region").arg(region),
+            Device::Doorbell(region) => c
+                .arg("--doorbell")
+                .arg(format!("{}.sock", region.display())),
+        };
         let guard = ChildGuard::spawn(
             c,
             &format!("VM {tag}"),
@@ -735,6 +751,139 @@ fn clinfo_in_vm_equals_native() {
     });
 }
 
+/// CPU time (clock ticks) of process `pid` and of every process under it
+/// (a worker's executors).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = |p: u32| std::fs::read_to_string(format!("/proc/{p}/stat")).ok();
+    let fields = |s: &str| -> Vec<String> {
+        s.rsplit_once(") ")
+            .map(|(_, r)| r.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        for &p in &pids {
+            let ppid = stat(p).and_then(|s| fields(&s).get(1)?.parse::<u32>().ok());
+            if ppid == Some(parent) && !tree.contains(&p) {
+                tree.push(p);
+            }
+        }
+        i += 1;
+    }
+    tree.iter()
+        .filter_map(|&p| {
+            let f = fields(&stat(p)?);
+            // utime and stime: fields 14 and 15 of stat, 12 and 13 after
+            // the command.
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// While `vm` runs `idle_wake` with its markers on the console: the
+/// worker's CPU, in percent of one core, between "AVA-IDLE begin" and
+/// "AVA-IDLE end", and the guest's own figures.
+fn idle_cpu(mut vm: Vm, worker: &Worker) -> (f64, VmRun) {
+    let mut wait_for = |text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(VM_TIMEOUT_S);
+        loop {
+            let console = std::fs::read_to_string(&vm.log).unwrap_or_default();
+            if console.contains(text) {
+                return (Instant::now(), cpu_ticks(worker.pid));
+            }
+            assert!(
+                Instant::now() < deadline && vm.guard.running(),
+                "VM {}: no {text:?} on the console:\n{console}",
+                vm.tag
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (t0, c0) = wait_for("AVA-IDLE begin");
+    let (t1, c1) = wait_for("AVA-IDLE end");
+    // /proc counts in USER_HZ, 100 on Linux whatever the kernel's HZ.
+    let ticks_per_s = 100.0;
+    let cpu = (c1 - c0) as f64 / ticks_per_s / (t1 - t0).as_secs_f64() * 100.0;
+    (cpu, vm.finish())
+}
+
+/// A VM whose `ivshmem-doorbell` device is served by the worker (QEMU gets
+/// the region and the worker's eventfd from the worker's socket): unmodified
+/// `clinfo` prints what it prints natively, and while the VM's guest holds
+/// a context and sleeps, the worker sleeps too, woken by the guest's
+/// doorbell. The same guest in a VM with `ivshmem-plain` (polled) is
+/// measured beside it; the worker's idle CPU and the guest's first calls
+/// after a second of idleness are printed for both.
+#[test]
+fn a_vm_with_ivshmem_doorbell_rings_the_worker() {
+    timed("a_vm_with_ivshmem_doorbell_rings_the_worker", || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Command::new("clinfo");
+        let native = host_run(
+            {
+                c.arg("-l");
+                c
+            },
+            "native-clinfo-l",
+            dir.path(),
+            Duration::from_secs(60),
+        );
+        assert!(native.status.success(), "{}", native.stderr);
+        let shm = ShmFile::new("ocl-doorbell");
+        create(&shm);
+        let worker = Worker::start(&[shm.path()], dir.path(), "worker");
+        let idle = "AVA_MARK_FILE=/dev/console ava-capture idle idle_wake 6 1000";
+        let vm = Vm::start_image(
+            dir.path(),
+            "doorbell",
+            Device::Doorbell(shm.path()),
+            &format!("ava-check-image && ava-capture clinfo-l clinfo -l && {idle}"),
+            &kit().initrd,
+        );
+        let (rung, vm) = idle_cpu(vm, &worker);
+        vm.assert_ok();
+        assert_same("clinfo -l", &native.stdout, &vm.output("clinfo-l"));
+        let rung_calls = vm.output("idle");
+        let log = worker.log();
+        assert!(
+            log.contains("a VM connected for doorbells"),
+            "QEMU did not connect to the worker's ivshmem server:\n{log}"
+        );
+
+        let vm = Vm::start_image(
+            dir.path(),
+            "plain",
+            Device::Plain(shm.path()),
+            &format!("ava-check-image && {idle}"),
+            &kit().initrd,
+        );
+        let (polled, vm) = idle_cpu(vm, &worker);
+        vm.assert_ok();
+        let polled_calls = vm.output("idle");
+        eprintln!(
+            "  worker CPU while the VM's guest idles: {rung:.2}% of a core with the doorbell, \
+             {polled:.2}% polling (ivshmem-plain)\n  doorbell: {}  plain:    {}",
+            rung_calls.trim(),
+            polled_calls.trim()
+        );
+        assert!(
+            rung < polled,
+            "the worker spent {rung:.2}% of a core on an idle guest that rings, \
+             no less than on one it polls ({polled:.2}%)"
+        );
+        worker.stop();
+    });
+}
+
 /// In a VM whose OpenCL library is the system's ICD loader (ocl-icd),
 /// `ivshmem-setup install-icd` installs the guest library as a driver;
 /// unmodified `clinfo` then prints exactly what it prints on the host,
@@ -764,7 +913,7 @@ fn clinfo_in_vm_through_the_icd_loader_equals_native() {
         let vm = Vm::start_image(
             dir.path(),
             "clinfo-icd",
-            shm.path(),
+            Device::Plain(shm.path()),
             "ava-check-icd-image && ivshmem-setup install-icd --lib /usr/local/lib/libava_opencl.so && ava-capture clinfo clinfo && ava-capture clinfo-l clinfo -l",
             initrd,
         )

@@ -42,6 +42,10 @@ use crate::shm::Shm;
 pub const AWAKE: u32 = 0;
 /// The bell word when the consumer sleeps, or is about to.
 pub const SLEEPING: u32 = 1;
+/// The bell word when a producer in a VM found the consumer sleeping and
+/// rang its ivshmem doorbell: the worker's doorbell thread wakes the
+/// sleeper ([`Bell::wake_rung`]), which cannot happen from the VM.
+pub const RUNG: u32 = 2;
 
 const MEMBARRIER_CMD_QUERY: nix::libc::c_long = 0;
 const MEMBARRIER_CMD_GLOBAL_EXPEDITED: nix::libc::c_long = 1 << 1;
@@ -78,6 +82,9 @@ pub struct Bell {
     shm: Shm,
     /// Offset of the bell word (4-aligned, inside the mapping).
     offset: usize,
+    /// How a producer in a VM wakes the consumer instead of a futex wake
+    /// (which its own kernel would get): the ivshmem doorbell.
+    remote: Option<crate::doorbell::Doorbell>,
 }
 
 impl Bell {
@@ -87,7 +94,28 @@ impl Bell {
         Bell {
             shm: shm.clone(),
             offset,
+            remote: None,
         }
+    }
+
+    /// The bell at `offset` of `shm`, rung from a VM through its ivshmem
+    /// `doorbell` (the worker turns the doorbell into a futex wake).
+    pub fn through(shm: &Shm, offset: usize, doorbell: crate::doorbell::Doorbell) -> Bell {
+        Bell {
+            remote: Some(doorbell),
+            ..Bell::new(shm, offset)
+        }
+    }
+
+    /// Offset of the bell word in its mapping.
+    pub(crate) fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Whether this end rings through an ivshmem doorbell (from a VM, whose
+    /// processes take no part in the host's asymmetric barrier).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
     }
 
     fn word(&self) -> &AtomicU32 {
@@ -144,25 +172,56 @@ impl Bell {
     #[inline]
     pub fn ring(&self) -> bool {
         let w = self.word();
+        if let Some(d) = &self.remote {
+            // From a VM: the word says that the doorbell was rung, and the
+            // worker's doorbell thread does the futex wake.
+            if w.load(Ordering::SeqCst) == SLEEPING
+                && w.compare_exchange(SLEEPING, RUNG, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+            {
+                d.ring();
+                return true;
+            }
+            return false;
+        }
         if w.load(Ordering::SeqCst) == SLEEPING
             && w.compare_exchange(SLEEPING, AWAKE, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
         {
-            // SAFETY: as in `sleep`; FUTEX_WAKE does not touch the word.
-            unsafe {
-                nix::libc::syscall(
-                    nix::libc::SYS_futex,
-                    w.as_ptr(),
-                    nix::libc::FUTEX_WAKE,
-                    1u32,
-                    std::ptr::null::<nix::libc::timespec>(),
-                    std::ptr::null::<u32>(),
-                    0u32,
-                );
-            }
+            self.wake();
             return true;
         }
         false
+    }
+
+    /// The worker, on a doorbell from a VM: wakes the consumer if a
+    /// producer in the VM rang for it ([`RUNG`]). Returns whether it did.
+    pub fn wake_rung(&self) -> bool {
+        let w = self.word();
+        if w.load(Ordering::SeqCst) == RUNG
+            && w.compare_exchange(RUNG, AWAKE, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.wake();
+            return true;
+        }
+        false
+    }
+
+    /// Wakes one thread sleeping on the word.
+    fn wake(&self) {
+        // SAFETY: as in `sleep`; FUTEX_WAKE does not touch the word.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_futex,
+                self.word().as_ptr(),
+                nix::libc::FUTEX_WAKE,
+                1u32,
+                std::ptr::null::<nix::libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
     }
 }
 

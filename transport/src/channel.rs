@@ -165,7 +165,12 @@ pub struct GuestChannel {
 }
 
 impl GuestChannel {
-    pub(crate) fn try_claim(shm: &Shm, header: &RegionHeader, index: u32) -> Option<GuestChannel> {
+    pub(crate) fn try_claim(
+        shm: &Shm,
+        header: &RegionHeader,
+        index: u32,
+        doorbell: Option<crate::doorbell::Doorbell>,
+    ) -> Option<GuestChannel> {
         let l = header.channel(index);
         let state = shm.atomic_u64(l.base + layout::CH_STATE);
         let cur = state.load(Ordering::Acquire);
@@ -186,18 +191,32 @@ impl GuestChannel {
         shm.atomic_u64(l.base + layout::CH_HEARTBEAT)
             .store(1, Ordering::Release);
         // Sharing the worker's kernel, this guest's futex wakes reach the
-        // worker: it says so, and the worker may sleep on the command bell.
+        // worker; in a VM, its ivshmem doorbell does (the worker turns it
+        // into futex wakes). It says which, and the worker may then sleep
+        // on the command bell.
         let same_kernel = crate::region::same_kernel(shm);
+        let doorbell = doorbell.filter(|_| !same_kernel);
+        let guest_rings = match (same_kernel, &doorbell) {
+            (true, _) => 1,
+            (false, Some(_)) => 2,
+            (false, None) => 0,
+        };
         shm.atomic_u32(l.base + layout::CH_GUEST_RINGS)
-            .store(u32::from(same_kernel), Ordering::Release);
+            .store(guest_rings, Ordering::Release);
+        // The worker's region thread may sleep: it attaches at once.
         if same_kernel {
-            // The worker's region thread may sleep: it attaches at once.
             crate::bell::Bell::new(shm, layout::REGION_BELL).ring();
+        } else if let Some(d) = &doorbell {
+            d.ring();
         }
         let (cmd, resp) = rings(&l);
         let owner = Owner::new(shm, l.base + layout::CH_STATE, word(generation, CLAIMED));
+        let mut tx = Producer::new(shm.clone(), cmd, Some(owner.clone()));
+        if let Some(d) = doorbell {
+            tx.ring_through(shm, d);
+        }
         Some(GuestChannel {
-            tx: Producer::new(shm.clone(), cmd, Some(owner.clone())),
+            tx,
             rx: Consumer::new(shm.clone(), resp, Some(owner)),
             arena: Arena::new(shm.clone(), l.arena, l.arena_size),
             heap: crate::region::heap_of(shm, header),
@@ -360,13 +379,15 @@ impl WorkerChannel {
     }
 
     /// Whether the guest rings the command ring's bell (it shares this
-    /// worker's kernel): only then may the worker sleep on it.
+    /// worker's kernel, or rings through its VM's ivshmem doorbell, which
+    /// the worker turns into a futex wake): only then may the worker sleep
+    /// on it.
     pub fn guest_rings(&self) -> bool {
         let l = self.header.channel(self.index);
         self.shm
             .atomic_u32(l.base + layout::CH_GUEST_RINGS)
             .load(Ordering::Acquire)
-            == 1
+            != 0
     }
 
     /// Whether the guest that this endpoint was made for still holds the channel.

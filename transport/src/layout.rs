@@ -49,6 +49,10 @@ pub const WORKER_KERNEL: usize = 384;
 /// on it when nothing changes; a guest of its kernel rings it after
 /// claiming a channel (see `bell`).
 pub const REGION_BELL: usize = 512;
+/// Offset of the worker's ivshmem peer id plus one (u64; 0: the worker
+/// takes no doorbells): a guest in a VM whose `ivshmem-doorbell` device is
+/// served by the worker rings it there (see `doorbell`).
+pub const WORKER_DOORBELL: usize = 640;
 
 /// Channel-relative offset of the state word.
 pub const CH_STATE: usize = 0;
@@ -71,7 +75,8 @@ pub const CH_CMD_BELL: usize = 6 * LINE;
 /// it; the worker rings it).
 pub const CH_RESP_BELL: usize = 7 * LINE;
 /// Channel-relative offset of the word in which the guest says that it
-/// rings the command ring's bell (1: it shares the worker's kernel).
+/// rings the command ring's bell (0: it does not; 1: with a futex wake, as
+/// it shares the worker's kernel; 2: through its VM's ivshmem doorbell).
 pub const CH_GUEST_RINGS: usize = 8 * LINE;
 /// Size of a channel's control page.
 pub const CH_CONTROL: u64 = PAGE;

@@ -31,6 +31,7 @@
 mod arena;
 pub mod bell;
 mod channel;
+pub mod doorbell;
 mod error;
 pub mod layout;
 mod region;

@@ -9,6 +9,7 @@ use zerocopy::{FromBytes, IntoBytes};
 use crate::Error;
 use crate::arena::Arena;
 use crate::channel::{self, ChannelStatus, GuestChannel, WorkerChannel};
+use crate::doorbell::{Doorbell, Registers};
 use crate::layout::{self, RegionHeader};
 use crate::shm::Shm;
 
@@ -65,6 +66,9 @@ impl RegionConfig {
 pub struct Region {
     shm: Shm,
     header: RegionHeader,
+    /// The ivshmem device's registers, when the region is a device's
+    /// memory BAR in a VM (a guest rings the worker through them).
+    registers: Option<std::sync::Arc<Registers>>,
 }
 
 impl Region {
@@ -104,7 +108,11 @@ impl Region {
         shm.write(0, unsealed.as_bytes());
         std::sync::atomic::fence(Ordering::Release);
         shm.write(0, &header.magic);
-        Ok(Region { shm, header })
+        Ok(Region {
+            shm,
+            header,
+            registers: None,
+        })
     }
 
     /// Opens and validates an existing region: magic, version and every size
@@ -138,7 +146,12 @@ impl Region {
         header
             .validate(shm.len() as u64)
             .map_err(|reason| Error::BadGeometry { path, reason })?;
-        Ok(Region { shm, header })
+        let registers = Registers::beside(shm.path()).map(std::sync::Arc::new);
+        Ok(Region {
+            shm,
+            header,
+            registers,
+        })
     }
 
     /// The validated header.
@@ -236,12 +249,51 @@ impl Region {
 
     /// Guest side: claims the first free channel.
     pub fn claim(&self) -> Result<GuestChannel, Error> {
+        let doorbell = self.guest_doorbell();
         for index in 0..self.header.channel_count {
-            if let Some(ch) = GuestChannel::try_claim(&self.shm, &self.header, index) {
+            if let Some(ch) =
+                GuestChannel::try_claim(&self.shm, &self.header, index, doorbell.clone())
+            {
                 return Ok(ch);
             }
         }
         Err(Error::NoFreeChannel(self.header.channel_count))
+    }
+
+    /// How a guest in a VM rings the worker: the device has a server
+    /// (`ivshmem-doorbell`) and the worker serving the region takes
+    /// doorbells. `None` on the host, with `ivshmem-plain`, or when the
+    /// worker does not take them.
+    fn guest_doorbell(&self) -> Option<Doorbell> {
+        let registers = self.registers.as_ref()?;
+        registers.position()?;
+        let peer = self
+            .shm
+            .atomic_u64(layout::WORKER_DOORBELL)
+            .load(Ordering::Acquire)
+            .checked_sub(1)?;
+        Some(Doorbell::new(registers.clone(), u16::try_from(peer).ok()?))
+    }
+
+    /// Worker side: says that the worker takes doorbells as ivshmem peer
+    /// `peer` (`None`: it no longer does).
+    pub fn set_worker_doorbell(&self, peer: Option<u16>) {
+        self.shm
+            .atomic_u64(layout::WORKER_DOORBELL)
+            .store(peer.map_or(0, |p| u64::from(p) + 1), Ordering::Release);
+    }
+
+    /// Worker side, on a doorbell from a guest in a VM (which cannot wake
+    /// a futex of the worker's kernel): wakes the region's thread (a guest
+    /// rings after claiming a channel) and every channel's thread whose
+    /// bell a guest rang ([`crate::bell::RUNG`]). A bell nobody rang costs
+    /// a load.
+    pub fn ring_all(&self) {
+        self.bell().ring();
+        for index in 0..self.header.channel_count {
+            let base = self.header.channel(index).base;
+            crate::bell::Bell::new(&self.shm, base + layout::CH_CMD_BELL).wake_rung();
+        }
     }
 
     /// The current state of channel `index`.

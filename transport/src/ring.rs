@@ -257,7 +257,7 @@ impl Producer {
                 .mem
                 .word(self.head)
                 .store(record_header(len), Ordering::Release),
-            Some(bell) if crate::bell::asymmetric() => {
+            Some(bell) if crate::bell::asymmetric() && !bell.is_remote() => {
                 // The consumer's barrier on its way to sleep orders this
                 // store before the bell's load (see `bell`): the busy path
                 // pays a load.
@@ -281,6 +281,14 @@ impl Producer {
         self.head += need;
         self.mem.head().store(self.head, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Rings the consumer through an ivshmem `doorbell` from now on (this
+    /// end is in a VM), instead of with a futex wake.
+    pub(crate) fn ring_through(&mut self, shm: &Shm, doorbell: crate::doorbell::Doorbell) {
+        if let Some(b) = &self.bell {
+            self.bell = Some(Bell::through(shm, b.offset(), doorbell));
+        }
     }
 
     /// Whether the last message published had to wake the consumer (which

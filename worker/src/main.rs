@@ -82,6 +82,15 @@ struct Cli {
     /// back-off (what a guest in a VM without a doorbell device gets anyway).
     #[arg(long, value_enum, default_value_t = WaitMode::Adaptive)]
     wait: WaitMode,
+    /// Do not act as QEMU's ivshmem server. By default the worker listens
+    /// on `<region>.sock` for each region, where QEMU's `ivshmem-doorbell`
+    /// device connects (`-chardev socket,path=<region>.sock,id=ID -device
+    /// ivshmem-doorbell,chardev=ID,vectors=1`): it hands QEMU the region and
+    /// an eventfd, so that a guest in the VM rings the worker instead of
+    /// being polled. `ivshmem-plain` devices (the region file as memory
+    /// backend) work either way, polled.
+    #[arg(long)]
+    no_ivshmem_server: bool,
     /// Seconds without a heartbeat after which a guest is taken for dead.
     #[arg(long, default_value_t = 5)]
     stale_after: u64,
@@ -131,6 +140,9 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// Set when a group that must run (one given at start) cannot: the
 /// supervisor then stops and exits with an error.
 static FAILED: AtomicBool = AtomicBool::new(false);
+/// Whether each group's regions get an ivshmem server (not
+/// `--no-ivshmem-server`).
+static IVSHMEM_SERVER: AtomicBool = AtomicBool::new(false);
 static RELOAD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(sig: nix::libc::c_int) {
@@ -278,6 +290,11 @@ fn start_group(
         cmd.common_args.push(format!("{name}={}", r.display()));
     }
     let (st, ledger, path) = (state.clone(), ledger.clone(), table.clone());
+    let doorbells = if IVSHMEM_SERVER.load(Ordering::Relaxed) {
+        Some(server::Doorbells::start(&regions)?)
+    } else {
+        None
+    };
     let thread = std::thread::spawn(move || {
         if let Err(e) = supervise(&st, &regions, &cmd, &path, Some(&ledger), &STOP) {
             tracing::error!(group = %st.group.name, "cannot run the executor: {e:#}");
@@ -285,6 +302,9 @@ fn start_group(
                 FAILED.store(true, Ordering::Relaxed);
                 STOP.store(true, Ordering::Relaxed);
             }
+        }
+        if let Some(d) = doorbells {
+            d.stop();
         }
         for r in &regions {
             r.release_worker(std::process::id());
@@ -308,6 +328,7 @@ fn supervisor(cli: &Cli) -> anyhow::Result<()> {
         None => None,
     };
     let first = plan(cli, config.as_ref())?;
+    IVSHMEM_SERVER.store(!cli.no_ivshmem_server, Ordering::Relaxed);
     remove_stale_tables();
     let ledger_path = PathBuf::from(format!("/dev/shm/ava-ledger-{}", std::process::id()));
     let ledger = server::Ledger::create(&ledger_path)?;

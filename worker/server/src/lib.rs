@@ -10,11 +10,13 @@
 use remoting::ApiId;
 use remoting::worker::Dispatcher;
 
+pub mod doorbells;
 mod inflight;
 pub mod ledger;
 pub mod policy;
 mod serve;
 
+pub use doorbells::Doorbells;
 pub use inflight::{InFlight, Running};
 pub use ledger::{Ledger, Settings};
 pub use policy::Policy;
