@@ -267,12 +267,16 @@ impl Region {
     fn guest_doorbell(&self) -> Option<Doorbell> {
         let registers = self.registers.as_ref()?;
         registers.position()?;
-        let peer = self
+        Some(Doorbell::new(registers.clone(), self.worker_doorbell()?))
+    }
+
+    /// The ivshmem peer id the worker takes doorbells as, if it does.
+    pub fn worker_doorbell(&self) -> Option<u16> {
+        let v = self
             .shm
             .atomic_u64(layout::WORKER_DOORBELL)
-            .load(Ordering::Acquire)
-            .checked_sub(1)?;
-        Some(Doorbell::new(registers.clone(), u16::try_from(peer).ok()?))
+            .load(Ordering::Acquire);
+        u16::try_from(v.checked_sub(1)?).ok()
     }
 
     /// Worker side: says that the worker takes doorbells as ivshmem peer

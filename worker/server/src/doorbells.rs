@@ -19,8 +19,8 @@
 //!    signal on it into an interrupt; kept for notifications to the guest,
 //!    which need a guest driver for the device's MSI-X vector).
 //!
-//! The worker publishes its peer id in the region
-//! ([`transport::Region::set_worker_doorbell`]); a guest that finds it and
+//! While a QEMU is connected, the worker publishes its peer id in the
+//! region ([`transport::Region::set_worker_doorbell`]); a guest that finds it and
 //! a served device (`IVPosition` not -1) rings after publishing into a
 //! command ring whose worker thread announced that it sleeps. One thread
 //! waits for every region's doorbell, for new connections and for QEMU
@@ -125,8 +125,7 @@ impl Doorbells {
             EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
         )?);
         let ring = IoUring::new(64).context("creating an io_uring")?;
-        for (s, path) in served.iter().zip(&sockets) {
-            s.region.set_worker_doorbell(Some(WORKER_PEER));
+        for path in &sockets {
             tracing::info!(socket = %path.display(), "serving as the VM's ivshmem server (doorbells)");
         }
         let thread = {
@@ -227,6 +226,11 @@ fn wait(mut ring: IoUring, served: &[Served], stop: &EventFd) -> anyhow::Result<
                     while let Ok((stream, _)) = s.listener.accept() {
                         let peer = next_peer;
                         next_peer = next_peer.checked_add(1).unwrap_or(WORKER_PEER + 1);
+                        // Guests ring only while a QEMU of this worker's
+                        // is connected: after a restart of the worker, a
+                        // QEMU still holds the old eventfd until it
+                        // reconnects, and its guests are polled meanwhile.
+                        s.region.set_worker_doorbell(Some(WORKER_PEER));
                         match greet(&stream, s, peer) {
                             Ok(own) => {
                                 tracing::info!(region = %s.region.path().display(), peer, "a VM connected for doorbells");
@@ -245,6 +249,9 @@ fn wait(mut ring: IoUring, served: &[Served], stop: &EventFd) -> anyhow::Result<
                             }
                             Err(e) => {
                                 tracing::warn!(region = %s.region.path().display(), "a VM's ivshmem connection failed: {e:#}");
+                                if !clients.values().any(|c| c.served == index) {
+                                    s.region.set_worker_doorbell(None);
+                                }
                             }
                         }
                     }
@@ -255,6 +262,9 @@ fn wait(mut ring: IoUring, served: &[Served], stop: &EventFd) -> anyhow::Result<
                     // broke the protocol); either way the VM is done.
                     if let Some(c) = clients.remove(&index) {
                         let _ = c.stream.shutdown(std::net::Shutdown::Both);
+                        if !clients.values().any(|o| o.served == c.served) {
+                            served[c.served].region.set_worker_doorbell(None);
+                        }
                         tracing::info!(
                             region = %served[c.served].region.path().display(),
                             peer = c.peer,
@@ -356,6 +366,8 @@ mod tests {
         };
         let region = Region::create(&path, &config).unwrap();
         let doorbells = Doorbells::start(std::slice::from_ref(&region)).unwrap();
+        // No QEMU connected: guests must not ring.
+        assert_eq!(region.worker_doorbell(), None);
         let qemu = UnixStream::connect(socket_path(&path)).unwrap();
         assert_eq!(recv(&qemu).0, PROTOCOL_VERSION);
         let (own_id, none) = recv(&qemu);
@@ -374,6 +386,7 @@ mod tests {
         let (own, own_fd) = recv(&qemu);
         assert_eq!(own, own_id);
         assert!(own_fd.is_some());
+        assert_eq!(region.worker_doorbell(), Some(WORKER_PEER));
 
         // A worker thread sleeps on channel 0's command bell (as an idle
         // channel's thread does); the "guest" rings the doorbell.
@@ -404,6 +417,16 @@ mod tests {
             "the doorbell did not wake the sleeping thread ({slept:?})"
         );
         drop(guest);
+        // QEMU goes away: guests stop ringing.
+        drop(qemu);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while region.worker_doorbell().is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "still taking doorbells without QEMU"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         doorbells.stop();
         assert!(!socket_path(&path).exists());
     }
