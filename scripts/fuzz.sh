@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (fuzz/fuzz_targets/: the wire decoder, the ring
-# consumer, the OpenCL and test-API dispatchers' argument decoding, the
-# LAPIS front end, the worker's configuration) for SECONDS each (default
+# consumer, the channels' control words, the OpenCL, CUDA and test-API
+# dispatchers' argument decoding, the LAPIS front end, the worker's
+# configuration) for SECONDS each (default
 # 60) with cargo-fuzz on the nightly toolchain, installing both if needed.
 # Outside CI, which runs the same parsers as bounded property tests
-# (dispatch_decoding, ring proptests, hostile). A crash leaves its input in
+# (dispatch_decoding, ring proptests, hostile, hostile_control). A crash leaves its input in
 # fuzz/artifacts/TARGET/; keep it as a regression test.
 # Usage: bash scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail

@@ -33,6 +33,7 @@ pub mod bell;
 mod channel;
 pub mod doorbell;
 mod error;
+pub mod hostile;
 pub mod layout;
 mod region;
 mod ring;

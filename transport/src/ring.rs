@@ -151,6 +151,10 @@ pub struct Producer {
     bell: Option<Bell>,
     /// Whether the last message published woke the consumer.
     woke: bool,
+    /// The counters found at creation were inconsistent (the consumer's
+    /// ahead of the producer's, or further behind than the ring holds): a
+    /// hostile peer wrote them, and every send fails as corrupt.
+    poisoned: bool,
 }
 
 impl Producer {
@@ -161,7 +165,9 @@ impl Producer {
         let mem = RingMem::new(&shm, layout.data, layout.size, layout.head, layout.tail);
         let head = mem.head().load(Ordering::Acquire);
         let tail = mem.tail().load(Ordering::Acquire);
+        let poisoned = tail > head || head - tail > layout.size as u64;
         Producer {
+            poisoned,
             bell: layout.bell.map(|b| {
                 // Registered before the first message (see `bell`).
                 let _ = crate::bell::asymmetric();
@@ -171,7 +177,7 @@ impl Producer {
             mem,
             size: layout.size,
             head,
-            cached_tail: tail,
+            cached_tail: if poisoned { head } else { tail },
             owner,
         }
     }
@@ -222,6 +228,9 @@ impl Producer {
     fn reserve(&mut self, len: usize) -> Result<bool, RingError> {
         if !owned(&self.owner) {
             return Err(RingError::Disconnected);
+        }
+        if self.poisoned {
+            return Err(RingError::Corrupt("ring counters out of range"));
         }
         if len > self.max_message() {
             return Err(RingError::TooLarge {
