@@ -13,7 +13,58 @@
 
 use std::time::Duration;
 
-use crate::{LivenessTracker, Region, Shm, layout};
+use crate::{LivenessTracker, Region, RegionConfig, Shm, layout};
+
+/// The fuzz target's input, decoded and exercised on a fresh region of two
+/// channels in a temporary directory: the first byte says whether a guest
+/// holds a channel (with a message queued) first; then 12-byte records,
+/// an offset (u32, little-endian) and the value stored there (u64).
+pub fn run(data: &[u8]) {
+    let dir = tempfile_dir();
+    let path = dir.join("region");
+    let config = RegionConfig {
+        channels: 2,
+        cmd_ring_size: 4096,
+        resp_ring_size: 4096,
+        arena_size: 4096,
+        heap_size: 4096,
+    };
+    let region = Region::create(&path, &config).expect("region");
+    let (first, rest) = data.split_first().unwrap_or((&0, &[]));
+    let guest = (first & 1 == 1).then(|| {
+        let mut g = region.claim().expect("claim");
+        let _ = g.tx.try_send(b"hello");
+        g
+    });
+    let writes: Vec<(u32, u64)> = rest
+        .chunks_exact(12)
+        .map(|c| {
+            (
+                u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
+                u64::from_le_bytes(c[4..].try_into().expect("8 bytes")),
+            )
+        })
+        .collect();
+    let shm = Shm::map(&path, None).expect("map");
+    exercise(&region, &shm, &writes);
+    drop(guest);
+    drop(region);
+    drop(shm);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fresh private directory under the system's temporary directory.
+fn tempfile_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ava-hostile-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    dir
+}
 
 /// Stores each `(offset, value)` of `writes` as a u64 into the words a
 /// guest can write (the region header's page and every channel's control

@@ -138,6 +138,16 @@ fn record_header(len: usize) -> u64 {
     (u64::from(!len) << 32) | u64::from(len)
 }
 
+/// Whether counters found when an end is created cannot be those of a ring
+/// in use: the consumer's ahead of the producer's, further behind than the
+/// ring holds, or so large that advancing them could overflow (a ring that
+/// moved 2^62 bytes has not been seen: a peer wrote them). Such an end
+/// refuses every operation as corrupt, since its positions would overflow
+/// or describe bytes that were never written.
+fn inconsistent(head: u64, tail: u64, size: usize) -> bool {
+    tail > head || head - tail > size as u64 || head > 1 << 62
+}
+
 /// The writing end of a ring. Exactly one may exist per ring.
 #[derive(Debug)]
 pub struct Producer {
@@ -165,7 +175,7 @@ impl Producer {
         let mem = RingMem::new(&shm, layout.data, layout.size, layout.head, layout.tail);
         let head = mem.head().load(Ordering::Acquire);
         let tail = mem.tail().load(Ordering::Acquire);
-        let poisoned = tail > head || head - tail > layout.size as u64;
+        let poisoned = inconsistent(head, tail, layout.size);
         Producer {
             poisoned,
             bell: layout.bell.map(|b| {
@@ -348,6 +358,9 @@ pub struct Consumer {
     mem: RingMem,
     size: usize,
     tail: u64,
+    /// The counters found at creation were not those of a ring in use
+    /// (see [`inconsistent`]): every receive fails as corrupt.
+    poisoned: bool,
     /// The channel ownership this end serves (none: a bare ring).
     owner: Option<Owner>,
     /// This end's doorbell, which the producer rings when it sleeps.
@@ -358,7 +371,9 @@ impl Consumer {
     pub(crate) fn new(shm: Shm, layout: RingLayout, owner: Option<Owner>) -> Consumer {
         let mem = RingMem::new(&shm, layout.data, layout.size, layout.head, layout.tail);
         let tail = mem.tail().load(Ordering::Acquire);
+        let poisoned = inconsistent(mem.head().load(Ordering::Acquire), tail, layout.size);
         Consumer {
+            poisoned,
             bell: layout.bell.map(|b| Bell::new(&shm, b)),
             mem,
             size: layout.size,
@@ -398,6 +413,9 @@ impl Consumer {
     /// is ready. Returns `Ok(false)` when the ring is empty.
     #[inline]
     pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<bool, RingError> {
+        if self.poisoned {
+            return Err(RingError::Corrupt("ring counters out of range"));
+        }
         let header = self.mem.word(self.tail).load(Ordering::Acquire);
         if header == 0 {
             // A message longer than the rest of this line continues on the

@@ -87,3 +87,12 @@ fn counters_left_inconsistent_before_attach_make_sends_fail_as_corrupt() {
         Err(transport::RingError::Corrupt(_))
     ));
 }
+
+/// Found by fuzzing `channel_control`: a guest that stores a consumer
+/// counter near 2^64 (and a producer counter to match) before the worker
+/// attaches made the worker's first receive overflow while computing the
+/// next position. Such counters are now refused as corrupt at creation.
+#[test]
+fn counters_near_the_top_of_the_range_are_refused() {
+    transport::hostile::run(include_bytes!("regressions/channel_control-tail-overflow"));
+}
