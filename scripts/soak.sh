@@ -31,7 +31,8 @@
 #
 # Usage: bash scripts/soak.sh [MINUTES]
 # Environment: AVA_SOAK_GUESTS (guest loops at once, default 3),
-# AVA_SOAK_KILL_PERCENT (default 20), AVA_SOAK_KEEP=1 (keep the temporary
+# AVA_SOAK_KILL_PERCENT (default 20), AVA_SOAK_KINDS (e.g. vecadd,events or
+# cudarc: only those guests), AVA_SOAK_KEEP=1 (keep the temporary
 # directory with the worker's log even when the soak passes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,6 +75,15 @@ if [ -n "$cudarc" ]; then
   kinds+=(cudarc)
 else
   echo "soak: cudarc-client not built: CUDA guests left out" >&2
+fi
+if [ -n "${AVA_SOAK_KINDS:-}" ]; then
+  # Only these kinds of guest (to tell which workload an executor's growth
+  # comes with).
+  IFS=, read -r -a wanted <<<"$AVA_SOAK_KINDS"
+  for k in "${wanted[@]}"; do
+    [[ " ${kinds[*]} " == *" $k "* ]] || { echo "soak: no guest kind '$k' (have: ${kinds[*]})" >&2; exit 2; }
+  done
+  kinds=("${wanted[@]}")
 fi
 
 # --- state and cleanup ----------------------------------------------------

@@ -1,6 +1,7 @@
 //! `ava-bench`: benchmarks of the remoting stack, each figure printed beside
 //! a baseline measured in the same run.
 
+mod all;
 mod clpeak_bench;
 mod cuda_bench;
 mod fleet;
@@ -10,6 +11,7 @@ mod opencl_bench;
 mod peer;
 mod report;
 mod scaling_bench;
+mod socket_bridge;
 mod transport_bench;
 
 use std::path::PathBuf;
@@ -21,7 +23,7 @@ use clap::{Parser, Subcommand};
 #[command(
     version,
     about,
-    after_help = "Examples:\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench groups --quick\n  ava-bench scaling --quick --json scaling.json --svg docs/scaling.svg\n  ava-bench idle --quick\n  ava-bench clpeak --heap-size 1610612736\n  ava-bench clpeak -- --transfer-bandwidth --kernel-latency\n  ava-bench cuda --quick --native-lib target/release/libava_cuda_standin.so"
+    after_help = "Examples:\n  ava-bench all --quick --out bench-report\n  ava-bench transport --quick\n  ava-bench transport --json results.json\n  ava-bench opencl --quick\n  ava-bench opencl --quick --transport tcp\n  ava-bench groups --quick\n  ava-bench scaling --quick --json scaling.json --svg docs/scaling.svg\n  ava-bench idle --quick\n  ava-bench clpeak --heap-size 1610612736\n  ava-bench clpeak -- --transfer-bandwidth --kernel-latency\n  ava-bench cuda --quick --native-lib target/release/libava_cuda_standin.so"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,6 +57,12 @@ enum Command {
         /// The host's OpenCL library (the native baseline).
         #[arg(long, default_value = "libOpenCL.so.1")]
         native_lib: String,
+        /// `shm`: the rings alone. `tcp`, `unix`: only the small call,
+        /// natively, over the rings and over that socket (through a socket
+        /// bridge to the same worker). Without it: every figure over the
+        /// rings, and the small call over TCP and a Unix socket as well.
+        #[arg(long, value_enum)]
+        transport: Option<opencl_bench::Transport>,
     },
     /// CUDA: a small call, empty-kernel launch + synchronize, 10,000
     /// asynchronous launches, and copies by size from pageable and
@@ -121,6 +129,18 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Every benchmark (transport, opencl, scaling, idle, and cuda on the
+    /// host's driver or, where there is none, the stand-in test double),
+    /// with a progress bar; writes DIR/results.json and DIR/report.md with
+    /// SVG plots, naming the machine.
+    All {
+        /// The quick form of every benchmark (about 3 minutes here).
+        #[arg(long)]
+        quick: bool,
+        /// Where the results, the report and the plots go.
+        #[arg(long, value_name = "DIR", default_value = "bench-report")]
+        out: PathBuf,
+    },
     /// The other side of a two-process measurement (started by the benchmark itself).
     #[command(hide = true)]
     Peer {
@@ -148,8 +168,9 @@ fn main() -> anyhow::Result<()> {
             quick,
             json,
             native_lib,
+            transport,
         } => {
-            let results = opencl_bench::run(quick, &native_lib)?;
+            let results = opencl_bench::run_with(quick, &native_lib, transport)?;
             report::print_table("opencl", &results);
             if let Some(path) = json {
                 report::write_json(&path, &results)?;
@@ -214,6 +235,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::All { quick, out } => all::run(quick, &out),
         Command::Peer { role, args } => peer::run(&role, &args),
     }
 }

@@ -1,6 +1,8 @@
 //! `ava-bench opencl`: the same OpenCL calls made natively (the host's
 //! `libOpenCL.so.1`) and remoted (`libava_opencl.so` over a region served by
-//! a real `ava-worker`), in one run, one beside the other.
+//! a real `ava-worker`), in one run, one beside the other; and the small
+//! call over TCP and a Unix socket too, through a socket bridge to the same
+//! worker (see [`crate::socket_bridge`]).
 
 use std::ffi::{CString, c_void};
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ remoting::generated! {
 use opencl::Api;
 
 use crate::report::{BenchResult, compare};
+use crate::socket_bridge::{self, Bridge, Kind};
 
 type Id = *mut c_void;
 
@@ -71,8 +74,8 @@ const CL_DEVICE_MAX_COMPUTE_UNITS: u32 = 0x1002;
 const CL_MEM_READ_WRITE: u64 = 1;
 const KERNEL: &str = "__kernel void touch(__global int* a) { a[get_global_id(0)] += 1; }";
 
-fn setup(cl: &Cl) -> anyhow::Result<Setup> {
-    let mut err = 0;
+/// The first device of the first platform.
+fn first_device(cl: &Cl) -> anyhow::Result<Id> {
     // SAFETY: every pointer passed points to a live local of the right type.
     unsafe {
         let mut platform: Id = std::ptr::null_mut();
@@ -91,6 +94,15 @@ fn setup(cl: &Cl) -> anyhow::Result<Setup> {
                 std::ptr::null_mut(),
             ),
         )?;
+        Ok(device)
+    }
+}
+
+fn setup(cl: &Cl) -> anyhow::Result<Setup> {
+    let mut err = 0;
+    let device = first_device(cl)?;
+    // SAFETY: every pointer passed points to a live local of the right type.
+    unsafe {
         let ctx = cl!(cl, clCreateContext)(
             std::ptr::null(),
             1,
@@ -208,11 +220,16 @@ fn time_queries(cl: &Cl, s: &Setup, n: usize) -> anyhow::Result<Histogram<u64>> 
 
 /// The small call every benchmark times: one device query.
 fn query(cl: &Cl, s: &Setup) -> anyhow::Result<()> {
+    query_device(cl, s.device)
+}
+
+/// [`query`] of `device`.
+fn query_device(cl: &Cl, device: Id) -> anyhow::Result<()> {
     let mut units = 0u32;
     // SAFETY: `units` is a live u32, its size is passed.
     check("clGetDeviceInfo", unsafe {
         cl!(cl, clGetDeviceInfo)(
-            s.device,
+            device,
             CL_DEVICE_MAX_COMPUTE_UNITS,
             4,
             (&mut units as *mut u32).cast(),
@@ -437,14 +454,101 @@ pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-/// Runs the OpenCL benchmark.
+/// Which transport carries the remoted small call besides the rings
+/// (`ava-bench opencl --transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// The shared-memory rings alone: every figure, natively and remoted.
+    Shm,
+    /// The small call over TCP (through the socket bridge), beside the
+    /// same call natively and over the rings; nothing else.
+    Tcp,
+    /// The small call over a Unix socket (through the socket bridge),
+    /// beside the same call natively and over the rings; nothing else.
+    Unix,
+}
+
+/// `n` device queries made by a guest process whose region is `region`
+/// (a socket bridge's private one), timed one by one.
+fn bridged_queries(region: &Path, n: usize) -> anyhow::Result<Histogram<u64>> {
+    let out = socket_bridge::peer_command("query-guest", &[&n.to_string()])?
+        .env("AVA_REGION", region)
+        // Waiting for a reply as a socket client does, blocked: a short
+        // spin, then asleep on the response ring's bell. A guest that
+        // spins instead holds a core that the bridge's threads, the
+        // worker and the socket need (this machine may have two).
+        .env("AVA_WAIT", "idle")
+        .output()
+        .context("starting the bridged guest")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "the bridged guest failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = text
+        .split_whitespace()
+        .skip_while(|w| *w != "latencies_ns")
+        .nth(1)
+        .context("no latencies from the bridged guest")?;
+    let mut h = histogram();
+    for v in list.split(',') {
+        h.record(v.parse()?)?;
+    }
+    Ok(h)
+}
+
+/// The guest of the socket baseline: the guest library in this process
+/// (its region in `AVA_REGION`), timing `n` device queries one by one
+/// after a tenth as many for warm-up; prints their latencies (ns). It
+/// makes no other call than finding the device: nothing that moves bulk
+/// data, which cannot cross a socket bridge.
+pub fn query_guest_role(n: usize) -> anyhow::Result<()> {
+    let remote = Cl::load(&sibling("libava_opencl.so")?)?;
+    let device = first_device(&remote)?;
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n + n / 10 {
+        let t = Instant::now();
+        query_device(&remote, device)?;
+        let ns = t.elapsed().as_nanos() as u64;
+        if i >= n / 10 {
+            lat.push(ns.max(1).to_string());
+        }
+    }
+    println!("latencies_ns {}", lat.join(","));
+    Ok(())
+}
+
+/// Runs the OpenCL benchmark, with the small call also measured over TCP
+/// and over a Unix socket.
 pub fn run(quick: bool, native_lib: &str) -> anyhow::Result<Vec<BenchResult>> {
+    run_with(quick, native_lib, None)
+}
+
+/// Runs the OpenCL benchmark. Without a `transport`, as [`run`] does;
+/// with one, see [`Transport`].
+pub fn run_with(
+    quick: bool,
+    native_lib: &str,
+    transport: Option<Transport>,
+) -> anyhow::Result<Vec<BenchResult>> {
+    let sockets = match transport {
+        None => vec![Kind::Tcp, Kind::Unix],
+        Some(Transport::Shm) => vec![],
+        Some(Transport::Tcp) => vec![Kind::Tcp],
+        Some(Transport::Unix) => vec![Kind::Unix],
+    };
+    // One socket chosen: the small call only, natively, over the rings
+    // (the baseline) and over that socket.
+    let only_query = !matches!(transport, None | Some(Transport::Shm));
     let region = PathBuf::from(format!("/dev/shm/ava-bench-opencl-{}", std::process::id()));
     let _ = std::fs::remove_file(&region);
+    // The bridges' worker side claims channels of its own.
+    let channels = if sockets.is_empty() { "2" } else { "8" };
     let child = Command::new(sibling("ava-worker")?)
         .arg("--region")
         .arg(&region)
-        .args(["--arena-size", "67108864", "--channels", "2"])
+        .args(["--arena-size", "67108864", "--channels", channels])
         .env("AVA_LOG", "warn")
         .spawn()
         .context("starting ava-worker")?;
@@ -469,24 +573,98 @@ pub fn run(quick: bool, native_lib: &str) -> anyhow::Result<Vec<BenchResult>> {
     let rounds = 4;
     let (mut na, mut ra, mut copies) = (Acc::new(), Acc::new(), Acc::new());
     let (src, mut dst) = (vec![7u8; MAX_SIZE], vec![1u8; MAX_SIZE]);
+    // The socket baseline: per socket, a bridge pair, the small call
+    // through it and the bare socket round trip.
+    let bridges = sockets
+        .iter()
+        .map(|&k| Ok((k, Bridge::start(k, &region)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut over: Vec<(Histogram<u64>, Histogram<u64>)> =
+        bridges.iter().map(|_| (histogram(), histogram())).collect();
+    let nq = if quick { 5_000 } else { 50_000 } / rounds;
+    let mut socket_failed: Vec<Option<String>> = bridges.iter().map(|_| None).collect();
     for r in 0..rounds {
         eprintln!(
-            "[round {}/{rounds}] native ({native_lib}), then remoted (over {})",
+            "[round {}/{rounds}] native ({native_lib}), then remoted (over {}){}",
             r + 1,
-            region.display()
+            region.display(),
+            if sockets.is_empty() {
+                ""
+            } else {
+                ", then small calls over sockets"
+            }
         );
-        measure(&native, &ns, &mut na, quick, rounds)?;
-        measure(&remote, &rs, &mut ra, quick, rounds)?;
-        memcpy_round(&mut copies, &src, &mut dst, quick, rounds);
+        if only_query {
+            na.query.add(&time_queries(&native, &ns, nq)?)?;
+            ra.query.add(&time_queries(&remote, &rs, nq)?)?;
+        } else {
+            measure(&native, &ns, &mut na, quick, rounds)?;
+            measure(&remote, &rs, &mut ra, quick, rounds)?;
+            memcpy_round(&mut copies, &src, &mut dst, quick, rounds);
+        }
+        for (((kind, bridge), (call, rtt)), failed) in
+            bridges.iter().zip(&mut over).zip(&mut socket_failed)
+        {
+            if failed.is_some() {
+                continue;
+            }
+            // A socket that fails loses its own figures, not the run's.
+            let r = bridged_queries(&bridge.region, nq).and_then(|c| {
+                call.add(&c)?;
+                rtt.add(&socket_bridge::socket_rtt(*kind, 8, nq)?)?;
+                Ok(())
+            });
+            if let Err(e) = r {
+                eprintln!("the small call over {} failed: {e:#}", kind.name());
+                *failed = Some(format!("{e:#}"));
+            }
+        }
     }
-    let mut results = na.results("native");
-    results.extend(ra.results("remoted"));
-    // One plain memcpy of each size: the limit a single copy sets, which
-    // the remoted in-place reads and writes approach.
-    for (name, bytes, secs) in &copies.bw {
-        results.push(BenchResult::value(name, "B/s", *bytes as f64 / secs));
+    drop(bridges);
+    let mut results = if only_query {
+        vec![
+            BenchResult::latency("query_native", &na.query),
+            BenchResult::latency("query_remoted", &ra.query),
+        ]
+    } else {
+        let mut results = na.results("native");
+        results.extend(ra.results("remoted"));
+        // One plain memcpy of each size: the limit a single copy sets, which
+        // the remoted in-place reads and writes approach.
+        for (name, bytes, secs) in &copies.bw {
+            results.push(BenchResult::value(name, "B/s", *bytes as f64 / secs));
+        }
+        results.extend(launch_latency(&region, quick)?);
+        results
+    };
+    // Over a socket: the small call (ratio: socket over rings, the rings'
+    // advantage), the bare round trip of 8 bytes (ratio: against the whole
+    // call over the rings), and what the bridge adds to them (its two
+    // extra ring round trips and the framing).
+    for ((kind, (call, rtt)), failed) in sockets.iter().zip(&over).zip(&socket_failed) {
+        let k = kind.name();
+        if let Some(why) = failed {
+            eprintln!("no figures over {k}: {why}");
+            continue;
+        }
+        let (call_name, rtt_name) = (format!("query_remoted_{k}"), format!("{k}_rtt_8B"));
+        results.push(BenchResult::latency(&call_name, call));
+        compare(&mut results, &call_name, "query_remoted");
+        results.push(BenchResult::latency(&rtt_name, rtt));
+        compare(&mut results, &rtt_name, "query_remoted");
+        let p50 = |n: &str| {
+            results
+                .iter()
+                .find(|r| r.name == n)
+                .map_or(0.0, |r| r.value)
+        };
+        let extra = p50(&call_name) - p50(&rtt_name) - p50("query_remoted");
+        results.push(BenchResult::value(
+            &format!("{k}_bridge_extra"),
+            "ns",
+            extra,
+        ));
     }
-    results.extend(launch_latency(&region, quick)?);
     let names: Vec<String> = results
         .iter()
         .filter_map(|r| r.name.strip_suffix("_remoted").map(str::to_string))

@@ -21,6 +21,8 @@ pub const PONG: usize = 128;
 pub const MSG: usize = 64;
 /// The peers spin: each owns a core.
 pub const WAIT: WaitStrategy = WaitStrategy::LOW_LATENCY;
+/// The core argument of a peer that is pinned to no core.
+pub const ANY_CORE: &str = "any";
 
 /// Pins the calling thread to `core`.
 pub fn pin(core: usize) -> anyhow::Result<()> {
@@ -43,10 +45,13 @@ pub fn spawn(role: &str, core: usize, args: &[String]) -> anyhow::Result<Child> 
     Ok(child)
 }
 
-/// The peer's main: `args[0]` is its core, the rest depend on the role.
+/// The peer's main: `args[0]` is its core (or [`ANY_CORE`]), the rest
+/// depend on the role.
 pub fn run(role: &str, args: &[String]) -> anyhow::Result<()> {
-    let core: usize = args.first().context("core")?.parse()?;
-    pin(core)?;
+    let core = args.first().context("core")?;
+    if core != ANY_CORE {
+        pin(core.parse()?)?;
+    }
     let rest = &args[1..];
     let arg = |i: usize| rest.get(i).map(String::as_str).context("missing argument");
     match role {
@@ -56,13 +61,15 @@ pub fn run(role: &str, args: &[String]) -> anyhow::Result<()> {
         "arena-sink" => arena_sink(Path::new(arg(0)?), Path::new(arg(1)?)),
         "unix-echo" => {
             let s = std::os::unix::net::UnixStream::connect(arg(0)?)?;
-            socket_echo(s)
+            socket_echo(s, echo_size(rest)?)
         }
         "tcp-echo" => {
             let s = std::net::TcpStream::connect(arg(0)?)?;
             s.set_nodelay(true)?;
-            socket_echo(s)
+            socket_echo(s, echo_size(rest)?)
         }
+        "bridge-worker-side" | "bridge-guest-side" => crate::socket_bridge::peer_role(role, rest),
+        "query-guest" => crate::opencl_bench::query_guest_role(arg(0)?.parse()?),
         "opencl-guest" => crate::opencl_bench::guest_role(arg(0)?.parse()?, arg(1)?.parse()?),
         "idle-guest" => crate::opencl_bench::idle_guest_role(arg(0)?.parse()?),
         "scaling-guest" => crate::opencl_bench::scaling_guest_role(arg(0)?.parse()?),
@@ -180,8 +187,13 @@ fn raw_sink(
     Ok(())
 }
 
-fn socket_echo<S: Read + Write>(mut s: S) -> anyhow::Result<()> {
-    let mut buf = [0u8; MSG];
+/// The message size of an echo peer: its second argument, or [`MSG`].
+fn echo_size(args: &[String]) -> anyhow::Result<usize> {
+    Ok(args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(MSG))
+}
+
+fn socket_echo<S: Read + Write>(mut s: S, size: usize) -> anyhow::Result<()> {
+    let mut buf = vec![0u8; size];
     loop {
         if let Err(e) = s.read_exact(&mut buf) {
             return if e.kind() == std::io::ErrorKind::UnexpectedEof {

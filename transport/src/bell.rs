@@ -126,7 +126,16 @@ impl Bell {
     /// re-check its ring (with a sequentially consistent load), and call
     /// [`Bell::sleep`] only if it is empty, or [`Bell::awake`] if not.
     pub fn announce(&self) {
-        self.word().store(SLEEPING, Ordering::SeqCst);
+        // Still announced since the last barrier (a sleep that timed out,
+        // and no producer rang since): a producer that published before
+        // that barrier is visible to the re-check, and one that publishes
+        // after it finds the word sleeping, so no new barrier is needed.
+        // Idle consumers wake on their timeouts many times a second; this
+        // keeps those wake-ups free of the barrier's inter-processor
+        // interrupts.
+        if self.word().swap(SLEEPING, Ordering::SeqCst) == SLEEPING {
+            return;
+        }
         if asymmetric() {
             // Producers that only fence for the compiler: their stores are
             // now visible, and their next loads see the announcement.
@@ -141,7 +150,10 @@ impl Bell {
 
     /// The consumer, after [`Bell::announce`] and a re-check that found
     /// nothing: sleeps until woken or `timeout` (returns at once if the
-    /// producer rang in between). Then marks itself awake.
+    /// producer rang in between). A producer that rang marked it awake; a
+    /// sleep that timed out leaves the word announced (the first producer
+    /// to publish then rings once), so that the next [`Bell::announce`]
+    /// needs no barrier.
     pub fn sleep(&self, timeout: Duration) {
         let ts = nix::libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as nix::libc::time_t,
@@ -163,7 +175,11 @@ impl Bell {
                 0u32,
             );
         }
-        self.awake();
+        // Rung from a VM while the timeout struck: awake now (the
+        // doorbell thread's wake finds nobody, harmlessly).
+        let _ = self
+            .word()
+            .compare_exchange(RUNG, AWAKE, Ordering::SeqCst, Ordering::Relaxed);
     }
 
     /// The producer, after publishing: wakes the consumer if it announced
@@ -284,6 +300,11 @@ mod tests {
         let t = Instant::now();
         bell.sleep(Duration::from_millis(30));
         assert!(t.elapsed() >= Duration::from_millis(25));
+        // Nobody rang: still announced, so the next announce needs no
+        // barrier, and the first producer to publish rings (once).
+        assert_eq!(bell.word().load(Ordering::Relaxed), SLEEPING);
+        assert!(bell.ring());
         assert_eq!(bell.word().load(Ordering::Relaxed), AWAKE);
+        assert!(!bell.ring());
     }
 }
