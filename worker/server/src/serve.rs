@@ -34,7 +34,10 @@ const CHANNEL_IDLE_SLEEP: Duration = Duration::from_millis(500);
 /// Longest sleep of a region's thread when nothing changes: how soon it
 /// attaches a channel that a guest in a VM (which cannot ring) claims, and
 /// looks for dead guests.
-const REGION_IDLE_SLEEP: Duration = Duration::from_millis(50);
+const REGION_IDLE_SLEEP: Duration = Duration::from_millis(100);
+/// How often the worker's heartbeat advances in each region (guests take
+/// a worker whose heartbeat stands still for seconds for gone).
+const HEARTBEAT_PERIOD: Duration = Duration::from_millis(250);
 
 /// No API chosen yet on a channel (no hello accepted).
 const NO_API: usize = usize::MAX;
@@ -564,7 +567,7 @@ pub fn serve(
                 for r in beating {
                     r.beat_worker();
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(HEARTBEAT_PERIOD);
             }
         });
         for (i, region) in regions.iter().enumerate() {
