@@ -174,10 +174,19 @@ pub fn supervise(
         }
         // Channel threads come and go with guests; glibc gives threads
         // arenas of their own (up to 8 per core), whose freed memory
-        // fragments and stays resident. Two arenas keep an executor's
-        // memory flat over guests' lifetimes (unless the operator chose).
-        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-            c.env("MALLOC_ARENA_MAX", "2");
+        // fragments and stays resident. Two arenas, and large blocks (a
+        // driver's buffers) always mapped on their own and unmapped when
+        // freed (a fixed threshold: glibc otherwise raises it after each
+        // such free, and later large blocks then grow the arenas), keep
+        // an executor's memory flatter over guests' lifetimes. The
+        // operator's own settings win.
+        for (var, value) in [
+            ("MALLOC_ARENA_MAX", "2"),
+            ("MALLOC_MMAP_THRESHOLD_", "131072"),
+        ] {
+            if std::env::var_os(var).is_none() {
+                c.env(var, value);
+            }
         }
         let started = Instant::now();
         let mut child = c.spawn()?;
