@@ -187,41 +187,34 @@ impl Bell {
     /// (the busy path).
     #[inline]
     pub fn ring(&self) -> bool {
-        let w = self.word();
-        if let Some(d) = &self.remote {
+        match &self.remote {
             // From a VM: the word says that the doorbell was rung, and the
             // worker's doorbell thread does the futex wake.
-            if w.load(Ordering::SeqCst) == SLEEPING
-                && w.compare_exchange(SLEEPING, RUNG, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_ok()
-            {
-                d.ring();
-                return true;
-            }
-            return false;
+            Some(d) if self.take(SLEEPING, RUNG) => d.ring(),
+            None if self.take(SLEEPING, AWAKE) => self.wake(),
+            _ => return false,
         }
-        if w.load(Ordering::SeqCst) == SLEEPING
-            && w.compare_exchange(SLEEPING, AWAKE, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.wake();
-            return true;
-        }
-        false
+        true
     }
 
     /// The worker, on a doorbell from a VM: wakes the consumer if a
     /// producer in the VM rang for it ([`RUNG`]). Returns whether it did.
     pub fn wake_rung(&self) -> bool {
-        let w = self.word();
-        if w.load(Ordering::SeqCst) == RUNG
-            && w.compare_exchange(RUNG, AWAKE, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-        {
+        let rung = self.take(RUNG, AWAKE);
+        if rung {
             self.wake();
-            return true;
         }
-        false
+        rung
+    }
+
+    /// Moves the word from `from` to `to`, if it holds `from` (a load
+    /// first: the busy path, where it does not, writes nothing).
+    #[inline]
+    fn take(&self, from: u32, to: u32) -> bool {
+        let w = self.word();
+        w.load(Ordering::SeqCst) == from
+            && w.compare_exchange(from, to, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Wakes one thread sleeping on the word.

@@ -15,11 +15,27 @@ use std::time::Duration;
 
 use crate::{LivenessTracker, Region, RegionConfig, Shm, layout};
 
-/// The fuzz target's input, decoded and exercised on a fresh region of two
-/// channels in a temporary directory: the first byte says whether a guest
-/// holds a channel (with a message queued) first; then 12-byte records,
+/// The fuzz target's input, decoded and given to [`run_writes`]: the first
+/// byte says whether a guest holds a channel first; then 12-byte records,
 /// an offset (u32, little-endian) and the value stored there (u64).
 pub fn run(data: &[u8]) {
+    let (first, rest) = data.split_first().unwrap_or((&0, &[]));
+    let writes: Vec<(u32, u64)> = rest
+        .chunks_exact(12)
+        .map(|c| {
+            (
+                u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
+                u64::from_le_bytes(c[4..].try_into().expect("8 bytes")),
+            )
+        })
+        .collect();
+    run_writes(first & 1 == 1, &writes);
+}
+
+/// [`exercise`] on a fresh region of two channels in a temporary
+/// directory, where a guest first holds a channel with a message queued if
+/// `claim`. Returns how many channels the worker could attach.
+pub fn run_writes(claim: bool, writes: &[(u32, u64)]) -> usize {
     let dir = tempfile_dir();
     let path = dir.join("region");
     let config = RegionConfig {
@@ -30,27 +46,18 @@ pub fn run(data: &[u8]) {
         heap_size: 4096,
     };
     let region = Region::create(&path, &config).expect("region");
-    let (first, rest) = data.split_first().unwrap_or((&0, &[]));
-    let guest = (first & 1 == 1).then(|| {
+    let guest = claim.then(|| {
         let mut g = region.claim().expect("claim");
         let _ = g.tx.try_send(b"hello");
         g
     });
-    let writes: Vec<(u32, u64)> = rest
-        .chunks_exact(12)
-        .map(|c| {
-            (
-                u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
-                u64::from_le_bytes(c[4..].try_into().expect("8 bytes")),
-            )
-        })
-        .collect();
     let shm = Shm::map(&path, None).expect("map");
-    exercise(&region, &shm, &writes);
+    let attached = exercise(&region, &shm, writes);
     drop(guest);
     drop(region);
     drop(shm);
     let _ = std::fs::remove_dir_all(&dir);
+    attached
 }
 
 /// A fresh private directory under the system's temporary directory.
@@ -68,9 +75,9 @@ fn tempfile_dir() -> std::path::PathBuf {
 
 /// Stores each `(offset, value)` of `writes` as a u64 into the words a
 /// guest can write (the region header's page and every channel's control
-/// page; `offset` is taken modulo their size and aligned), then runs every
-/// worker-side operation on the region at `path` (one of `region`'s
-/// geometry). Returns how many channels the worker could attach.
+/// page; `offset` is taken modulo their size and aligned) through `shm`,
+/// a mapping of `region`'s file, then runs every worker-side operation on
+/// `region`. Returns how many channels the worker could attach.
 pub fn exercise(region: &Region, shm: &Shm, writes: &[(u32, u64)]) -> usize {
     let header = *region.header();
     let mut pages = vec![0usize];

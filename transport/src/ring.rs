@@ -161,9 +161,9 @@ pub struct Producer {
     bell: Option<Bell>,
     /// Whether the last message published woke the consumer.
     woke: bool,
-    /// The counters found at creation were inconsistent (the consumer's
-    /// ahead of the producer's, or further behind than the ring holds): a
-    /// hostile peer wrote them, and every send fails as corrupt.
+    /// The counters found at creation were not those of a ring in use
+    /// (see [`inconsistent`]): every send fails as corrupt, before the
+    /// free space is ever computed from them.
     poisoned: bool,
 }
 
@@ -187,7 +187,7 @@ impl Producer {
             mem,
             size: layout.size,
             head,
-            cached_tail: if poisoned { head } else { tail },
+            cached_tail: tail,
             owner,
         }
     }

@@ -8,6 +8,7 @@
 use proptest::prelude::*;
 use transport::{Region, RegionConfig, Shm};
 
+/// The geometry `transport::hostile` exercises.
 fn config() -> RegionConfig {
     RegionConfig {
         channels: 2,
@@ -39,18 +40,8 @@ proptest! {
         writes in prop::collection::vec((any::<u32>(), value()), 0..24),
         claim in any::<bool>(),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("region");
-        let region = Region::create(&path, &config()).unwrap();
         // Sometimes a guest holds a channel (with a message queued) first.
-        let guest = claim.then(|| {
-            let mut g = region.claim().unwrap();
-            let _ = g.tx.try_send(b"hello");
-            g
-        });
-        let shm = Shm::map(&path, None).unwrap();
-        transport::hostile::exercise(&region, &shm, &writes);
-        drop(guest);
+        transport::hostile::run_writes(claim, &writes);
     }
 }
 
@@ -58,12 +49,7 @@ proptest! {
 /// if it wrote outside the control pages' words it means to).
 #[test]
 fn with_no_writes_a_claimed_channel_is_attached() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("region");
-    let region = Region::create(&path, &config()).unwrap();
-    let _guest = region.claim().unwrap();
-    let shm = Shm::map(&path, None).unwrap();
-    assert_eq!(transport::hostile::exercise(&region, &shm, &[]), 1);
+    assert_eq!(transport::hostile::run_writes(true, &[]), 1);
 }
 
 /// Found by the property test above: a guest that stores its response

@@ -333,7 +333,7 @@ impl Connection {
             let mut inner = conn.inner.lock().unwrap_or_else(|p| p.into_inner());
             inner.send(&conn, &crate::hello_message(api))?;
             let mut reply = Vec::new();
-            inner.wait_reply_until(&conn, 0, &mut reply, Some(Instant::now() + limit))?;
+            inner.wait_reply_until(&conn, 0, &mut reply, Some(limit))?;
             let (h, mut d) = Decoder::new(&reply)?;
             match Status::from_u32(h.flags) {
                 Some(Status::Ok) => {}
@@ -676,17 +676,17 @@ impl Inner {
         self.wait_reply_until(conn, call_id, out, None)
     }
 
-    /// [`Inner::wait_reply`], failing with [`CallError::Unanswered`] once
-    /// `deadline` passes (calls that the worker may take long to answer
-    /// have none: a kernel may run for minutes).
+    /// [`Inner::wait_reply`], failing with [`CallError::Unanswered`] after
+    /// `limit` (calls that the worker may take long to answer have none: a
+    /// kernel may run for minutes; nor does a call pay for a clock read).
     fn wait_reply_until(
         &mut self,
         conn: &Connection,
         call_id: u64,
         out: &mut Vec<u8>,
-        deadline: Option<Instant>,
+        limit: Option<Duration>,
     ) -> Result<(), CallError> {
-        let started = Instant::now();
+        let deadline = limit.map(|l| (Instant::now() + l, l));
         // The call woke a sleeping worker thread, which the kernel may run
         // on this core: yield instead of spinning on it.
         let wait = if self.ch.tx.woke_consumer() {
@@ -712,8 +712,10 @@ impl Inner {
             }
             if backoff.is_sleeping() {
                 watch.look(&self.ch, conn.worker_timeout)?;
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(CallError::Unanswered(started.elapsed()));
+                if let Some((at, limit)) = deadline
+                    && Instant::now() >= at
+                {
+                    return Err(CallError::Unanswered(limit));
                 }
                 // Sharing the worker's kernel, the guest sleeps until the
                 // worker rings (a reply, or a look at the heartbeat every
