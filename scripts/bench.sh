@@ -5,7 +5,8 @@
 # idle cost, CUDA on the host's driver or the stand-in test double), which
 # writes bench-report/results.json and bench-report/report.md with plots;
 # then clpeak (all of its tests) natively and remoted.
-# Arguments are passed to `ava-bench all` (e.g. --quick, --out DIR).
+# Arguments are passed to `ava-bench all` (e.g. --quick, --out DIR,
+# --docs FILE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh

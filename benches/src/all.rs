@@ -1,6 +1,8 @@
 //! `ava-bench all`: every benchmark in one run, with a progress bar, into
 //! `DIR/results.json` and `DIR/report.md` with SVG plots. Every figure sits
 //! beside its baseline from the same run, and the report names the machine.
+//! With `--docs FILE` the same report also becomes the documentation's
+//! results page (`docs/benchmarks.md` is written this way, never by hand).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -101,8 +103,9 @@ fn cuda_driver() -> (String, Option<String>) {
     )
 }
 
-/// Runs every benchmark and writes the results and the report into `out`.
-pub fn run(quick: bool, out: &Path) -> anyhow::Result<()> {
+/// Runs every benchmark and writes the results and the report into `out`,
+/// and the documentation's results page into `docs` when given.
+pub fn run(quick: bool, out: &Path, docs: Option<&Path>) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let machine = machine();
     let (cuda_lib, cuda_note) = cuda_driver();
@@ -179,16 +182,85 @@ pub fn run(quick: bool, out: &Path) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&doc)?,
     )?;
     let plots = write_plots(out, &sections)?;
-    std::fs::write(
-        out.join("report.md"),
-        report(&machine, quick, &sections, &plots),
-    )?;
+    let mut page = format!(
+        "# Benchmark report\n\nWritten by `ava-bench all{}`; every ratio compares a figure with its baseline measured in the same run.\n\n",
+        if quick { " --quick" } else { "" }
+    );
+    page += &report(&machine, &sections, &plots, "");
+    std::fs::write(out.join("report.md"), page)?;
     eprintln!(
         "wrote {} and {}",
         out.join("results.json").display(),
         out.join("report.md").display()
     );
+    if let Some(docs) = docs {
+        std::fs::write(
+            docs,
+            docs_page(&machine, quick, &sections, &plots, out, docs)?,
+        )?;
+        eprintln!("wrote {}", docs.display());
+    }
     Ok(())
+}
+
+/// The documentation's results page: how it was made and how to reproduce
+/// it, then the report with its plots linked from where the page lies.
+fn docs_page(
+    m: &Machine,
+    quick: bool,
+    sections: &[Section],
+    plots: &[(String, String)],
+    out: &Path,
+    docs: &Path,
+) -> anyhow::Result<String> {
+    let page_dir = std::path::absolute(docs)?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let out_abs = std::path::absolute(out)?;
+    // Links from the page into DIR: relative when DIR is under the page's
+    // folder, absolute otherwise.
+    let link = match out_abs.strip_prefix(&page_dir) {
+        Ok(rel) if rel.as_os_str().is_empty() => String::new(),
+        Ok(rel) => format!("{}/", rel.display()),
+        Err(_) => format!("{}/", out_abs.display()),
+    };
+    let total: f64 = sections.iter().map(|s| s.seconds).sum();
+    let mut o = String::new();
+    let _ = writeln!(o, "# Benchmark results\n");
+    let _ = writeln!(
+        o,
+        "<!-- Written by `ava-bench all{q} --out {out} --docs {docs}`; do not edit: run it again. -->\n",
+        q = if quick { " --quick" } else { "" },
+        out = out.display(),
+        docs = docs.display(),
+    );
+    let _ = writeln!(
+        o,
+        "Every benchmark of `ava-bench all{q}` in one run ({total:.0} s), on the machine named below. \
+         Each figure sits beside its baseline measured in the same run (alternating rounds where a \
+         baseline is a native run), so a ratio holds on this machine even where the absolute figures \
+         move with its load. The machine-readable results are [{link}results.json]({link}results.json).\n",
+        q = if quick { " --quick" } else { "" },
+    );
+    let _ = writeln!(
+        o,
+        "To reproduce on your machine (builds what it needs, then also runs clpeak natively and remoted):\n"
+    );
+    let _ = writeln!(
+        o,
+        "```sh\nbash scripts/bench.sh{q} --out {out} --docs {docs}\n```\n",
+        q = if quick { " --quick" } else { "" },
+        out = out.display(),
+        docs = docs.display(),
+    );
+    let _ = writeln!(
+        o,
+        "What each figure measures, the goals set for them, and earlier full runs of each benchmark \
+         with their discussion: [benchmark-notes.md](benchmark-notes.md).\n"
+    );
+    o += &report(m, sections, plots, &link);
+    Ok(o)
 }
 
 fn find<'a>(sections: &'a [Section], section: &str, name: &str) -> Option<&'a BenchResult> {
@@ -366,14 +438,9 @@ fn num(v: Option<f64>) -> String {
 
 /// The report: the machine, then each benchmark's table (each figure with
 /// its baseline and ratio from the same run), then the plots.
-fn report(m: &Machine, quick: bool, sections: &[Section], plots: &[(String, String)]) -> String {
+/// `link` is prefixed to the plots' file names.
+fn report(m: &Machine, sections: &[Section], plots: &[(String, String)], link: &str) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# Benchmark report\n");
-    let _ = writeln!(
-        o,
-        "Written by `ava-bench all{}`; every ratio compares a figure with its baseline measured in the same run.\n",
-        if quick { " --quick" } else { "" }
-    );
     let _ = writeln!(o, "| machine | |\n|---|---|");
     let _ = writeln!(o, "| CPU | {} |", m.cpu);
     let _ = writeln!(o, "| cores | {} |", m.cores);
@@ -413,7 +480,7 @@ fn report(m: &Machine, quick: bool, sections: &[Section], plots: &[(String, Stri
     if !plots.is_empty() {
         let _ = writeln!(o, "## Plots\n");
         for (file, caption) in plots {
-            let _ = writeln!(o, "![{caption}]({file})\n\n{caption}\n");
+            let _ = writeln!(o, "![{caption}]({link}{file})\n\n{caption}\n");
         }
     }
     o

@@ -140,6 +140,11 @@ enum Command {
         /// Where the results, the report and the plots go.
         #[arg(long, value_name = "DIR", default_value = "bench-report")]
         out: PathBuf,
+        /// Also write the documentation's results page from this run (the
+        /// report, with how to reproduce it and links into DIR), e.g.
+        /// `--out docs/report --docs docs/benchmarks.md`.
+        #[arg(long, value_name = "FILE")]
+        docs: Option<PathBuf>,
     },
     /// The other side of a two-process measurement (started by the benchmark itself).
     #[command(hide = true)]
@@ -235,7 +240,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::All { quick, out } => all::run(quick, &out),
+        Command::All { quick, out, docs } => all::run(quick, &out, docs.as_deref()),
         Command::Peer { role, args } => peer::run(&role, &args),
     }
 }
