@@ -140,9 +140,6 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// Set when a group that must run (one given at start) cannot: the
 /// supervisor then stops and exits with an error.
 static FAILED: AtomicBool = AtomicBool::new(false);
-/// Whether each group's regions get an ivshmem server (not
-/// `--no-ivshmem-server`).
-static IVSHMEM_SERVER: AtomicBool = AtomicBool::new(false);
 static RELOAD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(sig: nix::libc::c_int) {
@@ -269,7 +266,8 @@ struct Running {
 /// Opens `state`'s regions (taking their lease) and supervises its
 /// executor on a thread of its own. When the executor cannot start, the
 /// whole worker stops if `fatal` (the groups it started with), else the
-/// group alone.
+/// group alone. With `ivshmem_server` (not `--no-ivshmem-server`) each of
+/// its regions also gets QEMU's ivshmem server socket (doorbells).
 fn start_group(
     state: Arc<GroupState>,
     cmd: &ExecutorCommand,
@@ -277,6 +275,7 @@ fn start_group(
     ledger: &server::Ledger,
     table: PathBuf,
     fatal: bool,
+    ivshmem_server: bool,
 ) -> anyhow::Result<Running> {
     let regions: Vec<transport::Region> = state
         .group
@@ -290,7 +289,7 @@ fn start_group(
         cmd.common_args.push(format!("{name}={}", r.display()));
     }
     let (st, ledger, path) = (state.clone(), ledger.clone(), table.clone());
-    let doorbells = if IVSHMEM_SERVER.load(Ordering::Relaxed) {
+    let doorbells = if ivshmem_server {
         Some(server::Doorbells::start(&regions)?)
     } else {
         None
@@ -328,7 +327,6 @@ fn supervisor(cli: &Cli) -> anyhow::Result<()> {
         None => None,
     };
     let first = plan(cli, config.as_ref())?;
-    IVSHMEM_SERVER.store(!cli.no_ivshmem_server, Ordering::Relaxed);
     remove_stale_tables();
     let ledger_path = PathBuf::from(format!("/dev/shm/ava-ledger-{}", std::process::id()));
     let ledger = server::Ledger::create(&ledger_path)?;
@@ -385,6 +383,7 @@ fn supervisor(cli: &Cli) -> anyhow::Result<()> {
             &ledger,
             next_table(),
             true,
+            !cli.no_ivshmem_server,
         )?);
     }
     let shown = Arc::new(Mutex::new(
@@ -517,7 +516,16 @@ fn reload(
         }
         tracing::info!(group = %g.name, "configuration: starting the group");
         let state = Arc::new(GroupState::new(g, vms));
-        match start_group(state, cmd, region_config, ledger, next_table(), false) {
+        let ivshmem_server = !cli.no_ivshmem_server;
+        match start_group(
+            state,
+            cmd,
+            region_config,
+            ledger,
+            next_table(),
+            false,
+            ivshmem_server,
+        ) {
             Ok(r) => running.push(r),
             Err(e) => tracing::error!("configuration: cannot serve a group: {e:#}"),
         }
