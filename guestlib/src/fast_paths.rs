@@ -532,7 +532,9 @@ pub use crate::mapping::{map_buffer, unmap_mem_object};
 pub use crate::recorded::{
     clone_kernel, context_info, create_context, create_context_from_type, create_kernel,
     create_sub_buffer, launch_args_set, mem_object_info, set_kernel_arg,
+    set_kernel_arg_svm_pointer,
 };
+pub use crate::svm::{svm_alloc, svm_enqueue_free, svm_free, svm_memcpy, svm_migrate};
 
 /// `clGetProgramInfo(CL_PROGRAM_BINARIES)`: the answer is an array of
 /// pointers to the application's buffers, one per device of the program,

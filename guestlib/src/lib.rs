@@ -19,6 +19,7 @@ mod icd;
 mod images;
 mod mapping;
 mod recorded;
+mod svm;
 
 remoting::generated! {
     /// The generated OpenCL entry points and types.

@@ -470,6 +470,33 @@ pub unsafe fn set_kernel_arg(
     Some(rc)
 }
 
+/// `clSetKernelArgSVMPointer`, made, then the argument recorded as set if
+/// it was.
+///
+/// # Safety
+/// OpenCL's contract for `clSetKernelArgSVMPointer`.
+pub unsafe fn set_kernel_arg_svm_pointer(
+    kernel: opencl::cl_kernel,
+    arg_index: opencl::cl_uint,
+    arg_value: *const std::ffi::c_void,
+) -> Option<cl_int> {
+    if passing() {
+        return None;
+    }
+    // SAFETY: the caller's arguments, passed on.
+    let rc = passing_through(|| unsafe {
+        opencl::clSetKernelArgSVMPointer(kernel, arg_index, arg_value)
+    });
+    if rc == opencl::CL_SUCCESS
+        && let Some(k) = kernels()
+            .as_mut()
+            .and_then(|m| m.get_mut(&(kernel as usize)))
+    {
+        k.set.insert(arg_index);
+    }
+    Some(rc)
+}
+
 /// `clEnqueueNDRangeKernel`: a recorded kernel with an argument not set
 /// fails at once with `CL_INVALID_KERNEL_ARGS`; a launch that may be
 /// invalid otherwise (`crate::checks`) is made synchronously. `None` (the

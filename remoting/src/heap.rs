@@ -8,10 +8,10 @@
 //! cannot reach it. A guest can scribble over the heap's bytes, but those
 //! are only ever its own buffers' contents.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use transport::{Arena, ArenaAllocator, ArenaBlock};
+use transport::{Arena, ArenaAllocator, ArenaBlock, HeapView};
 
 /// Alignment of every buffer placed in the heap (a page: what device
 /// libraries ask of host pointers they use in place).
@@ -36,12 +36,25 @@ struct State {
     objects: HashMap<u64, (Placement, ArenaBlock)>,
 }
 
+/// Shared virtual memory: the heap's second view (at one address in the
+/// worker and in every guest process) and the allocations made in it.
+#[derive(Debug, Default)]
+struct Svm {
+    /// The view, once asked for (or why it could not be made).
+    view: Option<Result<HeapView, String>>,
+    /// Start address → (block, length asked for, tag).
+    allocs: BTreeMap<usize, (ArenaBlock, u64, u64)>,
+    /// Tags whose end the backend watches ([`Heap::svm_watch`]).
+    watched: std::collections::HashSet<u64>,
+}
+
 /// A region's buffer heap: its memory and the worker's allocator for it.
 /// Shared by every channel of the region.
 #[derive(Debug)]
 pub struct Heap {
     mem: Arena,
     state: Mutex<State>,
+    svm: Mutex<Svm>,
 }
 
 impl Heap {
@@ -53,7 +66,103 @@ impl Heap {
                 objects: HashMap::new(),
             }),
             mem,
+            svm: Mutex::new(Svm::default()),
         }
+    }
+
+    fn svm(&self) -> std::sync::MutexGuard<'_, Svm> {
+        self.svm.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Allocates `len` bytes of shared virtual memory aligned to `align`
+    /// (a power of two, at most [`HEAP_ALIGN`]; 0 for the default) for
+    /// the object `tag` (for OpenCL, the context): the address of the
+    /// heap's second view (the same in every process that maps it there)
+    /// and the allocation's offset in the heap. The view is made on first
+    /// use, at one of [`transport::SVM_HINTS`].
+    pub fn svm_alloc(&self, len: u64, align: u64, tag: u64) -> Result<(usize, u64), String> {
+        if align > HEAP_ALIGN || (align != 0 && !align.is_power_of_two()) {
+            return Err(format!(
+                "alignment {align}: shared virtual memory is aligned to at most {HEAP_ALIGN} bytes"
+            ));
+        }
+        let mut svm = self.svm();
+        if svm.view.is_none() {
+            let made = self
+                .mem
+                .map_at_one_of(&transport::SVM_HINTS)
+                .map_err(|e| e.to_string());
+            if let Ok(v) = &made {
+                tracing::debug!(
+                    base = format_args!("{:#x}", v.base()),
+                    "the heap's SVM view"
+                );
+            }
+            svm.view = Some(made);
+        }
+        let base = match svm.view.as_ref() {
+            Some(Ok(v)) => v.base(),
+            Some(Err(e)) => return Err(e.clone()),
+            None => unreachable!("made above"),
+        };
+        let (block, _) = self
+            .reserve(len)
+            .ok_or_else(|| format!("the heap has no room for {len} bytes"))?;
+        svm.allocs
+            .insert(base + block.offset as usize, (block, len, tag));
+        Ok((base, block.offset))
+    }
+
+    /// Frees the allocation that starts at `addr` (made for `tag`);
+    /// whether there was one.
+    pub fn svm_free(&self, addr: usize, tag: u64) -> bool {
+        let mut svm = self.svm();
+        match svm.allocs.get(&addr) {
+            Some((_, _, t)) if *t == tag => {}
+            _ => return false,
+        }
+        let (block, _, _) = svm.allocs.remove(&addr).expect("present");
+        drop(svm);
+        self.unreserve(block);
+        true
+    }
+
+    /// Whether the backend should start watching for the end of `tag`
+    /// (true once, until [`Heap::svm_free_all`] ends it).
+    pub fn svm_watch(&self, tag: u64) -> bool {
+        self.svm().watched.insert(tag)
+    }
+
+    /// Frees every allocation made for `tag` (its context is gone); how
+    /// many there were.
+    pub fn svm_free_all(&self, tag: u64) -> usize {
+        let mut svm = self.svm();
+        svm.watched.remove(&tag);
+        let gone: Vec<usize> = svm
+            .allocs
+            .iter()
+            .filter(|(_, (_, _, t))| *t == tag)
+            .map(|(a, _)| *a)
+            .collect();
+        let blocks: Vec<ArenaBlock> = gone
+            .iter()
+            .filter_map(|a| svm.allocs.remove(a).map(|(b, _, _)| b))
+            .collect();
+        drop(svm);
+        for b in &blocks {
+            self.unreserve(*b);
+        }
+        blocks.len()
+    }
+
+    /// The allocation that holds `[addr, addr + len)` (with `len` 0: `addr`
+    /// inside it or just past its end): its start and tag.
+    pub fn svm_find(&self, addr: usize, len: usize) -> Option<(usize, u64)> {
+        let svm = self.svm();
+        let (&start, &(_, size, tag)) = svm.allocs.range(..=addr).next_back()?;
+        let end = start.checked_add(size as usize)?;
+        let last = addr.checked_add(len)?;
+        (last <= end).then_some((start, tag))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -147,6 +256,40 @@ mod tests {
         .unwrap();
         let h = Heap::new(region.heap());
         (dir, h)
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "maps the region's file")]
+    fn svm_allocations_live_in_the_heaps_second_view_until_freed() {
+        let (_d, h) = heap(16 * HEAP_ALIGN);
+        let (base, off) = h.svm_alloc(100, 64, 7).unwrap();
+        assert!(transport::SVM_HINTS.contains(&base));
+        let a = base + off as usize;
+        assert_eq!(h.svm_find(a, 100), Some((a, 7)));
+        assert_eq!(h.svm_find(a + 50, 0), Some((a, 7)));
+        assert_eq!(h.svm_find(a + 100, 0), Some((a, 7)), "one past the end");
+        assert_eq!(h.svm_find(a + 50, 51), None, "past the end");
+        assert_eq!(h.svm_find(a - 1, 1), None);
+        // The bytes are the heap's: written in the view, read in the heap.
+        // SAFETY: inside the allocation, which is live.
+        unsafe { *(a as *mut u8) = 42 };
+        let mut b = [0u8];
+        h.mem.read(off, &mut b).unwrap();
+        assert_eq!(b[0], 42);
+        assert!(h.svm_alloc(1, 8192, 7).is_err(), "alignment above a page");
+        assert!(
+            h.svm_alloc(1, 3, 7).is_err(),
+            "alignment not a power of two"
+        );
+        assert!(!h.svm_free(a, 8), "another context's");
+        assert!(h.svm_free(a, 7));
+        assert!(!h.svm_free(a, 7), "freed twice");
+        assert_eq!(h.svm_find(a, 1), None);
+        let (_, o1) = h.svm_alloc(10, 0, 9).unwrap();
+        let (_, o2) = h.svm_alloc(10, 0, 9).unwrap();
+        assert_ne!(o1, o2);
+        assert_eq!(h.svm_free_all(9), 2);
+        assert_eq!(h.in_use(), 0);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 host: element-wise kernels, prefix sums (scans), pyopencl.array arithmetic
 and slicing, random numbers (pyopencl.clrandom, compared run against run
 by their statistics and by a second identical generator), sorting through
-a radix sort, and mapped buffers. Prints one line per feature; the output
-is the same natively and remoted."""
+a radix sort, mapped buffers, and shared virtual memory (a NumPy array
+in SVM, mapped, handed to a kernel, copied to and from). Prints one line per
+feature; the output is the same natively and remoted."""
 import numpy as np
 import pyopencl as cl
 import pyopencl.array as cl_array
@@ -64,5 +65,18 @@ mapped.base.release(queue)
 back = np.empty_like(host)
 cl.enqueue_copy(queue, back, buf)
 print("mapped buffer:", same and bool((back[:10] == -1).all()) and bool(np.array_equal(back[10:], host[10:])))
+queue.finish()
+
+svm_ary = cl.svm_empty(ctx, cl.svm_mem_flags.READ_WRITE, n, np.float32, alignment=0)
+svm = cl.SVM(svm_ary)
+with svm.map_rw(queue) as m:
+    m[:] = host
+twice = cl.Program(ctx, "__kernel void twice(__global float *a) { a[get_global_id(0)] *= 2; }").build()
+twice.twice(queue, svm_ary.shape, None, svm)
+copied = np.empty_like(host)
+cl.enqueue_copy(queue, copied, svm)
+with svm.map_ro(queue) as m:
+    in_svm = bool(np.array_equal(m, 2 * host))
+print("shared virtual memory:", in_svm and bool(np.array_equal(copied, 2 * host)))
 queue.finish()
 print("done")

@@ -18,9 +18,9 @@ pub const ARENA_ALIGN: u64 = 64;
 /// A channel's data arena, as seen by either side.
 #[derive(Debug, Clone)]
 pub struct Arena {
-    shm: Shm,
-    base: usize,
-    size: u64,
+    pub(crate) shm: Shm,
+    pub(crate) base: usize,
+    pub(crate) size: u64,
 }
 
 impl Arena {

@@ -33,6 +33,7 @@ pub mod bell;
 mod channel;
 pub mod doorbell;
 mod error;
+mod heap_view;
 pub mod hostile;
 pub mod layout;
 mod region;
@@ -45,6 +46,7 @@ pub use channel::{
     ChannelState, ChannelStatus, GuestChannel, Heartbeat, LivenessTracker, Ownership, WorkerChannel,
 };
 pub use error::{ArenaError, Error, RingError};
+pub use heap_view::{HeapView, SVM_HINTS};
 pub use region::{Region, RegionConfig};
 pub use ring::{Consumer, Producer, RECORD_HEADER, RingLayout};
 pub use shm::Shm;

@@ -8,6 +8,10 @@ use remoting::worker::{CallCtx, DispatchError};
 
 use crate::opencl::{self, Api, cl_kernel, cl_uint};
 
+pub use crate::svm::{
+    svm_alloc, svm_exec_info, svm_fill, svm_free, svm_kernel_arg, svm_map, svm_memcpy, svm_unmap,
+};
+
 const CL_KERNEL_ARG_ADDRESS_QUALIFIER: u32 = 0x1196;
 const CL_KERNEL_ARG_ADDRESS_GLOBAL: u32 = 0x119B;
 const CL_KERNEL_ARG_ADDRESS_CONSTANT: u32 = 0x119C;
@@ -94,7 +98,7 @@ pub const NOT_IN_HEAP: opencl::cl_int = 1;
 /// # Safety
 /// `object` is a live object of the kind `query` takes, and `T` is the
 /// type (and size) the driver writes for `param`.
-unsafe fn info<O, T: Default>(
+pub(crate) unsafe fn info<O, T: Default>(
     query: unsafe extern "C" fn(O, cl_uint, usize, *mut c_void, *mut usize) -> opencl::cl_int,
     object: O,
     param: cl_uint,
@@ -116,7 +120,7 @@ unsafe fn info<O, T: Default>(
 
 /// Whether every device of `context` is a CPU, whose buffers can live in
 /// ordinary (here: shared) memory given with `CL_MEM_USE_HOST_PTR`.
-fn cpu_context(api: &Api, context: opencl::cl_context) -> bool {
+pub(crate) fn cpu_context(api: &Api, context: opencl::cl_context) -> bool {
     let (Some(ctx_info), Some(dev_info)) = (api.clGetContextInfo, api.clGetDeviceInfo) else {
         return false;
     };

@@ -10,6 +10,7 @@ pub mod cuda_memory;
 pub mod guards;
 pub mod metrics;
 pub mod supervisor;
+pub mod svm;
 
 /// The serving core (`ava-server`), re-exported for the worker binary.
 pub use server;

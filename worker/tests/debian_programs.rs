@@ -102,7 +102,8 @@ fn pyopencl_script_both(tag: &str, script: &Path, extra_env: &[(&str, &str)], ex
 
 /// PyOpenCL's higher-level features (`samples/opencl/pyopencl_features.py`):
 /// element-wise kernels, inclusive and exclusive scans, array arithmetic,
-/// slices and dot products, `clrandom`, a radix sort and mapped buffers,
+/// slices and dot products, `clrandom`, a radix sort, mapped buffers and
+/// shared virtual memory,
 /// each checked against numpy: remoted equals native.
 #[test]
 fn pyopencl_features_remoted_equal_native() {
@@ -121,6 +122,7 @@ fn pyopencl_features_remoted_equal_native() {
             "random repeatable: True",
             "radix sort: True",
             "mapped buffer: True",
+            "shared virtual memory: True",
             "done",
         ],
     );

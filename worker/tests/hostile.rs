@@ -107,6 +107,11 @@ fn invalid_handles_sizes_and_nulls_get_opencl_errors() {
             .any(|l| l.contains("clSetKernelArg") && l.contains("call rejected")),
         "the guard refused the wild kernel argument:\n{log}"
     );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("clEnqueueSVMMemFill") && l.contains("call rejected")),
+        "the guard refused the wild SVM fill:\n{log}"
+    );
 }
 
 /// The guest side of `invalid_handles_sizes_and_nulls_get_opencl_errors`,
@@ -248,6 +253,45 @@ fn invalid_handles_guest_half() {
             ava_worker::opencl::CL_INVALID_KERNEL_ARGS
         );
         assert_eq!(cl!(g, clFinish)(q), 0);
+        // SVM pointers given to the worker must lie inside an SVM
+        // allocation of this region: the device follows them in the
+        // worker's process. Wild ones, ranges past an allocation's end and
+        // freed allocations are refused before any driver sees them.
+        let wild_ptr = wild as usize as *mut c_void;
+        assert_eq!(
+            cl!(g, clSetKernelArgSVMPointer)(k, 0, wild_ptr),
+            CL_INVALID_VALUE
+        );
+        let wild_list = [wild_ptr];
+        assert_eq!(
+            cl!(g, clSetKernelExecInfo)(k, 0x11B6, 8, wild_list.as_ptr().cast()),
+            CL_INVALID_VALUE
+        );
+        let pattern = 0u32;
+        let fill = |p: *mut c_void, size: usize| {
+            cl!(g, clEnqueueSVMMemFill)(
+                q,
+                p,
+                (&pattern as *const u32).cast(),
+                4,
+                size,
+                0,
+                std::ptr::null(),
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(fill(wild_ptr, 64), CL_INVALID_VALUE);
+        let svm = cl!(g, clSVMAlloc)(ctx, 1, 4096, 0);
+        assert!(!svm.is_null(), "an SVM allocation in the heap");
+        assert_eq!(fill(svm.cast::<u8>().add(4092).cast(), 8), CL_INVALID_VALUE);
+        assert_eq!(fill(svm, 4096), 0);
+        assert_eq!(cl!(g, clSetKernelArgSVMPointer)(k, 0, svm), 0);
+        assert_eq!(cl!(g, clFinish)(q), 0);
+        cl!(g, clSVMFree)(ctx, svm);
+        assert_eq!(
+            cl!(g, clSetKernelArgSVMPointer)(k, 0, svm),
+            CL_INVALID_VALUE
+        );
         // A live buffer works.
         assert_eq!(
             cl!(g, clSetKernelArg)(k, 0, 8, (&buf as *const Id).cast()),

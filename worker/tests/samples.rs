@@ -266,6 +266,26 @@ fn map_remoted_equals_native() {
     );
 }
 
+/// Shared virtual memory (`samples/opencl/svm.c`): a linked list and a
+/// pointer table built by the program in SVM memory and followed by
+/// kernels (one address on both sides), SVM copies (between allocations
+/// and with the program's memory), fills, maps, migration, frees by
+/// callback, and the errors of invalid calls: the same output remoted.
+#[test]
+fn svm_remoted_equals_native() {
+    check_sample(
+        "svm",
+        &[
+            "list walked by a kernel: 100 nodes, sum 5050",
+            "gathered through a pointer table: 500 430 360 290 220 150 80 10",
+            "fill, kernel, copy, copy in: b[0]=6 b[512]=100 b[527]=115 sum 7768",
+            "freed by the callback: 2",
+            "fine-grained allocation after the frees: ok",
+            "done",
+        ],
+    );
+}
+
 /// `CL_MEM_USE_HOST_PTR` (`samples/opencl/host_ptr.c`): the buffer's host
 /// pointer and flags are the program's, and mapping returns
 /// `host_ptr + offset` with the kernel's results there.

@@ -511,7 +511,9 @@ fn function(
             Arg::Buffer(b) => buffer_prepare(spec, opts, b, pn, &t, name, &n, o),
             Arg::Opaque => {
                 // User data of a callback becomes the worker's callback target;
-                // other opaque pointers mean nothing on the host.
+                // any other opaque pointer reaches the driver as the guest's
+                // value, untranslated (an address the driver follows needs a
+                // guard that checks it).
                 let cb = plan.args.iter().enumerate().find_map(|(j, x)| match x {
                     Arg::Callback {
                         callback,
@@ -536,10 +538,7 @@ fn function(
                         );
                     }
                     None => {
-                        let _ = writeln!(
-                            o,
-                            "    let {pn}: {t} = ::std::ptr::null_mut::<u8>() as {t};"
-                        );
+                        let _ = writeln!(o, "    let {pn}: {t} = {pn}_raw as usize as {t};");
                     }
                 }
             }
