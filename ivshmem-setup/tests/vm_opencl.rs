@@ -12,9 +12,10 @@
 //!   `ivshmem-setup install-icd` installs the guest library as a driver,
 //!   and `clinfo` prints exactly what it prints on the host, the ICD
 //!   loader section included.
-//! - `sample_in_vm_equals_native`: `samples/opencl/vm_vecadd.c` and
-//!   `vecadd.c` (both must exist), compiled on the host against `-lOpenCL`,
-//!   print the same in the VM as natively, and their channels are released
+//! - `sample_in_vm_equals_native`: `samples/opencl/vm_vecadd.c`,
+//!   `vecadd.c` and `svm.c` (shared virtual memory: the guest maps its
+//!   BAR's heap where the worker sees it), compiled on the host against
+//!   `-lOpenCL`, print the same in the VM as natively, and their channels are released
 //!   when they exit. Their buffers lived in the region's heap (read and
 //!   written in place through the BAR) and were freed.
 //! - `two_vms_share_one_worker_on_two_regions`: two VMs at once, each on its
@@ -117,6 +118,8 @@ struct Kit {
     native_sample: String,
     /// `vecadd` natively.
     native_vecadd: String,
+    /// `svm` (shared virtual memory) natively.
+    native_svm: String,
 }
 
 /// Which ivshmem device a VM gets.
@@ -255,6 +258,8 @@ fn kit() -> &'static Kit {
         assert!(native_sample.contains("vecadd OK"), "{native_sample}");
         let (idle_wake, _) = compile_and_run(&work, "idle_wake", &["1", "10"]);
         let (vecadd, native_vecadd) = compile_and_run(&work, "vecadd", &[]);
+        let (svm, native_svm) = compile_and_run(&work, "svm", &[]);
+        assert!(native_svm.contains("sum 5050"), "{native_svm}");
         assert!(
             native_vecadd.contains("mismatches: 0"),
             "{native_vecadd}"
@@ -290,6 +295,7 @@ fn kit() -> &'static Kit {
             format!("{}=/usr/bin/vm_vecadd", sample.display()),
             format!("{}=/usr/bin/vecadd", vecadd.display()),
             format!("{}=/usr/bin/idle_wake", idle_wake.display()),
+            format!("{}=/usr/bin/svm", svm.display()),
             format!("{}=/bin/ava-check-image", check.display()),
             format!("{}=/bin/ava-capture", capture.display()),
         ];
@@ -310,6 +316,7 @@ fn kit() -> &'static Kit {
             initrd,
             native_sample,
             native_vecadd,
+            native_svm,
         }
     })
 }
@@ -933,12 +940,19 @@ fn sample_in_vm_equals_native() {
         let shm = ShmFile::new("ocl-sample");
         create(&shm);
         let worker = Worker::start(&[shm.path()], dir.path(), "worker");
-        let cmd = format!("{} && ava-capture vecadd vecadd", sample_cmd());
+        let cmd = format!(
+            "{} && ava-capture vecadd vecadd && ava-capture svm svm",
+            sample_cmd()
+        );
         let vm = Vm::start(dir.path(), "sample", shm.path(), &cmd).finish();
         vm.assert_ok();
         let guest = vm.output("sample");
         assert_same("vm_vecadd", &kit().native_sample, &guest);
         assert_same("vecadd", &kit().native_vecadd, &vm.output("vecadd"));
+        // Shared virtual memory: the guest maps its BAR's heap at the
+        // address where the worker sees it, and kernels follow the
+        // program's pointers.
+        assert_same("svm", &kit().native_svm, &vm.output("svm"));
         worker.assert_served(shm.path());
         worker.assert_released(&shm);
         // The region's heap (half of the BAR) held the sample's buffers,
