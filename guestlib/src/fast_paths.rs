@@ -528,10 +528,10 @@ pub use crate::checks::{
 };
 pub use crate::icd::{extension_function_address, extension_function_address_for_platform};
 pub use crate::images::{create_image, create_image_with_properties, read_image, write_image};
-pub use crate::mapping::{map_buffer, unmap_mem_object};
+pub use crate::mapping::{map_buffer, map_image, unmap_mem_object};
 pub use crate::recorded::{
     clone_kernel, context_info, create_context, create_context_from_type, create_kernel,
-    create_sub_buffer, launch_args_set, mem_object_info, set_kernel_arg,
+    create_sub_buffer, event_info, launch_args_set, mem_object_info, release_event, set_kernel_arg,
     set_kernel_arg_svm_pointer,
 };
 pub use crate::svm::{svm_alloc, svm_enqueue_free, svm_free, svm_memcpy, svm_migrate};

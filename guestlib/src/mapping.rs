@@ -1,6 +1,6 @@
-//! `clEnqueueMapBuffer` and `clEnqueueUnmapMemObject`, made by the guest
-//! library itself: the application gets a pointer it can read and write,
-//! which the worker's memory cannot be.
+//! `clEnqueueMapBuffer`, `clEnqueueMapImage` and `clEnqueueUnmapMemObject`,
+//! made by the guest library itself: the application gets a pointer it can
+//! read and write, which the worker's memory cannot be.
 //!
 //! - A buffer in the region's heap, mapped with no events, is mapped in
 //!   place: the worker says where its bytes are once its queue has
@@ -11,6 +11,10 @@
 //!   writes (`CL_MAP_WRITE_INVALIDATE_REGION`), and written back at unmap
 //!   when the map could write. A non-blocking map completes before it
 //!   returns, which the specification allows.
+//!
+//! - An image is mapped into memory of the guest library's laid out with
+//!   the image's own row and slice pitches (which the map returns, as the
+//!   driver's do), filled by a read of the region, written back at unmap.
 //!
 //! Events: a map or unmap that makes a read or a write gives that command's
 //! event; one that moves nothing gives a marker's. Several mappings of one
@@ -30,10 +34,22 @@ struct Mapping {
     size: usize,
     /// Whether the unmap writes the bytes back (from the mapped pointer).
     write_back: bool,
+    /// For an image: the mapped region and the pitches of the mapping.
+    image: Option<ImageRange>,
     /// The guest library's memory, if the mapping is in it (`None`: the
     /// pointer is into the heap, or into the application's own memory of a
     /// `CL_MEM_USE_HOST_PTR` buffer).
     _storage: Option<Storage>,
+}
+
+/// The part of an image a mapping holds, laid out with `row` and
+/// `slice` pitches (the image's own, as the driver's mappings have).
+#[derive(Clone, Copy)]
+struct ImageRange {
+    origin: [usize; 3],
+    region: [usize; 3],
+    row: usize,
+    slice: usize,
 }
 
 /// Page-aligned memory of the guest library's.
@@ -138,6 +154,7 @@ pub unsafe fn map_buffer(
                         offset,
                         size,
                         write_back: false,
+                        image: None,
                         _storage: None,
                     };
                     mappings()
@@ -195,12 +212,14 @@ pub unsafe fn map_buffer(
     if rc != opencl::CL_SUCCESS {
         return fail(rc);
     }
+    crate::recorded::name_command(event, rc, opencl::CL_COMMAND_MAP_BUFFER);
     let p = at;
     let m = Mapping {
         buffer: buffer as usize,
         offset,
         size,
         write_back,
+        image: None,
         _storage: storage,
     };
     mappings()
@@ -218,8 +237,8 @@ pub unsafe fn map_buffer(
     Some(p.cast())
 }
 
-/// `clEnqueueUnmapMemObject` of a pointer [`map_buffer`] gave. Pointers it
-/// did not give (images, which are not mapped here) take the ordinary path.
+/// `clEnqueueUnmapMemObject` of a pointer [`map_buffer`] or [`map_image`]
+/// gave; any other pointer is `CL_INVALID_VALUE`, as natively.
 ///
 /// # Safety
 /// OpenCL's contract, as for [`map_buffer`].
@@ -240,8 +259,28 @@ pub unsafe fn unmap_mem_object(
             Some(_) => map.remove(&(mapped_ptr as usize)).expect("present"),
         }
     };
-    let rc = match m.write_back {
-        true => {
+    let rc = match (m.write_back, m.image) {
+        (true, Some(r)) => {
+            // SAFETY: the mapped pointer holds the region with these
+            // pitches, written by the application; the write copies them
+            // before it returns.
+            unsafe {
+                opencl::clEnqueueWriteImage(
+                    queue,
+                    memobj,
+                    1,
+                    r.origin.as_ptr(),
+                    r.region.as_ptr(),
+                    r.row,
+                    r.slice,
+                    mapped_ptr,
+                    num_events_in_wait_list,
+                    event_wait_list,
+                    event,
+                )
+            }
+        }
+        (true, None) => {
             // SAFETY: the mapped pointer holds `m.size` bytes, written by
             // the application; the write copies them before it returns.
             unsafe {
@@ -258,8 +297,193 @@ pub unsafe fn unmap_mem_object(
                 )
             }
         }
-        false => marker(queue, num_events_in_wait_list, event_wait_list, event),
+        (false, _) => marker(queue, num_events_in_wait_list, event_wait_list, event),
     };
+    crate::recorded::name_command(event, rc, opencl::CL_COMMAND_UNMAP_MEM_OBJECT);
     tracing::trace!(size = m.size, rc, "unmapped");
     Some(rc)
+}
+
+/// Reads an image's `size_t` property.
+fn image_info(image: cl_mem, param: opencl::cl_image_info) -> Option<usize> {
+    let mut v = 0usize;
+    // SAFETY: a live local of the size passed; `image` is the caller's.
+    let rc = unsafe {
+        opencl::clGetImageInfo(
+            image,
+            param,
+            size_of::<usize>(),
+            (&mut v as *mut usize).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    (rc == opencl::CL_SUCCESS).then_some(v)
+}
+
+/// `clEnqueueMapImage`: see the module documentation.
+///
+/// # Safety
+/// OpenCL's contract: `origin` and `region` are NULL or hold three sizes;
+/// `image_row_pitch`, `image_slice_pitch`, `event` and `errcode_ret` are
+/// NULL or writable; the wait list holds `num_events_in_wait_list` events.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn map_image(
+    queue: cl_command_queue,
+    image: cl_mem,
+    _blocking_map: cl_bool,
+    map_flags: opencl::cl_map_flags,
+    origin: *const usize,
+    region: *const usize,
+    image_row_pitch: *mut usize,
+    image_slice_pitch: *mut usize,
+    num_events_in_wait_list: cl_uint,
+    event_wait_list: *const cl_event,
+    event: *mut cl_event,
+    errcode_ret: *mut cl_int,
+) -> Option<*mut c_void> {
+    let fail = |rc: cl_int| {
+        if !errcode_ret.is_null() {
+            // SAFETY: the caller's contract.
+            unsafe { *errcode_ret = rc };
+        }
+        Some(std::ptr::null_mut())
+    };
+    if let Some(e) = crate::checks::not_an_image(image) {
+        return fail(e);
+    }
+    let known = opencl::CL_MAP_READ | opencl::CL_MAP_WRITE | opencl::CL_MAP_WRITE_INVALIDATE_REGION;
+    if map_flags & !known != 0 || origin.is_null() || region.is_null() || image_row_pitch.is_null()
+    {
+        return fail(opencl::CL_INVALID_VALUE);
+    }
+    // SAFETY: OpenCL's contract: three sizes each.
+    let (o, r) = unsafe {
+        (
+            [*origin, *origin.add(1), *origin.add(2)],
+            [*region, *region.add(1), *region.add(2)],
+        )
+    };
+    let mut kind: opencl::cl_mem_object_type = 0;
+    // SAFETY: a live local of the size passed.
+    let rc = unsafe {
+        opencl::clGetMemObjectInfo(
+            image,
+            opencl::CL_MEM_TYPE,
+            size_of::<opencl::cl_mem_object_type>(),
+            (&mut kind as *mut opencl::cl_mem_object_type).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != opencl::CL_SUCCESS {
+        return fail(rc);
+    }
+    let layered = matches!(
+        kind,
+        opencl::CL_MEM_OBJECT_IMAGE3D
+            | opencl::CL_MEM_OBJECT_IMAGE2D_ARRAY
+            | opencl::CL_MEM_OBJECT_IMAGE1D_ARRAY
+    );
+    if layered && image_slice_pitch.is_null() {
+        return fail(opencl::CL_INVALID_VALUE);
+    }
+    let (Some(elem), Some(row), Some(slice)) = (
+        image_info(image, opencl::CL_IMAGE_ELEMENT_SIZE),
+        image_info(image, opencl::CL_IMAGE_ROW_PITCH),
+        image_info(image, opencl::CL_IMAGE_SLICE_PITCH),
+    ) else {
+        return fail(opencl::CL_INVALID_MEM_OBJECT);
+    };
+    if r.contains(&0) || elem == 0 {
+        return fail(opencl::CL_INVALID_VALUE);
+    }
+    // The mapping's layout, which the read and the write back use: rows
+    // the image's row pitch apart, layers (slices of a 3D image, images of
+    // a 2D array) its slice pitch apart; the images of a 1D array, its
+    // slice pitch apart (the pitches the driver's own mappings have).
+    let (row_call, slice_call) = match kind {
+        opencl::CL_MEM_OBJECT_IMAGE1D_ARRAY => (slice, slice),
+        opencl::CL_MEM_OBJECT_IMAGE3D | opencl::CL_MEM_OBJECT_IMAGE2D_ARRAY => (row, slice),
+        _ => (row, 0),
+    };
+    // The bytes a read or write with these pitches covers (as the
+    // specification counts them for the remoted call).
+    let size = (r[2] - 1)
+        .checked_mul(if slice_call == 0 {
+            row_call.saturating_mul(r[1])
+        } else {
+            slice_call
+        })
+        .and_then(|x| x.checked_add(r[1].checked_mul(row_call)?));
+    let Some(size) = size else {
+        return fail(opencl::CL_INVALID_VALUE);
+    };
+    let write_back =
+        map_flags & (opencl::CL_MAP_WRITE | opencl::CL_MAP_WRITE_INVALIDATE_REGION) != 0;
+    if let Some(e) =
+        crate::recorded::host_access_error(image, map_flags & opencl::CL_MAP_READ != 0, write_back)
+    {
+        return fail(e);
+    }
+    let Some(storage) = Storage::new(size) else {
+        return fail(opencl::CL_OUT_OF_HOST_MEMORY);
+    };
+    let at = storage.ptr;
+    // A write-only invalidating map still reads: the read checks the
+    // region against the image, as the driver's map does, and the program
+    // overwrites what it wants.
+    // SAFETY: `at` holds `size` bytes, the region laid out with these
+    // pitches; the wait list and event are the application's.
+    let rc = unsafe {
+        opencl::clEnqueueReadImage(
+            queue,
+            image,
+            1,
+            o.as_ptr(),
+            r.as_ptr(),
+            row_call,
+            slice_call,
+            at.cast(),
+            num_events_in_wait_list,
+            event_wait_list,
+            event,
+        )
+    };
+    if rc != opencl::CL_SUCCESS {
+        return fail(rc);
+    }
+    crate::recorded::name_command(event, rc, opencl::CL_COMMAND_MAP_IMAGE);
+    let range = ImageRange {
+        origin: o,
+        region: r,
+        row: row_call,
+        slice: slice_call,
+    };
+    mappings().get_or_insert_with(HashMap::new).insert(
+        at as usize,
+        Mapping {
+            buffer: image as usize,
+            offset: 0,
+            size,
+            write_back,
+            image: Some(range),
+            _storage: Some(storage),
+        },
+    );
+    // SAFETY: the caller's contract: the pitch outputs are writable (the
+    // row pitch's checked above, the slice pitch's where not NULL).
+    unsafe {
+        *image_row_pitch = row;
+        if !image_slice_pitch.is_null() {
+            *image_slice_pitch = if layered { slice } else { 0 };
+        }
+        if !errcode_ret.is_null() {
+            *errcode_ret = opencl::CL_SUCCESS;
+        }
+    }
+    tracing::trace!(
+        size,
+        write_back,
+        "image mapped through the guest library's memory"
+    );
+    Some(at.cast())
 }

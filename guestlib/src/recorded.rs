@@ -597,3 +597,93 @@ pub(crate) fn args_missing(kernel: opencl::cl_kernel) -> bool {
     };
     !all_set
 }
+
+/// Events of commands the guest library makes out of others (a map out of
+/// a read, an SVM copy out of a marker), by wire id: the command type the
+/// application asked for, which `clGetEventInfo(CL_EVENT_COMMAND_TYPE)`
+/// answers as the driver would. Wire ids are never reused.
+static COMMAND_TYPES: Mutex<Option<HashMap<u64, opencl::cl_command_type>>> = Mutex::new(None);
+
+fn command_types() -> std::sync::MutexGuard<'static, Option<HashMap<u64, opencl::cl_command_type>>>
+{
+    COMMAND_TYPES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wire_id(event: opencl::cl_event) -> u64 {
+    remoting::guest::objects::id_of(event as usize)
+}
+
+/// Records that `*event` (when the application asked for an event and the
+/// call succeeded) is the event of a `command` command.
+pub(crate) fn name_command(
+    event: *mut opencl::cl_event,
+    rc: cl_int,
+    command: opencl::cl_command_type,
+) {
+    if rc != opencl::CL_SUCCESS || event.is_null() {
+        return;
+    }
+    // SAFETY: OpenCL's contract: `event` is writable, and the call that
+    // succeeded wrote the new event there.
+    let e = unsafe { *event };
+    if !e.is_null() {
+        command_types()
+            .get_or_insert_with(HashMap::new)
+            .insert(wire_id(e), command);
+    }
+}
+
+/// `clGetEventInfo(CL_EVENT_COMMAND_TYPE)` of an event named by
+/// [`name_command`]; `None` (the ordinary call) for anything else.
+///
+/// # Safety
+/// OpenCL's contract for `clGetEventInfo`.
+pub unsafe fn event_info(
+    event: opencl::cl_event,
+    param_name: opencl::cl_event_info,
+    param_value_size: usize,
+    param_value: *mut std::ffi::c_void,
+    param_value_size_ret: *mut usize,
+) -> Option<cl_int> {
+    if param_name != opencl::CL_EVENT_COMMAND_TYPE || event.is_null() {
+        return None;
+    }
+    let ty = command_types().as_ref()?.get(&wire_id(event)).copied()?;
+    let size = size_of::<opencl::cl_command_type>();
+    if !param_value.is_null() {
+        if param_value_size < size {
+            return Some(opencl::CL_INVALID_VALUE);
+        }
+        // SAFETY: OpenCL's contract: `param_value` holds
+        // `param_value_size` bytes (enough, checked above).
+        unsafe { std::ptr::write_unaligned(param_value.cast(), ty) };
+    }
+    if !param_value_size_ret.is_null() {
+        // SAFETY: OpenCL's contract: writable.
+        unsafe { *param_value_size_ret = size };
+    }
+    Some(opencl::CL_SUCCESS)
+}
+
+/// `clReleaseEvent` of an event named by [`name_command`]: made, and the
+/// name forgotten once the application's last reference is gone. `None`
+/// (the ordinary call) for any other event.
+///
+/// # Safety
+/// OpenCL's contract for `clReleaseEvent`.
+pub unsafe fn release_event(event: opencl::cl_event) -> Option<cl_int> {
+    if passing() || event.is_null() {
+        return None;
+    }
+    let id = wire_id(event);
+    command_types().as_ref()?.get(&id)?;
+    // SAFETY: the application's event, passed on.
+    let rc = passing_through(|| unsafe { opencl::clReleaseEvent(event) });
+    // The last reference poisons the application's object: its id changes.
+    if wire_id(event) != id
+        && let Some(m) = command_types().as_mut()
+    {
+        m.remove(&id);
+    }
+    Some(rc)
+}

@@ -15,7 +15,8 @@
 //! Copies with a side in the application's own memory, `clEnqueueSVMFree`
 //! and `clEnqueueSVMMigrateMem` are made here: a marker waits for the
 //! wait list (and earlier commands), then the guest does the work; the
-//! event the application gets is the marker's.
+//! event the application gets is the marker's, answering the SVM
+//! command's type.
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
@@ -150,14 +151,16 @@ fn wait_marker(
     Ok(ev)
 }
 
-/// Hands the marker's event to the application, or releases it.
-fn give_event(ev: cl_event, event: *mut cl_event) {
+/// Hands the marker's event to the application as the event of a
+/// `command` command, or releases it.
+fn give_event(ev: cl_event, event: *mut cl_event, command: opencl::cl_command_type) {
     if event.is_null() {
         // SAFETY: the marker's event, ours to release.
         unsafe { opencl::clReleaseEvent(ev) };
     } else {
         // SAFETY: OpenCL's contract: `event` is writable.
         unsafe { *event = ev };
+        crate::recorded::name_command(event, opencl::CL_SUCCESS, command);
     }
 }
 
@@ -195,7 +198,7 @@ pub unsafe fn svm_memcpy(
     // SAFETY: OpenCL's contract: both hold `size` bytes, and they do not
     // overlap (checked above); SVM memory is mapped in this process.
     unsafe { std::ptr::copy_nonoverlapping(src_ptr.cast::<u8>(), dst_ptr.cast::<u8>(), size) };
-    give_event(ev, event);
+    give_event(ev, event, opencl::CL_COMMAND_SVM_MEMCPY);
     Some(opencl::CL_SUCCESS)
 }
 
@@ -238,7 +241,7 @@ pub unsafe fn svm_enqueue_free(
             }
         }
     }
-    give_event(ev, event);
+    give_event(ev, event, opencl::CL_COMMAND_SVM_FREE);
     Some(opencl::CL_SUCCESS)
 }
 
@@ -278,12 +281,14 @@ pub unsafe fn svm_migrate(
         }
     }
     // SAFETY: the application's wait list and event pointer, passed on.
-    Some(unsafe {
+    let rc = unsafe {
         opencl::clEnqueueMarkerWithWaitList(
             command_queue,
             num_events_in_wait_list,
             event_wait_list,
             event,
         )
-    })
+    };
+    crate::recorded::name_command(event, rc, opencl::CL_COMMAND_SVM_MIGRATE_MEM);
+    Some(rc)
 }

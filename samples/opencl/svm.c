@@ -136,8 +136,10 @@ int main(void) {
     for (int i = 0; i < 8; i++) printf(" %d", host[i]);
     printf("\n");
     cl_int status = 0;
+    cl_command_type type = 0;
     CHECK(clGetEventInfo(copied, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, NULL));
-    printf("copy to the program's memory: event status %d\n", status);
+    CHECK(clGetEventInfo(copied, CL_EVENT_COMMAND_TYPE, sizeof type, &type, NULL));
+    printf("copy to the program's memory: event status %d, command type %#x\n", status, type);
     CHECK(clReleaseEvent(copied));
 
     /* 3. Copies, fills, a kernel on a filled range. */
@@ -186,6 +188,8 @@ int main(void) {
     cl_event freed;
     CHECK(clEnqueueSVMFree(q, 2, to_free, free_them, ctx, 0, NULL, &freed));
     CHECK(clWaitForEvents(1, &freed));
+    CHECK(clGetEventInfo(freed, CL_EVENT_COMMAND_TYPE, sizeof type, &type, NULL));
+    printf("clEnqueueSVMFree: event command type %#x\n", type);
     CHECK(clReleaseEvent(freed));
     printf("freed by the callback: %d\n", freed_by_callback);
     for (int i = 0; i < N; i++) clSVMFree(ctx, nodes[i]);

@@ -266,6 +266,25 @@ fn map_remoted_equals_native() {
     );
 }
 
+/// Mapping images (`samples/opencl/map_image.c`): 2D, 3D and 1D-array
+/// images mapped for reading and writing, with the image's own pitches,
+/// two mappings at once, an invalidating map, a non-blocking map with its
+/// event, and the errors of invalid maps: the same output remoted.
+#[test]
+fn map_image_remoted_equals_native() {
+    check_sample(
+        "map_image",
+        &[
+            "2D map for reading: row pitch 256, slice pitch 0",
+            "after writing through the map: pixel (8,4) = 17",
+            "after an invalidating map: pixel (0,0) = 119",
+            "3D map: row pitch 64, slice pitch 512",
+            "no row pitch pointer: -30",
+            "done",
+        ],
+    );
+}
+
 /// Shared virtual memory (`samples/opencl/svm.c`): a linked list and a
 /// pointer table built by the program in SVM memory and followed by
 /// kernels (one address on both sides), SVM copies (between allocations
