@@ -527,7 +527,10 @@ pub use crate::checks::{
     copy_image_to_buffer, marker_with_wait_list, task, write_buffer_rect,
 };
 pub use crate::icd::{extension_function_address, extension_function_address_for_platform};
-pub use crate::images::{create_image, create_image_with_properties, read_image, write_image};
+pub use crate::images::{
+    create_image, create_image_2d, create_image_3d, create_image_with_properties, read_image,
+    write_image,
+};
 pub use crate::mapping::{map_buffer, map_image, unmap_mem_object};
 pub use crate::recorded::{
     clone_kernel, context_info, create_context, create_context_from_type, create_kernel,

@@ -144,6 +144,145 @@ pub unsafe fn create_image_with_properties(
     }
 }
 
+/// A description of a 2D or 3D image made with the OpenCL 1.1 calls.
+fn legacy_desc(
+    image_type: opencl::cl_mem_object_type,
+    [width, height, depth]: [usize; 3],
+    row_pitch: usize,
+    slice_pitch: usize,
+) -> opencl::cl_image_desc {
+    opencl::cl_image_desc {
+        image_type,
+        image_width: width,
+        image_height: height,
+        image_depth: depth,
+        image_array_size: 0,
+        image_row_pitch: row_pitch,
+        image_slice_pitch: slice_pitch,
+        num_mip_levels: 0,
+        num_samples: 0,
+        buffer: std::ptr::null_mut(),
+    }
+}
+
+/// `clCreateImage2D` (OpenCL 1.1): as [`create_image`], so that host data
+/// with a row pitch of 0 (computed from the format's element size) is
+/// given, and the flags and host pointer answered are the application's.
+///
+/// # Safety
+/// OpenCL's contract for `clCreateImage2D`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn create_image_2d(
+    context: opencl::cl_context,
+    flags: opencl::cl_mem_flags,
+    image_format: *const opencl::cl_image_format,
+    image_width: usize,
+    image_height: usize,
+    image_row_pitch: usize,
+    host_ptr: *mut std::ffi::c_void,
+    errcode_ret: *mut cl_int,
+) -> Option<cl_mem> {
+    let desc = legacy_desc(
+        opencl::CL_MEM_OBJECT_IMAGE2D,
+        [image_width, image_height, 0],
+        image_row_pitch,
+        0,
+    );
+    // A pitch goes with host data only: the image is made without it.
+    let pitch = if host_ptr.is_null() {
+        image_row_pitch
+    } else {
+        0
+    };
+    let create = |plain, err: &mut cl_int| {
+        // SAFETY: the application's format and sizes, no host data; `err`
+        // is a live local.
+        unsafe {
+            opencl::clCreateImage2D(
+                context,
+                plain,
+                image_format,
+                image_width,
+                image_height,
+                pitch,
+                std::ptr::null_mut(),
+                err,
+            )
+        }
+    };
+    // SAFETY: the caller's arguments, with a description of them.
+    unsafe {
+        create_with_data(
+            context,
+            flags,
+            image_format,
+            &desc,
+            host_ptr,
+            errcode_ret,
+            create,
+        )
+    }
+}
+
+/// `clCreateImage3D` (OpenCL 1.1): as [`create_image_2d`].
+///
+/// # Safety
+/// OpenCL's contract for `clCreateImage3D`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn create_image_3d(
+    context: opencl::cl_context,
+    flags: opencl::cl_mem_flags,
+    image_format: *const opencl::cl_image_format,
+    image_width: usize,
+    image_height: usize,
+    image_depth: usize,
+    image_row_pitch: usize,
+    image_slice_pitch: usize,
+    host_ptr: *mut std::ffi::c_void,
+    errcode_ret: *mut cl_int,
+) -> Option<cl_mem> {
+    let desc = legacy_desc(
+        opencl::CL_MEM_OBJECT_IMAGE3D,
+        [image_width, image_height, image_depth],
+        image_row_pitch,
+        image_slice_pitch,
+    );
+    let (row, slice) = if host_ptr.is_null() {
+        (image_row_pitch, image_slice_pitch)
+    } else {
+        (0, 0)
+    };
+    let create = |plain, err: &mut cl_int| {
+        // SAFETY: as in `create_image_2d`.
+        unsafe {
+            opencl::clCreateImage3D(
+                context,
+                plain,
+                image_format,
+                image_width,
+                image_height,
+                image_depth,
+                row,
+                slice,
+                std::ptr::null_mut(),
+                err,
+            )
+        }
+    };
+    // SAFETY: the caller's arguments, with a description of them.
+    unsafe {
+        create_with_data(
+            context,
+            flags,
+            image_format,
+            &desc,
+            host_ptr,
+            errcode_ret,
+            create,
+        )
+    }
+}
+
 /// The image made by `create(flags without host data, &mut err)`, then
 /// filled with the host data: see the module documentation.
 ///
@@ -281,6 +420,25 @@ fn host_pitches(
     Some((row, slice))
 }
 
+/// A read or write of a region with one layer (`region[2] == 1`) and a
+/// slice pitch larger than its row pitch, which the remoted call cannot
+/// size: made with a slice pitch of 0, which a single layer does not use
+/// (PoCL steps from one image of a 1D array to the next by the row pitch,
+/// as it steps rows). `None`: not such a call.
+fn one_layer(
+    region: *const usize,
+    row: usize,
+    slice: usize,
+    call: impl FnOnce(usize, usize) -> cl_int,
+) -> Option<cl_int> {
+    if row == 0 || region.is_null() || slice <= row {
+        return None;
+    }
+    // SAFETY: OpenCL's contract: three sizes.
+    let layers = unsafe { *region.add(2) };
+    (layers == 1).then(|| call(row, 0))
+}
+
 /// `clEnqueueReadImage` with a row pitch of 0: made with the pitches the
 /// driver would compute, so that the remoted call knows how many bytes
 /// come back. `None`: the call's pitches are used as given.
@@ -310,13 +468,19 @@ pub unsafe fn read_image(
     if ptr.is_null() {
         return Some(opencl::CL_INVALID_VALUE);
     }
+    let read = |row, slice| {
+        // SAFETY: the caller's arguments, with the pitches given.
+        crate::recorded::passing_through(|| unsafe {
+            opencl::clEnqueueReadImage(
+                queue, image, blocking, origin, region, row, slice, ptr, n, wait, event,
+            )
+        })
+    };
+    if let Some(rc) = one_layer(region, row_pitch, slice_pitch, read) {
+        return Some(rc);
+    }
     let (row, slice) = host_pitches(image, region, row_pitch, slice_pitch)?;
-    // SAFETY: the caller's arguments, with pitches the driver would use.
-    Some(crate::recorded::passing_through(|| unsafe {
-        opencl::clEnqueueReadImage(
-            queue, image, blocking, origin, region, row, slice, ptr, n, wait, event,
-        )
-    }))
+    Some(read(row, slice))
 }
 
 /// `clEnqueueWriteImage` with a row pitch of 0: as [`read_image`].
@@ -346,11 +510,17 @@ pub unsafe fn write_image(
     if ptr.is_null() {
         return Some(opencl::CL_INVALID_VALUE);
     }
+    let write = |row, slice| {
+        // SAFETY: as in `read_image`.
+        crate::recorded::passing_through(|| unsafe {
+            opencl::clEnqueueWriteImage(
+                queue, image, blocking, origin, region, row, slice, ptr, n, wait, event,
+            )
+        })
+    };
+    if let Some(rc) = one_layer(region, row_pitch, slice_pitch, write) {
+        return Some(rc);
+    }
     let (row, slice) = host_pitches(image, region, row_pitch, slice_pitch)?;
-    // SAFETY: as in `read_image`.
-    Some(crate::recorded::passing_through(|| unsafe {
-        opencl::clEnqueueWriteImage(
-            queue, image, blocking, origin, region, row, slice, ptr, n, wait, event,
-        )
-    }))
+    Some(write(row, slice))
 }

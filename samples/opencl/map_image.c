@@ -139,6 +139,25 @@ int main(void) {
     printf("1D array map: slice pitch %zu, sum %lu\n", slice, sum_mapped(p, 10, 1, 3, 4, 0, slice));
     CHECK(clEnqueueUnmapMemObject(q, arr, p, 0, NULL, NULL));
 
+    /* Reads and writes of one layer with a slice pitch larger than the row
+     * pitch: the images of a 1D array 64 bytes apart in the program's memory. */
+    unsigned char lay[3 * 64];
+    memset(lay, 0, sizeof lay);
+    CHECK(clEnqueueReadImage(q, arr, CL_TRUE, oa, ra, 40, 64, lay, 0, NULL, NULL));
+    printf("1D array read with a slice pitch: sum %lu\n", sum_mapped(lay, 10, 1, 3, 4, 0, 64));
+    for (int i = 0; i < 3; i++) memset(lay + i * 64, 0x20 + i, 40);
+    cl_event wrote;
+    CHECK(clEnqueueWriteImage(q, arr, CL_FALSE, oa, ra, 40, 64, lay, 0, NULL, &wrote));
+    CHECK(clWaitForEvents(1, &wrote));
+    CHECK(clGetEventInfo(wrote, CL_EVENT_COMMAND_TYPE, sizeof type, &type, NULL));
+    printf("1D array write with a slice pitch: event command type %#x\n", type);
+    CHECK(clReleaseEvent(wrote));
+    unsigned char whole[6 * 32 * 4];
+    size_t wa[3] = {32, 6, 1};
+    CHECK(clEnqueueReadImage(q, arr, CL_TRUE, zero, wa, 0, 0, whole, 0, NULL, NULL));
+    printf("after it: image 1 pixel 4 = %d, image 3 pixel 13 = %d, image 4 pixel 4 = %d\n",
+           whole[(1 * 32 + 4) * 4], whole[(3 * 32 + 13) * 4], whole[(4 * 32 + 4) * 4]);
+
     /* Errors. */
     clEnqueueMapImage(q, img, CL_TRUE, CL_MAP_READ, origin, region, NULL, NULL, 0, NULL, NULL, &err);
     printf("no row pitch pointer: %d\n", err);
