@@ -18,6 +18,7 @@ mod fast_paths;
 mod icd;
 mod images;
 mod mapping;
+mod native_kernel;
 mod recorded;
 mod svm;
 

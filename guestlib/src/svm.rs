@@ -123,7 +123,7 @@ pub unsafe fn svm_free(context: cl_context, svm_pointer: *mut c_void) -> Option<
 
 /// A marker for the wait list (and every earlier command of the queue),
 /// waited for: the marker's event, or the error.
-fn wait_marker(
+pub(crate) fn wait_marker(
     queue: cl_command_queue,
     num_events_in_wait_list: cl_uint,
     event_wait_list: *const cl_event,
@@ -153,7 +153,7 @@ fn wait_marker(
 
 /// Hands the marker's event to the application as the event of a
 /// `command` command, or releases it.
-fn give_event(ev: cl_event, event: *mut cl_event, command: opencl::cl_command_type) {
+pub(crate) fn give_event(ev: cl_event, event: *mut cl_event, command: opencl::cl_command_type) {
     if event.is_null() {
         // SAFETY: the marker's event, ours to release.
         unsafe { opencl::clReleaseEvent(ev) };

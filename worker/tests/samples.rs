@@ -285,6 +285,23 @@ fn map_image_remoted_equals_native() {
     );
 }
 
+/// Native kernels (`samples/opencl/native_kernel.c`): a function of the
+/// program run on its arguments with buffers replaced by pointers to their
+/// contents, its event, a kernel reading what it wrote, and the errors of
+/// invalid calls: the same output remoted.
+#[test]
+fn native_kernel_remoted_equals_native() {
+    check_sample(
+        "native_kernel",
+        &[
+            "native kernels: yes",
+            "out[0] = 7, out[999] = 2005, sum by a kernel = 1006000",
+            "on the program's own memory: host[9] = 19",
+            "done",
+        ],
+    );
+}
+
 /// Shared virtual memory (`samples/opencl/svm.c`): a linked list and a
 /// pointer table built by the program in SVM memory and followed by
 /// kernels (one address on both sides), SVM copies (between allocations
