@@ -534,9 +534,9 @@ pub use crate::images::{
 pub use crate::mapping::{map_buffer, map_image, unmap_mem_object};
 pub use crate::native_kernel::native_kernel;
 pub use crate::recorded::{
-    clone_kernel, context_info, create_context, create_context_from_type, create_kernel,
-    create_sub_buffer, event_info, launch_args_set, mem_object_info, release_event, set_kernel_arg,
-    set_kernel_arg_svm_pointer,
+    clone_kernel, context_info, create_buffer_with_properties, create_context,
+    create_context_from_type, create_kernel, create_sub_buffer, event_info, launch_args_set,
+    mem_object_info, release_event, set_kernel_arg, set_kernel_arg_svm_pointer,
 };
 pub use crate::svm::{svm_alloc, svm_enqueue_free, svm_free, svm_memcpy, svm_migrate};
 

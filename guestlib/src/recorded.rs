@@ -135,6 +135,28 @@ pub(crate) unsafe fn create_and_record(
     mem
 }
 
+/// `clCreateBufferWithProperties` without properties: made as
+/// `clCreateBuffer` (which OpenCL defines it to be then), so that the
+/// buffer may live in the heap and keeps `CL_MEM_USE_HOST_PTR`'s meaning.
+/// `None` (the ordinary call) when properties are given.
+///
+/// # Safety
+/// OpenCL's contract for `clCreateBufferWithProperties`.
+pub unsafe fn create_buffer_with_properties(
+    context: opencl::cl_context,
+    properties: *const opencl::cl_mem_properties,
+    flags: opencl::cl_mem_flags,
+    size: usize,
+    host_ptr: *mut std::ffi::c_void,
+    errcode_ret: *mut cl_int,
+) -> Option<cl_mem> {
+    if passing() || !properties.is_null() {
+        return None;
+    }
+    // SAFETY: the caller's arguments, passed on.
+    Some(unsafe { create_and_record(context, flags, size, host_ptr, errcode_ret) })
+}
+
 /// `clCreateSubBuffer` of a buffer the application created with
 /// `clCreateBuffer`: made, then recorded with what native answers for it —
 /// its parent's host pointer plus its origin (with `CL_MEM_USE_HOST_PTR`),

@@ -78,6 +78,23 @@ int main(void) {
   check("a plain buffer's flags and NULL host pointer", flags == CL_MEM_READ_ONLY && hp == NULL);
   clReleaseMemObject(plain);
 
+  /* clCreateBufferWithProperties without properties is clCreateBuffer:
+     CL_MEM_USE_HOST_PTR keeps the program's pointer and flags. */
+  static float own[64];
+  for (int i = 0; i < 64; i++) own[i] = (float)i;
+  cl_mem withp = clCreateBufferWithProperties(ctx, NULL, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR,
+                                              sizeof own, own, &err);
+  flags = 0;
+  hp = NULL;
+  clGetMemObjectInfo(withp, CL_MEM_FLAGS, sizeof flags, &flags, NULL);
+  clGetMemObjectInfo(withp, CL_MEM_HOST_PTR, sizeof hp, &hp, NULL);
+  check("with properties: the program's flags and host pointer",
+        err == CL_SUCCESS && flags == (CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR) && hp == own);
+  float got[64];
+  clEnqueueReadBuffer(q, withp, CL_TRUE, 0, sizeof got, got, 0, NULL, NULL);
+  check("with properties: the buffer holds the program's data", got[63] == 63.0f);
+  clReleaseMemObject(withp);
+
   clReleaseKernel(k);
   clReleaseProgram(p);
   clReleaseMemObject(b);
