@@ -113,18 +113,18 @@ impl Heap {
         Ok((base, block.offset))
     }
 
-    /// Frees the allocation that starts at `addr` (made for `tag`);
-    /// whether there was one.
-    pub fn svm_free(&self, addr: usize, tag: u64) -> bool {
+    /// Frees the allocation that starts at `addr` (made for `tag`): its
+    /// length, or `None` when there was none.
+    pub fn svm_free(&self, addr: usize, tag: u64) -> Option<u64> {
         let mut svm = self.svm();
         match svm.allocs.get(&addr) {
             Some((_, _, t)) if *t == tag => {}
-            _ => return false,
+            _ => return None,
         }
-        let (block, _, _) = svm.allocs.remove(&addr).expect("present");
+        let (block, len, _) = svm.allocs.remove(&addr)?;
         drop(svm);
         self.unreserve(block);
-        true
+        Some(len)
     }
 
     /// Whether the backend should start watching for the end of `tag`
@@ -133,9 +133,9 @@ impl Heap {
         self.svm().watched.insert(tag)
     }
 
-    /// Frees every allocation made for `tag` (its context is gone); how
-    /// many there were.
-    pub fn svm_free_all(&self, tag: u64) -> usize {
+    /// Frees every allocation made for `tag` (its context is gone): how
+    /// many there were and their bytes.
+    pub fn svm_free_all(&self, tag: u64) -> (usize, u64) {
         let mut svm = self.svm();
         svm.watched.remove(&tag);
         let gone: Vec<usize> = svm
@@ -144,15 +144,15 @@ impl Heap {
             .filter(|(_, (_, _, t))| *t == tag)
             .map(|(a, _)| *a)
             .collect();
-        let blocks: Vec<ArenaBlock> = gone
+        let freed: Vec<(ArenaBlock, u64)> = gone
             .iter()
-            .filter_map(|a| svm.allocs.remove(a).map(|(b, _, _)| b))
+            .filter_map(|a| svm.allocs.remove(a).map(|(b, len, _)| (b, len)))
             .collect();
         drop(svm);
-        for b in &blocks {
+        for (b, _) in &freed {
             self.unreserve(*b);
         }
-        blocks.len()
+        (freed.len(), freed.iter().map(|(_, len)| len).sum())
     }
 
     /// The allocation that holds `[addr, addr + len)` (with `len` 0: `addr`
@@ -281,14 +281,14 @@ mod tests {
             h.svm_alloc(1, 3, 7).is_err(),
             "alignment not a power of two"
         );
-        assert!(!h.svm_free(a, 8), "another context's");
-        assert!(h.svm_free(a, 7));
-        assert!(!h.svm_free(a, 7), "freed twice");
+        assert_eq!(h.svm_free(a, 8), None, "another context's");
+        assert_eq!(h.svm_free(a, 7), Some(100));
+        assert_eq!(h.svm_free(a, 7), None, "freed twice");
         assert_eq!(h.svm_find(a, 1), None);
         let (_, o1) = h.svm_alloc(10, 0, 9).unwrap();
         let (_, o2) = h.svm_alloc(10, 0, 9).unwrap();
         assert_ne!(o1, o2);
-        assert_eq!(h.svm_free_all(9), 2);
+        assert_eq!(h.svm_free_all(9), (2, 20));
         assert_eq!(h.in_use(), 0);
     }
 

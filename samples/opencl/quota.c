@@ -3,7 +3,8 @@
  * error of the first that failed (0: none did), and the error of the
  * retry. Paths: buffer, buffer_properties, image, image2d, pipe,
  * sub_buffer (sub-buffers of one 768 KiB buffer, which take no memory of
- * their own). Usage: quota PATH */
+ * their own), svm (clSVMAlloc, which reports a failure by NULL alone:
+ * printed as -5, CL_OUT_OF_RESOURCES). Usage: quota PATH */
 #define CL_TARGET_OPENCL_VERSION 300
 #define CL_USE_DEPRECATED_OPENCL_1_2_APIS
 #include <CL/cl.h>
@@ -59,6 +60,30 @@ int main(int argc, char **argv) {
             printf("parent failed %d\n", e);
             return 1;
         }
+    }
+    if (!strcmp(path, "svm")) {
+        void *s[MAX];
+        int n = 0;
+        cl_int first = 0;
+        for (; n < MAX; n++) {
+            s[n] = clSVMAlloc(c, CL_MEM_READ_WRITE, 256 * KIB, 0);
+            if (!s[n]) {
+                first = CL_OUT_OF_RESOURCES;
+                break;
+            }
+        }
+        int made = n;
+        cl_int retry = -9999;
+        if (n > 0) {
+            clSVMFree(c, s[--n]);
+            s[n] = clSVMAlloc(c, CL_MEM_READ_WRITE, 256 * KIB, 0);
+            retry = s[n] ? 0 : CL_OUT_OF_RESOURCES;
+            if (s[n]) n++;
+        }
+        printf("created %d\nfirst_error %d\nretry %d\n", made, first, retry);
+        for (int i = 0; i < n; i++) clSVMFree(c, s[i]);
+        clReleaseContext(c);
+        return 0;
     }
     cl_mem m[MAX];
     int n = 0;

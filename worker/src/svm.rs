@@ -10,13 +10,15 @@
 //! (code in this process) follows it; anything else is `CL_INVALID_VALUE`
 //! and reaches no driver. A context's allocations are freed when the
 //! driver destroys the context (a destructor callback), so a guest that
-//! dies leaves none behind.
+//! dies leaves none behind. Allocations count against the VM's memory
+//! quota, as buffers do.
 
 use std::ffi::c_void;
 use std::sync::Arc;
 
 use remoting::heap::Heap;
-use remoting::worker::{CallCtx, DispatchError};
+use remoting::worker::{Admission, CallCtx, Caller, DispatchError};
+use server::policy::resource;
 
 use crate::opencl::{self, Api, cl_kernel, cl_uint};
 
@@ -44,17 +46,34 @@ fn inside(cx: &CallCtx<'_>, addr: usize, len: usize) -> Result<(), DispatchError
         .ok_or_else(invalid)
 }
 
+/// What a context's end must undo: its allocations in the heap, and
+/// their charge to the VM.
+struct Watch {
+    heap: Arc<Heap>,
+    quota: Option<(Arc<dyn Admission>, Caller)>,
+}
+
+/// Credits `bytes` of memory back to the VM.
+fn credit(quota: Option<&(Arc<dyn Admission>, Caller)>, bytes: u64) {
+    if let Some((admission, caller)) = quota
+        && bytes > 0
+    {
+        admission.charge(caller, resource::MEMORY, -(bytes as i64));
+    }
+}
+
 /// Frees a context's SVM allocations when the driver destroys it.
 unsafe extern "C" fn context_gone(context: opencl::cl_context, user_data: *mut c_void) {
     if user_data.is_null() {
         return;
     }
-    // SAFETY: `svm_alloc` passed a leaked `Box<Arc<Heap>>`, and the driver
+    // SAFETY: `svm_alloc` passed a leaked `Box<Watch>`, and the driver
     // calls a destructor callback once.
-    let heap = unsafe { Box::from_raw(user_data.cast::<Arc<Heap>>()) };
-    let n = heap.svm_free_all(context as u64);
+    let w = unsafe { Box::from_raw(user_data.cast::<Watch>()) };
+    let (n, bytes) = w.heap.svm_free_all(context as u64);
+    credit(w.quota.as_ref(), bytes);
     if n > 0 {
-        tracing::debug!(n, "freed the SVM allocations of a destroyed context");
+        tracing::debug!(n, bytes, "freed the SVM allocations of a destroyed context");
     }
 }
 
@@ -97,8 +116,16 @@ pub unsafe fn svm_alloc(
         return Ok(opencl::CL_OUT_OF_RESOURCES);
     }
     let tag = context as u64;
+    let quota = cx
+        .session
+        .admission
+        .clone()
+        .map(|a| (a, cx.session.caller.clone()));
     if heap.svm_watch(tag) {
-        let user_data = Box::into_raw(Box::new(heap.clone()));
+        let user_data = Box::into_raw(Box::new(Watch {
+            heap: heap.clone(),
+            quota: quota.clone(),
+        }));
         let rc = match api.clSetContextDestructorCallback {
             // SAFETY: a live context; `context_gone` takes back the box once.
             Some(set) => unsafe { set(context, Some(context_gone), user_data.cast()) },
@@ -107,10 +134,17 @@ pub unsafe fn svm_alloc(
         if rc != 0 {
             // SAFETY: the driver did not take the box.
             drop(unsafe { Box::from_raw(user_data) });
-            heap.svm_free_all(tag);
+            let (_, bytes) = heap.svm_free_all(tag);
+            credit(quota.as_ref(), bytes);
             tracing::warn!(rc, "no context destructor callback: SVM is not offered");
             return Ok(opencl::CL_OUT_OF_RESOURCES);
         }
+    }
+    if let Some((admission, caller)) = &quota
+        && !admission.charge(caller, resource::MEMORY, size as i64)
+    {
+        tracing::debug!(vm = %caller.vm, size, "SVM allocation refused: memory quota");
+        return Ok(opencl::CL_OUT_OF_RESOURCES);
     }
     match heap.svm_alloc(size as u64, u64::from(alignment), tag) {
         Ok((base, offset)) => {
@@ -122,6 +156,7 @@ pub unsafe fn svm_alloc(
             Ok(opencl::CL_SUCCESS)
         }
         Err(e) => {
+            credit(quota.as_ref(), size as u64);
             tracing::debug!(size, "clSVMAlloc: {e}");
             Ok(if alignment as u64 > remoting::heap::HEAP_ALIGN {
                 opencl::CL_INVALID_VALUE
@@ -146,12 +181,16 @@ pub unsafe fn svm_free(
         .session
         .heap
         .as_ref()
-        .is_some_and(|h| h.svm_free(address as usize, context as u64));
-    Ok(if freed {
-        opencl::CL_SUCCESS
-    } else {
-        opencl::CL_INVALID_VALUE
-    })
+        .and_then(|h| h.svm_free(address as usize, context as u64));
+    match freed {
+        Some(len) => {
+            if let Some(admission) = &cx.session.admission {
+                admission.charge(&cx.session.caller, resource::MEMORY, -(len as i64));
+            }
+            Ok(opencl::CL_SUCCESS)
+        }
+        None => Ok(opencl::CL_INVALID_VALUE),
+    }
 }
 
 /// `clSetKernelArgSVMPointer`: NULL or a pointer inside an SVM allocation.

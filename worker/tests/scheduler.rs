@@ -42,8 +42,15 @@ fn free_port() -> u16 {
 }
 
 impl Fleet {
-    /// `vms[i]` holds the extra TOML keys of VM `vm{i}`.
+    /// `vms[i]` holds the extra TOML keys of VM `vm{i}`. The regions have
+    /// no buffer heap: buffers live in the device's memory.
     fn start(tag: &str, vms: &[&str]) -> Fleet {
+        Self::start_with_heap(tag, vms, 0)
+    }
+
+    /// As [`Fleet::start`], with a buffer heap of `heap` bytes per region
+    /// (where buffers and shared virtual memory may live).
+    fn start_with_heap(tag: &str, vms: &[&str], heap: u64) -> Fleet {
         let pid = std::process::id();
         let regions: Vec<PathBuf> = (0..vms.len())
             .map(|i| PathBuf::from(format!("/dev/shm/ava-test-sched-{tag}-{pid}-{i}")))
@@ -64,7 +71,7 @@ impl Fleet {
                 "--arena-size",
                 "1048576",
                 "--heap-size",
-                "0",
+                &heap.to_string(),
             ])
             .args(["--stale-after", "1"])
             .env("AVA_LOG", "info")
@@ -318,7 +325,8 @@ fn a_high_priority_vm_keeps_its_latency_under_load() {
 fn memory_quotas_hold_on_every_allocation_path() {
     let _serial = lock();
     let quota = common::build_sample("quota");
-    let f = Fleet::start("quota", &["memory_quota = \"1MiB\"", ""]);
+    // A heap, for shared virtual memory (and buffers that fit).
+    let f = Fleet::start_with_heap("quota", &["memory_quota = \"1MiB\"", ""], 4 << 20);
     let run = |vm: usize, path: &str| {
         let mut c = f.guest(vm, &quota);
         c.arg(path);
@@ -346,6 +354,10 @@ fn memory_quotas_hold_on_every_allocation_path() {
         // The VM without a quota is not limited.
         assert_eq!(run(1, path), (8, 0, 0), "{path}");
     }
+    // Shared virtual memory in the heap counts as buffers do; clSVMAlloc
+    // reports the refusal by NULL (printed as -5).
+    assert_eq!(run(0, "svm"), (4, -5, 0), "svm\n{}", f.log());
+    assert_eq!(run(1, "svm"), (8, 0, 0), "svm");
     // Sub-buffers take no memory of their own (their parent is charged).
     assert_eq!(run(0, "sub_buffer"), (8, 0, 0));
     // Pipes: this device has none; the answer is the driver's, as natively.
