@@ -482,6 +482,12 @@ pub unsafe fn set_kernel_arg(
     let rc = passing_through(|| unsafe {
         opencl::clSetKernelArg(kernel, arg_index, arg_size, arg_value)
     });
+    Some(mark_set(kernel, arg_index, rc))
+}
+
+/// Records argument `arg_index` of `kernel` as set when the call that set
+/// it succeeded (`rc`); gives back `rc`.
+fn mark_set(kernel: opencl::cl_kernel, arg_index: opencl::cl_uint, rc: cl_int) -> cl_int {
     if rc == opencl::CL_SUCCESS
         && let Some(k) = kernels()
             .as_mut()
@@ -489,7 +495,7 @@ pub unsafe fn set_kernel_arg(
     {
         k.set.insert(arg_index);
     }
-    Some(rc)
+    rc
 }
 
 /// `clSetKernelArgSVMPointer`, made, then the argument recorded as set if
@@ -509,14 +515,7 @@ pub unsafe fn set_kernel_arg_svm_pointer(
     let rc = passing_through(|| unsafe {
         opencl::clSetKernelArgSVMPointer(kernel, arg_index, arg_value)
     });
-    if rc == opencl::CL_SUCCESS
-        && let Some(k) = kernels()
-            .as_mut()
-            .and_then(|m| m.get_mut(&(kernel as usize)))
-    {
-        k.set.insert(arg_index);
-    }
-    Some(rc)
+    Some(mark_set(kernel, arg_index, rc))
 }
 
 /// `clEnqueueNDRangeKernel`: a recorded kernel with an argument not set

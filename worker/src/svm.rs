@@ -38,6 +38,15 @@ fn heap<'a>(cx: &'a CallCtx<'_>) -> Result<&'a Arc<Heap>, DispatchError> {
     cx.session.heap.as_ref().ok_or_else(invalid)
 }
 
+/// `ptr` is not NULL and `[ptr, ptr + len)` lies inside one SVM
+/// allocation of this region.
+fn range(cx: &CallCtx<'_>, ptr: *const c_void, len: usize) -> Result<(), DispatchError> {
+    if ptr.is_null() {
+        return Err(invalid());
+    }
+    inside(cx, ptr as usize, len)
+}
+
 /// `[addr, addr + len)` lies inside one SVM allocation of this region.
 fn inside(cx: &CallCtx<'_>, addr: usize, len: usize) -> Result<(), DispatchError> {
     heap(cx)?
@@ -264,11 +273,8 @@ pub unsafe fn svm_memcpy(
     _wait: *const opencl::cl_event,
     _event: *mut opencl::cl_event,
 ) -> Result<(), DispatchError> {
-    if dst_ptr.is_null() || src_ptr.is_null() {
-        return Err(invalid());
-    }
-    inside(cx, dst_ptr as usize, size)?;
-    inside(cx, src_ptr as usize, size)
+    range(cx, dst_ptr, size)?;
+    range(cx, src_ptr, size)
 }
 
 /// `clEnqueueSVMMemFill`: the range inside an SVM allocation.
@@ -288,10 +294,7 @@ pub unsafe fn svm_fill(
     _wait: *const opencl::cl_event,
     _event: *mut opencl::cl_event,
 ) -> Result<(), DispatchError> {
-    if svm_ptr.is_null() {
-        return Err(invalid());
-    }
-    inside(cx, svm_ptr as usize, size)
+    range(cx, svm_ptr, size)
 }
 
 /// `clEnqueueSVMMap`: the range inside an SVM allocation.
@@ -311,10 +314,7 @@ pub unsafe fn svm_map(
     _wait: *const opencl::cl_event,
     _event: *mut opencl::cl_event,
 ) -> Result<(), DispatchError> {
-    if svm_ptr.is_null() {
-        return Err(invalid());
-    }
-    inside(cx, svm_ptr as usize, size)
+    range(cx, svm_ptr, size)
 }
 
 /// `clEnqueueSVMUnmap`: a pointer inside an SVM allocation.
@@ -330,8 +330,5 @@ pub unsafe fn svm_unmap(
     _wait: *const opencl::cl_event,
     _event: *mut opencl::cl_event,
 ) -> Result<(), DispatchError> {
-    if svm_ptr.is_null() {
-        return Err(invalid());
-    }
-    inside(cx, svm_ptr as usize, 0)
+    range(cx, svm_ptr, 0)
 }
