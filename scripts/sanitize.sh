@@ -6,7 +6,8 @@
 #   on memory Miri allocates: every unsafe access is checked for bounds,
 #   alignment, use after free and data races. Tests that map /dev/shm files
 #   or start processes are outside what Miri can run, so the integration
-#   tests are left to the second step.
+#   tests are left to the second step. Property tests run 4 cases each
+#   under Miri (PROPTEST_CASES overrides).
 # - AddressSanitizer runs the transport's and remoting's whole test suites,
 #   integration tests included (regions in /dev/shm, two processes), with
 #   their code instrumented.
@@ -18,7 +19,10 @@ rustup toolchain list | grep -q nightly || rustup toolchain install nightly --pr
 if [ "$what" = all ] || [ "$what" = miri ]; then
   rustup +nightly component add miri rust-src >/dev/null
   echo "==> Miri: unit tests of ava-transport and ava-remoting"
-  MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}" \
+  # Miri interprets every instruction: property tests run a few cases
+  # (PROPTEST_CASES, default 4 here) instead of proptest's 256.
+  PROPTEST_CASES="${PROPTEST_CASES:-4}" \
+    MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}" \
     cargo +nightly miri test -p ava-transport -p ava-remoting --lib
 fi
 if [ "$what" = all ] || [ "$what" = asan ]; then

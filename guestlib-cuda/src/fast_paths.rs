@@ -499,3 +499,62 @@ pub unsafe fn pointer_get_attribute(
     }
     Some(CUDA_SUCCESS)
 }
+
+// ------------------------------------------------------------------ host functions
+
+/// A host function of the application (`CUhostFn`).
+type HostFn = unsafe extern "C" fn(*mut c_void);
+/// A stream callback of the application (`CUstreamCallback`).
+type StreamCallback = unsafe extern "C" fn(CUstream, CUresult, *mut c_void);
+
+/// `cuLaunchHostFunc`: the stream's earlier work completes, then the
+/// function runs here, in the application's process, before the call
+/// returns (so that work enqueued after it follows it).
+///
+/// # Safety
+/// As `cuLaunchHostFunc`'s: `host_fn` is NULL or a host function.
+pub unsafe fn launch_host_func(
+    stream: CUstream,
+    host_fn: *mut c_void,
+    user_data: *mut c_void,
+) -> Option<CUresult> {
+    if host_fn.is_null() {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: a stream handle of the application, passed on.
+    let rc = unsafe { cuda::cuStreamSynchronize(stream) };
+    if rc != CUDA_SUCCESS {
+        return Some(rc);
+    }
+    // SAFETY: the application gave a `CUhostFn` (non-NULL, checked).
+    let f: HostFn = unsafe { std::mem::transmute::<*mut c_void, HostFn>(host_fn) };
+    // SAFETY: called as cuda.h documents, with the application's data.
+    unsafe { f(user_data) };
+    Some(CUDA_SUCCESS)
+}
+
+/// `cuStreamAddCallback`: as [`launch_host_func`]; the callback gets the
+/// stream's status (the error of its earlier work, as the driver passes).
+///
+/// # Safety
+/// As `cuStreamAddCallback`'s: `callback` is NULL or a stream callback.
+pub unsafe fn stream_add_callback(
+    stream: CUstream,
+    callback: *mut c_void,
+    user_data: *mut c_void,
+    flags: u32,
+) -> Option<CUresult> {
+    if callback.is_null() || flags != 0 {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: a stream handle of the application, passed on.
+    let status = unsafe { cuda::cuStreamSynchronize(stream) };
+    if status == CUDA_ERROR_INVALID_HANDLE {
+        return Some(status);
+    }
+    // SAFETY: the application gave a `CUstreamCallback` (non-NULL).
+    let f: StreamCallback = unsafe { std::mem::transmute::<*mut c_void, StreamCallback>(callback) };
+    // SAFETY: called as cuda.h documents, with the application's data.
+    unsafe { f(stream, status, user_data) };
+    Some(CUDA_SUCCESS)
+}

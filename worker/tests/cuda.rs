@@ -152,6 +152,9 @@ impl Cu {
             "cuStreamCreate",
             "cuStreamDestroy_v2",
             "cuStreamQuery",
+            "cuStreamSynchronize",
+            "cuStreamAddCallback",
+            "cuLaunchHostFunc",
             "cuLaunchKernel",
             "cuGetErrorName",
             "cuGetProcAddress_v2",
@@ -381,6 +384,54 @@ fn bad_input_checks() {
         );
         let mut out = [0f32; 16];
         assert_eq!(dtoh(out.as_mut_ptr().cast(), a, 64), 0);
+
+        // Host functions in streams run in this process, after the
+        // stream's earlier work, before later work.
+        unsafe extern "C" fn bump(user: *mut c_void) {
+            // SAFETY: the test passes a live u32.
+            unsafe { *user.cast::<u32>() += 1 };
+        }
+        unsafe extern "C" fn note(_stream: *mut c_void, status: i32, user: *mut c_void) {
+            // SAFETY: the test passes a live i32.
+            unsafe { *user.cast::<i32>() = 1000 + status };
+        }
+        let host_func: CuFn3<*mut c_void, *mut c_void, *mut c_void> = cu.get("cuLaunchHostFunc");
+        let add_callback: unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void, u32) -> i32 =
+            cu.get("cuStreamAddCallback");
+        let null = std::ptr::null_mut::<c_void>();
+        let mut bumped = 0u32;
+        let bump_fn = bump as unsafe extern "C" fn(*mut c_void) as *mut c_void;
+        assert_eq!(
+            host_func(null, bump_fn, (&mut bumped as *mut u32).cast()),
+            0
+        );
+        assert_eq!(
+            host_func(null, bump_fn, (&mut bumped as *mut u32).cast()),
+            0
+        );
+        assert_eq!(cu.get::<CuFn1<*mut c_void>>("cuStreamSynchronize")(null), 0);
+        assert_eq!(bumped, 2, "each host function ran once");
+        assert_eq!(
+            host_func(null, null, null),
+            1,
+            "no function: CUDA_ERROR_INVALID_VALUE"
+        );
+        let mut status = -1i32;
+        let note_fn = note as unsafe extern "C" fn(*mut c_void, i32, *mut c_void) as *mut c_void;
+        assert_eq!(
+            add_callback(null, note_fn, (&mut status as *mut i32).cast(), 0),
+            0
+        );
+        assert_eq!(cu.get::<CuFn1<*mut c_void>>("cuStreamSynchronize")(null), 0);
+        assert_eq!(
+            status, 1000,
+            "the callback got the stream's status, CUDA_SUCCESS"
+        );
+        assert_eq!(
+            add_callback(null, note_fn, (&mut status as *mut i32).cast(), 1),
+            1,
+            "flags must be 0"
+        );
         println!("bad input: every check passed");
     }
 }
