@@ -118,7 +118,7 @@ impl Doorbell {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
 
