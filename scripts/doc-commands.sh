@@ -3,9 +3,10 @@
 # documentation cannot drift from what works: every fenced ```sh block of the
 # README's "Set up and run" section and of docs/index.md's "Quick start"
 # section, in order, each as typed into a fresh terminal at the repository
-# root (a block that starts a worker in the background also stops it). A command that fails fails
-# the run. A block followed by a fenced ```output block must print each
-# non-empty line of it (a fixed string, anywhere in the block's output).
+# root (a block that starts a worker in the background also stops it). A
+# command that fails fails the run. A block followed by a fenced ```output
+# block must print each non-empty line of it (a fixed string, anywhere in
+# the block's output).
 #
 # Usage: bash scripts/doc-commands.sh            # run them
 #        bash scripts/doc-commands.sh --list     # print what would run

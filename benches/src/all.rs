@@ -226,34 +226,27 @@ fn docs_page(
         Err(_) => format!("{}/", out_abs.display()),
     };
     let total: f64 = sections.iter().map(|s| s.seconds).sum();
+    let q = if quick { " --quick" } else { "" };
+    // The arguments that wrote this page, which reproduce it.
+    let args = format!("{q} --out {} --docs {}", out.display(), docs.display());
     let mut o = String::new();
     let _ = writeln!(o, "# Benchmark results\n");
     let _ = writeln!(
         o,
-        "<!-- Written by `ava-bench all{q} --out {out} --docs {docs}`; do not edit: run it again. -->\n",
-        q = if quick { " --quick" } else { "" },
-        out = out.display(),
-        docs = docs.display(),
+        "<!-- Written by `ava-bench all{args}`; do not edit: run it again. -->\n"
     );
     let _ = writeln!(
         o,
         "Every benchmark of `ava-bench all{q}` in one run ({total:.0} s), on the machine named below. \
          Each figure sits beside its baseline measured in the same run (alternating rounds where a \
          baseline is a native run), so a ratio holds on this machine even where the absolute figures \
-         move with its load. The machine-readable results are [{link}results.json]({link}results.json).\n",
-        q = if quick { " --quick" } else { "" },
+         move with its load. The machine-readable results are [{link}results.json]({link}results.json).\n"
     );
     let _ = writeln!(
         o,
         "To reproduce on your machine (builds what it needs, then also runs clpeak natively and remoted):\n"
     );
-    let _ = writeln!(
-        o,
-        "```sh\nbash scripts/bench.sh{q} --out {out} --docs {docs}\n```\n",
-        q = if quick { " --quick" } else { "" },
-        out = out.display(),
-        docs = docs.display(),
-    );
+    let _ = writeln!(o, "```sh\nbash scripts/bench.sh{args}\n```\n");
     let _ = writeln!(
         o,
         "What each figure measures, the goals set for them, and earlier full runs of each benchmark \

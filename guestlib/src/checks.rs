@@ -86,7 +86,7 @@ fn out(v: &mut [u64; 3], words: usize) -> (usize, *mut c_void) {
 }
 
 /// A memory object's size and type (`CL_MEM_SIZE`, `CL_MEM_TYPE`).
-fn mem_facts(mem: cl_mem) -> Option<(u64, u32)> {
+pub(crate) fn mem_facts(mem: cl_mem) -> Option<(u64, u32)> {
     let v = fact(mem as usize, u64::from(opencl::CL_MEM_SIZE), |v| {
         let (n, p) = out(v, 1);
         // SAFETY: `p` holds `n` writable bytes.

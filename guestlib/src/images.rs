@@ -373,6 +373,23 @@ unsafe fn create_with_data(
     Some(image)
 }
 
+/// An image's `size_t` property (`CL_IMAGE_ELEMENT_SIZE`, its pitches);
+/// `None` when the driver does not answer.
+pub(crate) fn image_info(image: cl_mem, param: opencl::cl_image_info) -> Option<usize> {
+    let mut v = 0usize;
+    // SAFETY: a live local of the size passed; `image` is the caller's.
+    let rc = unsafe {
+        opencl::clGetImageInfo(
+            image,
+            param,
+            size_of::<usize>(),
+            (&mut v as *mut usize).cast(),
+            std::ptr::null_mut(),
+        )
+    };
+    (rc == opencl::CL_SUCCESS).then_some(v)
+}
+
 /// Explicit host pitches for a read or write of `region` of `image` given
 /// with a row pitch of 0 (which the driver computes from the image's
 /// element size): `(row, slice)`, or `None` when the call's own pitches
@@ -388,25 +405,9 @@ fn host_pitches(
     }
     // SAFETY: OpenCL's contract: `region` holds three sizes.
     let region = unsafe { std::slice::from_raw_parts(region, 3) };
-    let (mut elem, mut kind) = (0usize, 0u32);
-    // SAFETY: live locals of the sizes passed; `image` is the caller's.
-    let ok = unsafe {
-        opencl::clGetImageInfo(
-            image,
-            opencl::CL_IMAGE_ELEMENT_SIZE,
-            size_of::<usize>(),
-            (&mut elem as *mut usize).cast(),
-            std::ptr::null_mut(),
-        ) == opencl::CL_SUCCESS
-            && opencl::clGetMemObjectInfo(
-                image,
-                opencl::CL_MEM_TYPE,
-                size_of::<u32>(),
-                (&mut kind as *mut u32).cast(),
-                std::ptr::null_mut(),
-            ) == opencl::CL_SUCCESS
-    };
-    if !ok || elem == 0 {
+    let elem = image_info(image, opencl::CL_IMAGE_ELEMENT_SIZE)?;
+    let (_, kind) = crate::checks::mem_facts(image)?;
+    if elem == 0 {
         return None;
     }
     let row = region[0] * elem;

@@ -85,6 +85,23 @@ fn mappings() -> std::sync::MutexGuard<'static, Option<HashMap<usize, Mapping>>>
     MAPPINGS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The map flags there are.
+const MAP_FLAGS: opencl::cl_map_flags =
+    opencl::CL_MAP_READ | opencl::CL_MAP_WRITE | opencl::CL_MAP_WRITE_INVALIDATE_REGION;
+
+/// A failed map: `rc` stored in `errcode_ret` (when not NULL), and the
+/// NULL pointer the map returns.
+///
+/// # Safety
+/// `errcode_ret` is NULL or writable.
+unsafe fn failed(errcode_ret: *mut cl_int, rc: cl_int) -> Option<*mut c_void> {
+    if !errcode_ret.is_null() {
+        // SAFETY: the caller's guarantee.
+        unsafe { *errcode_ret = rc };
+    }
+    Some(std::ptr::null_mut())
+}
+
 /// A marker's event for a map or unmap that moves no bytes.
 fn marker(
     queue: cl_command_queue,
@@ -119,17 +136,11 @@ pub unsafe fn map_buffer(
     event: *mut cl_event,
     errcode_ret: *mut cl_int,
 ) -> Option<*mut c_void> {
-    let fail = |rc: cl_int| {
-        if !errcode_ret.is_null() {
-            // SAFETY: the caller's contract.
-            unsafe { *errcode_ret = rc };
-        }
-        Some(std::ptr::null_mut())
-    };
+    // SAFETY: the caller's contract: `errcode_ret` is NULL or writable.
+    let fail = |rc: cl_int| unsafe { failed(errcode_ret, rc) };
     let invalidate = map_flags & opencl::CL_MAP_WRITE_INVALIDATE_REGION != 0;
-    let known = opencl::CL_MAP_READ | opencl::CL_MAP_WRITE | opencl::CL_MAP_WRITE_INVALIDATE_REGION;
     if size == 0
-        || map_flags & !known != 0
+        || map_flags & !MAP_FLAGS != 0
         || (invalidate && map_flags & (opencl::CL_MAP_READ | opencl::CL_MAP_WRITE) != 0)
     {
         return fail(opencl::CL_INVALID_VALUE);
@@ -304,22 +315,6 @@ pub unsafe fn unmap_mem_object(
     Some(rc)
 }
 
-/// Reads an image's `size_t` property.
-fn image_info(image: cl_mem, param: opencl::cl_image_info) -> Option<usize> {
-    let mut v = 0usize;
-    // SAFETY: a live local of the size passed; `image` is the caller's.
-    let rc = unsafe {
-        opencl::clGetImageInfo(
-            image,
-            param,
-            size_of::<usize>(),
-            (&mut v as *mut usize).cast(),
-            std::ptr::null_mut(),
-        )
-    };
-    (rc == opencl::CL_SUCCESS).then_some(v)
-}
-
 /// `clEnqueueMapImage`: see the module documentation.
 ///
 /// # Safety
@@ -341,18 +336,15 @@ pub unsafe fn map_image(
     event: *mut cl_event,
     errcode_ret: *mut cl_int,
 ) -> Option<*mut c_void> {
-    let fail = |rc: cl_int| {
-        if !errcode_ret.is_null() {
-            // SAFETY: the caller's contract.
-            unsafe { *errcode_ret = rc };
-        }
-        Some(std::ptr::null_mut())
-    };
+    // SAFETY: the caller's contract: `errcode_ret` is NULL or writable.
+    let fail = |rc: cl_int| unsafe { failed(errcode_ret, rc) };
     if let Some(e) = crate::checks::not_an_image(image) {
         return fail(e);
     }
-    let known = opencl::CL_MAP_READ | opencl::CL_MAP_WRITE | opencl::CL_MAP_WRITE_INVALIDATE_REGION;
-    if map_flags & !known != 0 || origin.is_null() || region.is_null() || image_row_pitch.is_null()
+    if map_flags & !MAP_FLAGS != 0
+        || origin.is_null()
+        || region.is_null()
+        || image_row_pitch.is_null()
     {
         return fail(opencl::CL_INVALID_VALUE);
     }
@@ -363,20 +355,10 @@ pub unsafe fn map_image(
             [*region, *region.add(1), *region.add(2)],
         )
     };
-    let mut kind: opencl::cl_mem_object_type = 0;
-    // SAFETY: a live local of the size passed.
-    let rc = unsafe {
-        opencl::clGetMemObjectInfo(
-            image,
-            opencl::CL_MEM_TYPE,
-            size_of::<opencl::cl_mem_object_type>(),
-            (&mut kind as *mut opencl::cl_mem_object_type).cast(),
-            std::ptr::null_mut(),
-        )
+    // The object's type, as the guest library learnt it once.
+    let Some((_, kind)) = crate::checks::mem_facts(image) else {
+        return fail(opencl::CL_INVALID_MEM_OBJECT);
     };
-    if rc != opencl::CL_SUCCESS {
-        return fail(rc);
-    }
     let layered = matches!(
         kind,
         opencl::CL_MEM_OBJECT_IMAGE3D
@@ -386,6 +368,7 @@ pub unsafe fn map_image(
     if layered && image_slice_pitch.is_null() {
         return fail(opencl::CL_INVALID_VALUE);
     }
+    use crate::images::image_info;
     let (Some(elem), Some(row), Some(slice)) = (
         image_info(image, opencl::CL_IMAGE_ELEMENT_SIZE),
         image_info(image, opencl::CL_IMAGE_ROW_PITCH),

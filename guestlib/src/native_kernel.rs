@@ -98,19 +98,10 @@ pub unsafe fn native_kernel(
         rc
     };
     for &(mem, off) in &places {
-        let mut size = 0usize;
         let mut err = 0;
-        // SAFETY: a live local of the size passed; `mem` is the caller's.
-        let rc = unsafe {
-            opencl::clGetMemObjectInfo(
-                mem,
-                opencl::CL_MEM_SIZE,
-                size_of::<usize>(),
-                (&mut size as *mut usize).cast(),
-                std::ptr::null_mut(),
-            )
-        };
-        let p = if rc == opencl::CL_SUCCESS {
+        // The object's size, as the guest library learnt it once.
+        let size = crate::checks::mem_facts(mem).map(|(size, _)| size as usize);
+        let p = if let Some(size) = size {
             // SAFETY: a blocking map of the whole object; `err` is a live
             // local.
             unsafe {
@@ -128,7 +119,7 @@ pub unsafe fn native_kernel(
                 )
             }
         } else {
-            err = rc;
+            err = opencl::CL_INVALID_MEM_OBJECT;
             std::ptr::null_mut()
         };
         if p.is_null() {

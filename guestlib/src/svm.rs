@@ -87,18 +87,15 @@ pub unsafe fn svm_alloc(
         match conn.heap().map_at(base) {
             Ok(v) => s.view = Some(v),
             Err(e) => {
-                drop(s);
-                tracing::warn!("clSVMAlloc: cannot map the heap where the worker sees it: {e}");
-                // SAFETY: the allocation just made, which nothing uses.
-                unsafe { opencl::avaSvmFree(context, addr as u64) };
-                return null;
+                tracing::warn!("clSVMAlloc: cannot map the heap where the worker sees it: {e}")
             }
         }
+    } else if !s.view.as_ref().is_some_and(|v| v.contains(addr, size)) {
+        tracing::warn!("clSVMAlloc: the worker's heap view moved; no shared virtual memory");
     }
     if s.view.as_ref().is_none_or(|v| !v.contains(addr, size)) {
         drop(s);
-        tracing::warn!("clSVMAlloc: the worker's heap view moved; no shared virtual memory");
-        // SAFETY: as above.
+        // SAFETY: the allocation just made, which nothing uses.
         unsafe { opencl::avaSvmFree(context, addr as u64) };
         return null;
     }

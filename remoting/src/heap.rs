@@ -138,16 +138,13 @@ impl Heap {
     pub fn svm_free_all(&self, tag: u64) -> (usize, u64) {
         let mut svm = self.svm();
         svm.watched.remove(&tag);
-        let gone: Vec<usize> = svm
-            .allocs
-            .iter()
-            .filter(|(_, (_, _, t))| *t == tag)
-            .map(|(a, _)| *a)
-            .collect();
-        let freed: Vec<(ArenaBlock, u64)> = gone
-            .iter()
-            .filter_map(|a| svm.allocs.remove(a).map(|(b, len, _)| (b, len)))
-            .collect();
+        let mut freed: Vec<(ArenaBlock, u64)> = Vec::new();
+        svm.allocs.retain(|_, &mut (block, len, t)| {
+            if t == tag {
+                freed.push((block, len));
+            }
+            t != tag
+        });
         drop(svm);
         for (b, _) in &freed {
             self.unreserve(*b);

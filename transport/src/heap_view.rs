@@ -13,7 +13,7 @@ use std::num::NonZeroUsize;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
 
-use crate::{Arena, Error, Region};
+use crate::{Arena, Error};
 
 /// Addresses the worker tries, in order, for a region's second heap view:
 /// from 32 TiB up, 1 TiB apart. A process's own mappings (the program at
@@ -72,7 +72,7 @@ impl HeapView {
 impl Drop for HeapView {
     fn drop(&mut self) {
         // SAFETY: `base`/`len` are exactly the mapping made in
-        // `Region::map_heap_at`, which nothing else unmaps.
+        // `Arena::map_at`, which nothing else unmaps.
         let _ = unsafe { nix::sys::mman::munmap(self.base.cast(), self.len) };
     }
 }
@@ -154,23 +154,10 @@ impl Arena {
     }
 }
 
-impl Region {
-    /// Maps this region's heap a second time at exactly `addr`
-    /// ([`Arena::map_at`]).
-    pub fn map_heap_at(&self, addr: usize) -> Result<HeapView, Error> {
-        self.heap().map_at(addr)
-    }
-
-    /// Maps this region's heap at the first free one of `hints`.
-    pub fn map_heap_at_one_of(&self, hints: &[usize]) -> Result<HeapView, Error> {
-        self.heap().map_at_one_of(hints)
-    }
-}
-
 #[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
-    use crate::RegionConfig;
+    use crate::{Region, RegionConfig};
 
     fn region(heap: u64) -> (tempfile::TempDir, Region) {
         let dir = tempfile::tempdir().unwrap();
@@ -189,7 +176,7 @@ mod tests {
     #[test]
     fn a_view_at_a_fixed_address_shares_the_heap_bytes() {
         let (_d, r) = region(1 << 20);
-        let view = r.map_heap_at_one_of(&SVM_HINTS).unwrap();
+        let view = r.heap().map_at_one_of(&SVM_HINTS).unwrap();
         assert!(SVM_HINTS.contains(&view.base()));
         assert_eq!(view.len(), 1 << 20);
         r.heap().write(4096, b"through the region").unwrap();
@@ -211,16 +198,16 @@ mod tests {
     #[test]
     fn a_taken_address_is_refused_and_the_next_hint_is_used() {
         let (_d, r) = region(1 << 16);
-        let first = r.map_heap_at_one_of(&SVM_HINTS).unwrap();
+        let first = r.heap().map_at_one_of(&SVM_HINTS).unwrap();
         // The same address again: taken, so never replaced.
-        assert!(r.map_heap_at(first.base()).is_err());
-        let second = r.map_heap_at_one_of(&SVM_HINTS).unwrap();
+        assert!(r.heap().map_at(first.base()).is_err());
+        let second = r.heap().map_at_one_of(&SVM_HINTS).unwrap();
         assert_ne!(first.base(), second.base());
     }
 
     #[test]
     fn no_heap_no_view() {
         let (_d, r) = region(0);
-        assert!(r.map_heap_at(SVM_HINTS[0]).is_err());
+        assert!(r.heap().map_at(SVM_HINTS[0]).is_err());
     }
 }

@@ -62,6 +62,14 @@ struct Watch {
     quota: Option<(Arc<dyn Admission>, Caller)>,
 }
 
+/// The VM's memory accounting, when the worker schedules it.
+fn quota(cx: &CallCtx<'_>) -> Option<(Arc<dyn Admission>, Caller)> {
+    cx.session
+        .admission
+        .clone()
+        .map(|a| (a, cx.session.caller.clone()))
+}
+
 /// Credits `bytes` of memory back to the VM.
 fn credit(quota: Option<&(Arc<dyn Admission>, Caller)>, bytes: u64) {
     if let Some((admission, caller)) = quota
@@ -115,6 +123,7 @@ pub unsafe fn svm_alloc(
         || (flags & opencl::CL_MEM_SVM_ATOMICS != 0
             && flags & opencl::CL_MEM_SVM_FINE_GRAIN_BUFFER == 0)
         || (alignment != 0 && !alignment.is_power_of_two())
+        || u64::from(alignment) > remoting::heap::HEAP_ALIGN
     {
         return Ok(opencl::CL_INVALID_VALUE);
     }
@@ -125,11 +134,7 @@ pub unsafe fn svm_alloc(
         return Ok(opencl::CL_OUT_OF_RESOURCES);
     }
     let tag = context as u64;
-    let quota = cx
-        .session
-        .admission
-        .clone()
-        .map(|a| (a, cx.session.caller.clone()));
+    let quota = quota(cx);
     if heap.svm_watch(tag) {
         let user_data = Box::into_raw(Box::new(Watch {
             heap: heap.clone(),
@@ -143,8 +148,8 @@ pub unsafe fn svm_alloc(
         if rc != 0 {
             // SAFETY: the driver did not take the box.
             drop(unsafe { Box::from_raw(user_data) });
-            let (_, bytes) = heap.svm_free_all(tag);
-            credit(quota.as_ref(), bytes);
+            // Forgets the watch: no allocation of the context exists yet.
+            heap.svm_free_all(tag);
             tracing::warn!(rc, "no context destructor callback: SVM is not offered");
             return Ok(opencl::CL_OUT_OF_RESOURCES);
         }
@@ -167,11 +172,7 @@ pub unsafe fn svm_alloc(
         Err(e) => {
             credit(quota.as_ref(), size as u64);
             tracing::debug!(size, "clSVMAlloc: {e}");
-            Ok(if alignment as u64 > remoting::heap::HEAP_ALIGN {
-                opencl::CL_INVALID_VALUE
-            } else {
-                opencl::CL_OUT_OF_RESOURCES
-            })
+            Ok(opencl::CL_OUT_OF_RESOURCES)
         }
     }
 }
@@ -193,9 +194,7 @@ pub unsafe fn svm_free(
         .and_then(|h| h.svm_free(address as usize, context as u64));
     match freed {
         Some(len) => {
-            if let Some(admission) = &cx.session.admission {
-                admission.charge(&cx.session.caller, resource::MEMORY, -(len as i64));
-            }
+            credit(quota(cx).as_ref(), len);
             Ok(opencl::CL_SUCCESS)
         }
         None => Ok(opencl::CL_INVALID_VALUE),
