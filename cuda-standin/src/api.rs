@@ -17,7 +17,7 @@ use crate::state::{self, Ctx, Event, Func, Kind, R, State, Stream, handle, id_of
 use crate::{CUdevice, CUdeviceptr, CUresult, DEVICE_NAME, DRIVER_VERSION, Handle, TOTAL_MEM};
 
 /// Runs an API body: its error code, `CUDA_ERROR_UNKNOWN` if it panicked.
-fn api(f: impl FnOnce() -> R<()>) -> CUresult {
+pub(crate) fn api(f: impl FnOnce() -> R<()>) -> CUresult {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => CUDA_SUCCESS,
         Ok(Err(e)) => e,

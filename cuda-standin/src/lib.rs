@@ -14,7 +14,9 @@
 //! as on a real device. See `README.md` for what is and is not supported.
 
 pub mod api;
+pub mod copies;
 pub mod errors;
+pub mod per_thread;
 pub mod procaddr;
 pub mod ptx;
 mod state;

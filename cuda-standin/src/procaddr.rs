@@ -6,6 +6,7 @@ use std::ffi::{c_char, c_int, c_void};
 
 use crate::CUresult;
 use crate::api::*;
+use crate::copies::*;
 use crate::errors::*;
 
 /// `CU_GET_PROC_ADDRESS_SUCCESS`.
@@ -18,9 +19,9 @@ pub const VERSION_NOT_SUFFICIENT: c_int = 2;
 macro_rules! table {
     ($(($base:expr, $name:ident, $version:expr),)*) => {
         /// `(base name, exported name, CUDA version that introduced this
-        /// ABI, entry point)` of every exported function. The stand-in
-        /// exports no per-thread-stream (`_ptsz`/`_ptds`) variants, so
-        /// `CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM` gets the plain ones.
+        /// ABI, entry point)` of every exported function with the legacy
+        /// default stream; `crate::per_thread::entries` lists the
+        /// per-thread ones.
         pub fn entries() -> &'static [(&'static str, &'static str, i32, usize)] {
             static TABLE: std::sync::OnceLock<Vec<(&'static str, &'static str, i32, usize)>> =
                 std::sync::OnceLock::new();
@@ -138,18 +139,34 @@ table! {
     ("cuEventElapsedTime", cuEventElapsedTime, 2000),
     ("cuEventElapsedTime", cuEventElapsedTime_v2, 12080),
     ("cuEventDestroy", cuEventDestroy_v2, 4000),
+    ("cuMemcpy", cuMemcpy, 4000),
+    ("cuMemcpyAsync", cuMemcpyAsync, 4000),
+    ("cuMemcpy2D", cuMemcpy2D_v2, 3020),
+    ("cuMemcpy2DUnaligned", cuMemcpy2DUnaligned_v2, 3020),
+    ("cuMemcpy2DAsync", cuMemcpy2DAsync_v2, 3020),
+    ("cuMemcpy3D", cuMemcpy3D_v2, 3020),
+    ("cuMemcpy3DAsync", cuMemcpy3DAsync_v2, 3020),
 }
 
+/// `CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM`.
+pub const PER_THREAD_DEFAULT_STREAM: u64 = 1 << 1;
+
 /// Resolves `symbol` for `version`: the newest ABI introduced at or before
-/// it. `(entry point, symbol status)`.
-pub fn resolve(symbol: &str, version: i32) -> (usize, c_int) {
-    let candidates = entries().iter().filter(|e| e.0 == symbol);
+/// it, its per-thread default stream form when `per_thread` asks and there
+/// is one. `(entry point, symbol status)`.
+pub fn resolve(symbol: &str, version: i32, per_thread: bool) -> (usize, c_int) {
+    let pt = crate::per_thread::entries();
+    let candidates = entries()
+        .iter()
+        .map(|e| (e, false))
+        .chain(pt.iter().filter(|_| per_thread).map(|e| (e, true)))
+        .filter(|(e, _)| e.0 == symbol);
     let mut any = false;
-    let mut best: Option<(i32, usize)> = None;
-    for (_, _, v, f) in candidates {
+    let mut best: Option<((i32, bool), usize)> = None;
+    for ((_, _, v, f), is_pt) in candidates {
         any = true;
-        if *v <= version && best.is_none_or(|(bv, _)| *v > bv) {
-            best = Some((*v, *f));
+        if *v <= version && best.is_none_or(|(bv, _)| (*v, is_pt) > bv) {
+            best = Some(((*v, is_pt), *f));
         }
     }
     match (best, any) {
@@ -166,7 +183,7 @@ pub unsafe extern "C" fn cuGetProcAddress_v2(
     symbol: *const c_char,
     pfn: *mut *mut c_void,
     cuda_version: c_int,
-    _flags: u64,
+    flags: u64,
     symbol_status: *mut c_int,
 ) -> CUresult {
     if symbol.is_null() || pfn.is_null() {
@@ -176,7 +193,7 @@ pub unsafe extern "C" fn cuGetProcAddress_v2(
     let name = unsafe { std::ffi::CStr::from_ptr(symbol) }
         .to_str()
         .unwrap_or("");
-    let (f, status) = resolve(name, cuda_version);
+    let (f, status) = resolve(name, cuda_version, flags & PER_THREAD_DEFAULT_STREAM != 0);
     // SAFETY: `pfn` is non-null and writable per cuda.h.
     unsafe { pfn.write(f as *mut c_void) };
     if !symbol_status.is_null() {
@@ -204,7 +221,7 @@ mod tests {
 
     #[test]
     fn newest_abi_at_or_before_the_version() {
-        let f = |n: &str, v| resolve(n, v);
+        let f = |n: &str, v| resolve(n, v, false);
         assert_eq!(
             f("cuMemAlloc", 12080),
             (cuMemAlloc_v2 as *const () as usize, SYMBOL_SUCCESS)
@@ -228,5 +245,20 @@ mod tests {
         assert_eq!(f("cuMemAlloc", 2000), (0, VERSION_NOT_SUFFICIENT));
         assert_eq!(f("cuNoSuchThing", 12080), (0, SYMBOL_NOT_FOUND));
         assert_eq!(f("cuMemAlloc_v2", 12080), (0, SYMBOL_NOT_FOUND));
+    }
+
+    #[test]
+    fn the_per_thread_flag_gives_the_per_thread_forms_where_there_are_some() {
+        let pt = |n: &str, v| resolve(n, v, true).0;
+        assert_eq!(
+            pt("cuLaunchKernel", 12080),
+            crate::per_thread::cuLaunchKernel_ptsz as *const () as usize
+        );
+        assert_eq!(
+            pt("cuMemcpyHtoD", 12080),
+            crate::per_thread::cuMemcpyHtoD_v2_ptds as *const () as usize
+        );
+        assert_eq!(pt("cuMemAlloc", 12080), cuMemAlloc_v2 as *const () as usize);
+        assert_eq!(pt("cuMemcpyHtoD", 6000), cuMemcpyHtoD_v2 as *const () as usize);
     }
 }

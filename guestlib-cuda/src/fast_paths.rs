@@ -14,6 +14,9 @@ use std::sync::{Mutex, OnceLock};
 use crate::cuda::{
     self, CUdeviceptr, CUfunction, CUmodule, CUpointer_attribute, CUresult, CUstream,
 };
+pub use crate::copies::{
+    memcpy_2d, memcpy_2d_async, memcpy_3d, memcpy_3d_async, memcpy_unified, memcpy_unified_async,
+};
 use crate::host_memory;
 
 const CUDA_SUCCESS: CUresult = 0;

@@ -18,8 +18,10 @@
 
 use std::path::PathBuf;
 
+mod copies;
 mod fast_paths;
 mod host_memory;
+mod per_thread;
 
 remoting::generated! {
     /// The generated CUDA entry points and types.

@@ -9,10 +9,14 @@ use std::sync::Mutex;
 
 use remoting::worker::{CallCtx, DispatchError};
 
+use crate::cuda_copies::span;
 use crate::cuda::{
     Api, CUcontext, CUdevice, CUdeviceptr, CUmodule, CUresult, CUstream, cuuint64_t,
 };
 
+pub use crate::cuda_copies::{
+    memcpy_box_dtod, memcpy_box_dtod_async, memcpy_box_dtoh, memcpy_box_htod, memcpy_box_htod_async,
+};
 pub use crate::cuda_memory::{
     launch_kernel, mem_alloc, mem_alloc_async, mem_alloc_pitch, mem_free, mem_free_async,
 };
@@ -386,6 +390,21 @@ device_ranges! {
     memset16_async(dst: CUdeviceptr, v: u16, n: usize, s: CUstream) => [(dst, n.saturating_mul(2))];
     /// `cuMemsetD32Async`: the destination.
     memset32_async(dst: CUdeviceptr, v: u32, n: usize, s: CUstream) => [(dst, n.saturating_mul(4))];
+    /// `avaMemcpy3DHtoD`: the destination box.
+    box_to_device(dst: CUdeviceptr, p: usize, ht: usize, src: *const c_void, w: usize, h: usize, d: usize)
+        => [(dst, span(p, ht, w, h, d))];
+    /// `avaMemcpy3DHtoDAsync`: the destination box.
+    box_to_device_async(dst: CUdeviceptr, p: usize, ht: usize, src: *const c_void, w: usize, h: usize, d: usize, s: CUstream)
+        => [(dst, span(p, ht, w, h, d))];
+    /// `avaMemcpy3DDtoH`: the source box.
+    box_from_device(dst: *mut c_void, src: CUdeviceptr, p: usize, ht: usize, w: usize, h: usize, d: usize, s: CUstream, on: u32)
+        => [(src, span(p, ht, w, h, d))];
+    /// `avaMemcpy3DDtoD`: both boxes.
+    box_on_device(dst: CUdeviceptr, dp: usize, dh: usize, src: CUdeviceptr, sp: usize, sh: usize, w: usize, h: usize, d: usize)
+        => [(dst, span(dp, dh, w, h, d)), (src, span(sp, sh, w, h, d))];
+    /// `avaMemcpy3DDtoDAsync`: both boxes.
+    box_on_device_async(dst: CUdeviceptr, dp: usize, dh: usize, src: CUdeviceptr, sp: usize, sh: usize, w: usize, h: usize, d: usize, s: CUstream)
+        => [(dst, span(dp, dh, w, h, d)), (src, span(sp, sh, w, h, d))];
     /// `cuMemGetAddressRange_v2`: the address asked about.
     address_range(base: *mut CUdeviceptr, size: *mut usize, dptr: CUdeviceptr) => [(dptr, 1)];
 }

@@ -5,6 +5,7 @@
 pub mod accounting;
 pub mod backend;
 pub mod config;
+pub mod cuda_copies;
 pub mod cuda_guards;
 pub mod cuda_memory;
 pub mod guards;
