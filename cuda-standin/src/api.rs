@@ -1181,6 +1181,37 @@ pub unsafe extern "C" fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, size: usize) -> C
     })
 }
 
+/// `cuMemAllocPitch_v2`: rows padded to the allocation granularity; the
+/// element size must be 4, 8 or 16 bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuMemAllocPitch_v2(
+    dptr: *mut CUdeviceptr,
+    pitch: *mut usize,
+    width: usize,
+    height: usize,
+    element_size: c_uint,
+) -> CUresult {
+    api(|| {
+        if dptr.is_null() || pitch.is_null() || width == 0 || height == 0 {
+            return Err(CUDA_ERROR_INVALID_VALUE);
+        }
+        if !matches!(element_size, 4 | 8 | 16) {
+            return Err(CUDA_ERROR_INVALID_VALUE);
+        }
+        let row = width
+            .checked_next_multiple_of(state::ALIGN as usize)
+            .ok_or(CUDA_ERROR_INVALID_VALUE)?;
+        let size = row.checked_mul(height).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
+        let p = state::with(|st| {
+            let ctx = st.current()?;
+            st.mem_alloc(ctx, size)
+        })?;
+        put!(dptr, p);
+        put!(pitch, row);
+        Ok(())
+    })
+}
+
 /// `cuMemFree_v2`: a pointer that is not the start of a live allocation is
 /// `CUDA_ERROR_INVALID_VALUE`.
 #[unsafe(no_mangle)]

@@ -116,7 +116,12 @@ impl Side {
 ///
 /// # Safety
 /// Host sides hold the box.
-unsafe fn copy_box(st: &mut State, src: Side, dst: Side, (w, h, d): (usize, usize, usize)) -> R<()> {
+unsafe fn copy_box(
+    st: &mut State,
+    src: Side,
+    dst: Side,
+    (w, h, d): (usize, usize, usize),
+) -> R<()> {
     if w == 0 || h == 0 || d == 0 {
         return Ok(());
     }
@@ -138,12 +143,20 @@ unsafe fn copy_box(st: &mut State, src: Side, dst: Side, (w, h, d): (usize, usiz
                 (true, false) => {
                     let s = st.range(from, w)?;
                     // SAFETY: the destination row holds `w` bytes (caller).
-                    unsafe { std::ptr::copy_nonoverlapping(st.mem[s..].as_ptr(), to as *mut u8, w) };
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(st.mem[s..].as_ptr(), to as *mut u8, w)
+                    };
                 }
                 (false, true) => {
                     let t = st.range(to, w)?;
                     // SAFETY: the source row holds `w` bytes (caller).
-                    unsafe { std::ptr::copy_nonoverlapping(from as *const u8, st.mem[t..].as_mut_ptr(), w) };
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            from as *const u8,
+                            st.mem[t..].as_mut_ptr(),
+                            w,
+                        )
+                    };
                 }
                 (false, false) => {
                     // SAFETY: both rows hold `w` bytes (caller); `copy`
@@ -174,8 +187,24 @@ fn copy_2d(p: *const Memcpy2D, stream: Handle) -> R<()> {
     let c = unsafe { p.read_unaligned() };
     state::with(|st| {
         st.stream_ctx(stream)?;
-        let s = Side::new(st, c.src_memory_type, c.src_host as u64, c.src_device, (c.src_x_in_bytes, c.src_y, 0), c.src_pitch, c.height)?;
-        let t = Side::new(st, c.dst_memory_type, c.dst_host as u64, c.dst_device, (c.dst_x_in_bytes, c.dst_y, 0), c.dst_pitch, c.height)?;
+        let s = Side::new(
+            st,
+            c.src_memory_type,
+            c.src_host as u64,
+            c.src_device,
+            (c.src_x_in_bytes, c.src_y, 0),
+            c.src_pitch,
+            c.height,
+        )?;
+        let t = Side::new(
+            st,
+            c.dst_memory_type,
+            c.dst_host as u64,
+            c.dst_device,
+            (c.dst_x_in_bytes, c.dst_y, 0),
+            c.dst_pitch,
+            c.height,
+        )?;
         // SAFETY: host sides hold the box (cuda.h).
         unsafe { copy_box(st, s, t, (c.width_in_bytes, c.height, 1)) }
     })
@@ -189,8 +218,24 @@ fn copy_3d(p: *const Memcpy3D, stream: Handle) -> R<()> {
     let c = unsafe { p.read_unaligned() };
     state::with(|st| {
         st.stream_ctx(stream)?;
-        let s = Side::new(st, c.src_memory_type, c.src_host as u64, c.src_device, (c.src_x_in_bytes, c.src_y, c.src_z), c.src_pitch, c.src_height)?;
-        let t = Side::new(st, c.dst_memory_type, c.dst_host as u64, c.dst_device, (c.dst_x_in_bytes, c.dst_y, c.dst_z), c.dst_pitch, c.dst_height)?;
+        let s = Side::new(
+            st,
+            c.src_memory_type,
+            c.src_host as u64,
+            c.src_device,
+            (c.src_x_in_bytes, c.src_y, c.src_z),
+            c.src_pitch,
+            c.src_height,
+        )?;
+        let t = Side::new(
+            st,
+            c.dst_memory_type,
+            c.dst_host as u64,
+            c.dst_device,
+            (c.dst_x_in_bytes, c.dst_y, c.dst_z),
+            c.dst_pitch,
+            c.dst_height,
+        )?;
         // SAFETY: host sides hold the box (cuda.h).
         unsafe { copy_box(st, s, t, (c.width_in_bytes, c.height, c.depth)) }
     })
@@ -208,7 +253,12 @@ pub unsafe extern "C" fn cuMemcpy(dst: CUdeviceptr, src: CUdeviceptr, n: usize) 
 
 /// `cuMemcpyAsync`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemcpyAsync(dst: CUdeviceptr, src: CUdeviceptr, n: usize, stream: Handle) -> CUresult {
+pub unsafe extern "C" fn cuMemcpyAsync(
+    dst: CUdeviceptr,
+    src: CUdeviceptr,
+    n: usize,
+    stream: Handle,
+) -> CUresult {
     api(|| linear(dst, src, n, stream))
 }
 

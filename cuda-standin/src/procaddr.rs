@@ -94,6 +94,7 @@ table! {
     ("cuOccupancyMaxPotentialBlockSize", cuOccupancyMaxPotentialBlockSize, 6050),
     ("cuOccupancyMaxPotentialBlockSizeWithFlags", cuOccupancyMaxPotentialBlockSizeWithFlags, 7000),
     ("cuMemAlloc", cuMemAlloc_v2, 3020),
+    ("cuMemAllocPitch", cuMemAllocPitch_v2, 3020),
     ("cuMemFree", cuMemFree_v2, 3020),
     ("cuMemAllocAsync", cuMemAllocAsync, 11020),
     ("cuMemFreeAsync", cuMemFreeAsync, 11020),
@@ -259,6 +260,9 @@ mod tests {
             crate::per_thread::cuMemcpyHtoD_v2_ptds as *const () as usize
         );
         assert_eq!(pt("cuMemAlloc", 12080), cuMemAlloc_v2 as *const () as usize);
-        assert_eq!(pt("cuMemcpyHtoD", 6000), cuMemcpyHtoD_v2 as *const () as usize);
+        assert_eq!(
+            pt("cuMemcpyHtoD", 6000),
+            cuMemcpyHtoD_v2 as *const () as usize
+        );
     }
 }

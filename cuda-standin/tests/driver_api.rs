@@ -265,7 +265,7 @@ fn proc_address_found_and_unknown() {
     ));
     assert_eq!(status, SYMBOL_SUCCESS);
     assert_eq!(pfn as usize, cuMemAlloc_v2 as *const () as usize);
-    // Per-thread default stream: the plain entry point (no _ptsz exported).
+    // Per-thread default stream: the _ptsz form.
     ok!(cuGetProcAddress_v2(
         c"cuLaunchKernel".as_ptr(),
         &mut pfn,
@@ -273,7 +273,10 @@ fn proc_address_found_and_unknown() {
         2,
         &mut status
     ));
-    assert_eq!(pfn as usize, cuLaunchKernel as *const () as usize);
+    assert_eq!(
+        pfn as usize,
+        ava_cuda_standin::per_thread::cuLaunchKernel_ptsz as *const () as usize
+    );
     ok!(cuGetProcAddress_v2(
         c"cuNoSuchFunction".as_ptr(),
         &mut pfn,

@@ -84,7 +84,14 @@ struct Copy3D {
 }
 
 /// The side at offsets (x, y, z) of `mem`.
-fn at(mem: Mem, x: usize, y: usize, z: usize, pitch: usize, height: usize) -> Result<Side, CUresult> {
+fn at(
+    mem: Mem,
+    x: usize,
+    y: usize,
+    z: usize,
+    pitch: usize,
+    height: usize,
+) -> Result<Side, CUresult> {
     let offset = z
         .checked_mul(height)
         .and_then(|r| r.checked_add(y))
@@ -93,7 +100,10 @@ fn at(mem: Mem, x: usize, y: usize, z: usize, pitch: usize, height: usize) -> Re
         .ok_or(CUDA_ERROR_INVALID_VALUE)?;
     let mem = match mem {
         Mem::Host(p) => Mem::Host(p.checked_add(offset).ok_or(CUDA_ERROR_INVALID_VALUE)?),
-        Mem::Device(p) => Mem::Device(p.checked_add(offset as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?),
+        Mem::Device(p) => Mem::Device(
+            p.checked_add(offset as u64)
+                .ok_or(CUDA_ERROR_INVALID_VALUE)?,
+        ),
     };
     Ok(Side { mem, pitch, height })
 }
@@ -104,9 +114,9 @@ impl Copy3D {
     fn fits(&self) -> bool {
         let rows = self.height > 1 || self.depth > 1;
         let slices = self.depth > 1;
-        [self.src, self.dst].iter().all(|s| {
-            (!rows || s.pitch >= self.width) && (!slices || s.height >= self.height)
-        })
+        [self.src, self.dst]
+            .iter()
+            .all(|s| (!rows || s.pitch >= self.width) && (!slices || s.height >= self.height))
     }
 
     /// The offset of row `row` of slice `slice` on `side`.
@@ -158,7 +168,10 @@ impl Copy3D {
                     for y in 0..h {
                         // SAFETY: the source holds the box (the caller's).
                         bytes.extend_from_slice(unsafe {
-                            std::slice::from_raw_parts((s + Self::row(&self.src, z, y)) as *const u8, w)
+                            std::slice::from_raw_parts(
+                                (s + Self::row(&self.src, z, y)) as *const u8,
+                                w,
+                            )
                         });
                     }
                 }
@@ -209,7 +222,12 @@ impl Copy3D {
                 CUDA_SUCCESS
             }
             (Mem::Device(s), Mem::Device(t)) => {
-                let (dp, dh, sp, sh) = (self.dst.pitch, self.dst.height, self.src.pitch, self.src.height);
+                let (dp, dh, sp, sh) = (
+                    self.dst.pitch,
+                    self.dst.height,
+                    self.src.pitch,
+                    self.src.height,
+                );
                 // SAFETY: no host memory is read.
                 unsafe {
                     match stream {

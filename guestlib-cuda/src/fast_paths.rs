@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::sync::{Mutex, OnceLock};
 
-use crate::cuda::{
-    self, CUdeviceptr, CUfunction, CUmodule, CUpointer_attribute, CUresult, CUstream,
-};
 pub use crate::copies::{
     memcpy_2d, memcpy_2d_async, memcpy_3d, memcpy_3d_async, memcpy_unified, memcpy_unified_async,
+};
+use crate::cuda::{
+    self, CUdeviceptr, CUfunction, CUmodule, CUpointer_attribute, CUresult, CUstream,
 };
 use crate::host_memory;
 

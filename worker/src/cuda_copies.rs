@@ -114,7 +114,17 @@ pub unsafe fn memcpy_box_htod(
     d: usize,
 ) -> Result<CUresult, DispatchError> {
     // SAFETY: as the caller's.
-    unsafe { copy(api, Side::Device(dst, pitch, height), Side::Host(src), w, h, d, None) }
+    unsafe {
+        copy(
+            api,
+            Side::Device(dst, pitch, height),
+            Side::Host(src),
+            w,
+            h,
+            d,
+            None,
+        )
+    }
 }
 
 /// `avaMemcpy3DHtoDAsync`: the driver takes the source before it returns

@@ -9,10 +9,10 @@ use std::sync::Mutex;
 
 use remoting::worker::{CallCtx, DispatchError};
 
-use crate::cuda_copies::span;
 use crate::cuda::{
     Api, CUcontext, CUdevice, CUdeviceptr, CUmodule, CUresult, CUstream, cuuint64_t,
 };
+use crate::cuda_copies::span;
 
 pub use crate::cuda_copies::{
     memcpy_box_dtod, memcpy_box_dtod_async, memcpy_box_dtoh, memcpy_box_htod, memcpy_box_htod_async,

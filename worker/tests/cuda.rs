@@ -460,6 +460,126 @@ fn bad_input_gets_the_drivers_errors_directly_and_remoted() {
     assert!(text(&out.stdout).contains("every check passed"));
 }
 
+// ------------------------------------------------------------------ entry points
+
+/// The guest half: every `cu*` function the loaded `libcuda.so.1` exports
+/// is what `cuGetProcAddress_v2` gives for its base name at CUDA 12.8 (the
+/// per-thread default stream flag for `_ptsz`/`_ptds` names), unless a
+/// newer ABI of that name replaces it; unknown names are not found.
+fn entry_point_checks() {
+    let cu = Cu::load();
+    let proc: ProcAddress = cu.get("cuGetProcAddress_v2");
+    // SAFETY: `info` is a local dladdr fills; the address is cuInit's.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    assert_ne!(
+        // SAFETY: as above.
+        unsafe { libc::dladdr(cu.f["cuInit"], &mut info) },
+        0
+    );
+    // SAFETY: dladdr gave the library's NUL-terminated path.
+    let path = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }
+        .to_string_lossy()
+        .into_owned();
+    let nm = Command::new("nm")
+        .args(["-D", "--defined-only", &path])
+        .output()
+        .expect("run nm");
+    let exported: Vec<String> = text(&nm.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|n| n.starts_with("cu"))
+        .map(str::to_owned)
+        .collect();
+    assert!(exported.len() > 100, "{path} exports {exported:?}");
+    let name_of = |pfn: *mut c_void| -> String {
+        // SAFETY: as above, for the address resolved.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if pfn.is_null() || unsafe { libc::dladdr(pfn, &mut info) } == 0 || info.dli_sname.is_null()
+        {
+            return "NULL".into();
+        }
+        // SAFETY: dladdr gave a NUL-terminated symbol name.
+        unsafe { std::ffi::CStr::from_ptr(info.dli_sname) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    // The name without its per-thread and ABI version suffixes.
+    let base = |n: &str| {
+        let n = n.trim_end_matches("_ptsz").trim_end_matches("_ptds");
+        match n.rsplit_once("_v") {
+            Some((b, v)) if v.parse::<u32>().is_ok() => b.to_owned(),
+            _ => n.to_owned(),
+        }
+    };
+    // The versions real clients ask for (cuda-python asks each ABI at the
+    // version that introduced it).
+    let versions = [
+        2000, 3020, 4000, 6000, 7000, 9020, 10000, 11020, 11040, 12000, 12080,
+    ];
+    let mut checked = 0;
+    for name in &exported {
+        let flags = if name.ends_with("_ptsz") || name.ends_with("_ptds") {
+            2
+        } else {
+            0
+        };
+        let sym = CString::new(base(name)).unwrap();
+        let mut seen = Vec::new();
+        for v in versions {
+            let mut pfn: *mut c_void = std::ptr::null_mut();
+            let mut status = -1;
+            // SAFETY: a NUL-terminated name and local outputs.
+            let rc = unsafe { proc(sym.as_ptr(), &mut pfn, v, flags, &mut status) };
+            assert_eq!(rc, 0, "{name} at {v}");
+            seen.push(name_of(pfn));
+        }
+        assert!(
+            seen.contains(name),
+            "{} (flags {flags}) never resolves to {name}: {seen:?}",
+            base(name)
+        );
+        checked += 1;
+    }
+    for unknown in ["cuNoSuchFunction", "cuMemAlloc_v2", "avaProcName"] {
+        let sym = CString::new(unknown).unwrap();
+        let mut pfn: *mut c_void = std::ptr::dangling_mut();
+        let mut status = -1;
+        // SAFETY: as above.
+        let rc = unsafe { proc(sym.as_ptr(), &mut pfn, 12080, 0, &mut status) };
+        assert_eq!((rc, pfn.is_null(), status), (0, true, 1), "{unknown}");
+    }
+    println!("entry points: {checked} exported names resolve");
+}
+
+#[test]
+fn every_exported_entry_point_resolves_through_get_proc_address() {
+    if common::is_guest_half() {
+        entry_point_checks();
+        return;
+    }
+    let me = std::env::current_exe().expect("test binary");
+    let args = [
+        "--exact",
+        "every_exported_entry_point_resolves_through_get_proc_address",
+        "--nocapture",
+        "--test-threads=1",
+    ];
+    let mut c = direct(&me);
+    c.env("AVA_TEST_ROLE", common::GUEST_ROLE).args(args);
+    let native = run(c, "the entry point checks on the stand-in", None);
+    let s = stack("cuda-procs");
+    let mut c = remoted(&s, &me);
+    c.env("AVA_TEST_ROLE", common::GUEST_ROLE).args(args);
+    let out = run(c, "the entry point checks remoted", Some(&s));
+    assert!(
+        text(&out.stdout).contains("exported names resolve"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&native.stdout).contains("exported names resolve"));
+}
+
 // ------------------------------------------------------------------ real clients, unmodified
 
 /// The unmodified cudarc program (`samples/cuda-clients`).
@@ -499,8 +619,10 @@ fn the_cudarc_client_gives_the_same_output_remoted() {
     assert!(s.log().contains("api=cuda"), "the guest named the CUDA API");
 }
 
-#[test]
-fn the_cuda_python_client_gives_the_same_output_remoted() {
+/// Runs the cuda-python program `script` (in `samples/cuda/`) on the
+/// stand-in and remoted, with `env` set in both; its output, which must
+/// hold `expect`, must be the same.
+fn cuda_python_same_output(script: &str, env: &[(&str, &str)], expect: &str) {
     let setup = Command::new("bash")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cuda-python.sh"))
         .output()
@@ -511,17 +633,18 @@ fn the_cuda_python_client_gives_the_same_output_remoted() {
         text(&setup.stdout),
         text(&setup.stderr)
     );
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/cuda/cuda_python_client.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../samples/cuda")
+        .join(script);
     let mut c = direct("/usr/bin/python3");
-    c.arg(&script);
-    let native = run(c, "the cuda-python client on the stand-in", None);
+    c.arg(&script).envs(env.iter().copied());
+    let native = run(c, "the cuda-python program on the stand-in", None);
     let s = stack("cuda-python");
     let mut c = remoted(&s, "/usr/bin/python3");
-    c.arg(&script);
-    let out = run(c, "the cuda-python client remoted", Some(&s));
+    c.arg(&script).envs(env.iter().copied());
+    let out = run(c, "the cuda-python program remoted", Some(&s));
     assert!(
-        text(&native.stdout).contains("saxpy: n=2048"),
+        text(&native.stdout).contains(expect),
         "{}",
         text(&native.stdout)
     );
@@ -529,6 +652,29 @@ fn the_cuda_python_client_gives_the_same_output_remoted() {
         text(&out.stdout),
         text(&native.stdout),
         "remoted output differs"
+    );
+}
+
+#[test]
+fn the_cuda_python_client_gives_the_same_output_remoted() {
+    cuda_python_same_output("cuda_python_client.py", &[], "saxpy: n=2048");
+}
+
+#[test]
+fn unified_2d_and_3d_copies_give_the_same_results_remoted() {
+    cuda_python_same_output(
+        "cuda_python_features.py",
+        &[],
+        "entry point cuLaunchKernel@12000: cuLaunchKernel (",
+    );
+}
+
+#[test]
+fn the_per_thread_default_stream_forms_give_the_same_results_remoted() {
+    cuda_python_same_output(
+        "cuda_python_features.py",
+        &[("CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM", "1")],
+        "entry point cuLaunchKernel@12000: cuLaunchKernel_ptsz (",
     );
 }
 

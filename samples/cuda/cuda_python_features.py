@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""An unmodified cuda-python program on the driver API's less common
+features: unified copies (cuMemcpy, cuMemcpyAsync), 2D and 3D copies
+between pageable host memory and pitched device memory, with offsets, in
+every direction and on a stream, and the entry points cuGetProcAddress
+gives (with CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM=1 set, cuda-python
+resolves every function to its per-thread default stream form). Prints
+deterministic results only.
+
+Usage: cuda_python_features.py [KERNELS.ptx]
+"""
+import ctypes
+import os
+import sys
+
+from cuda.bindings import driver as cuda
+
+HOST = cuda.CUmemorytype.CU_MEMORYTYPE_HOST
+DEVICE = cuda.CUmemorytype.CU_MEMORYTYPE_DEVICE
+UNIFIED = cuda.CUmemorytype.CU_MEMORYTYPE_UNIFIED
+
+
+def check(result):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if err != cuda.CUresult.CUDA_SUCCESS:
+        _, name = cuda.cuGetErrorName(err)
+        raise SystemExit(f"CUDA error: {name.decode()}")
+    if not rest:
+        return None
+    return rest[0] if len(rest) == 1 else rest
+
+
+def error(result):
+    """The name of a call's error (CUDA_SUCCESS included)."""
+    err = result[0] if isinstance(result, tuple) else result
+    return cuda.cuGetErrorName(err)[1].decode()
+
+
+def digest(buf):
+    h = 0xCBF29CE484222325
+    for byte in bytes(buf):
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def entry_point_names():
+    """The exported names of the functions cuGetProcAddress gives."""
+    libc = ctypes.CDLL(None)
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
+                    ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
+
+    flags = (cuda.CUdriverProcAddress_flags.CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM
+             if os.environ.get("CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM") == "1"
+             else cuda.CUdriverProcAddress_flags.CU_GET_PROC_ADDRESS_DEFAULT)
+    for name, version in [("cuLaunchKernel", 12000), ("cuMemcpyHtoD", 12000),
+                          ("cuStreamSynchronize", 12000), ("cuMemAlloc", 12000),
+                          ("cuMemcpy3DAsync", 12000), ("cuNoSuchFunction", 12000)]:
+        pfn, status = check(cuda.cuGetProcAddress(name.encode(), version, flags))
+        info = DlInfo()
+        found = "NULL"
+        if int(pfn) and libc.dladdr(ctypes.c_void_p(int(pfn)), ctypes.byref(info)):
+            found = info.sname.decode()
+        print(f"entry point {name}@{version}: {found} ({status.name})")
+
+
+def copy2d(src, dst, width, height, stream=None):
+    """A 2D copy; each side is (memory type, address, x, y, pitch)."""
+    c = cuda.CUDA_MEMCPY2D()
+    (c.srcMemoryType, addr, c.srcXInBytes, c.srcY, c.srcPitch) = src
+    if src[0] == HOST:
+        c.srcHost = addr
+    else:
+        c.srcDevice = addr
+    (c.dstMemoryType, addr, c.dstXInBytes, c.dstY, c.dstPitch) = dst
+    if dst[0] == HOST:
+        c.dstHost = addr
+    else:
+        c.dstDevice = addr
+    c.WidthInBytes = width
+    c.Height = height
+    if stream is None:
+        return cuda.cuMemcpy2D(c)
+    return cuda.cuMemcpy2DAsync(c, stream)
+
+
+def copy3d(src, dst, extent, stream=None):
+    """A 3D copy; each side is (memory type, address, (x, y, z), pitch,
+    rows per slice)."""
+    c = cuda.CUDA_MEMCPY3D()
+    (c.srcMemoryType, addr, (c.srcXInBytes, c.srcY, c.srcZ), c.srcPitch, c.srcHeight) = src
+    if src[0] == HOST:
+        c.srcHost = addr
+    else:
+        c.srcDevice = addr
+    (c.dstMemoryType, addr, (c.dstXInBytes, c.dstY, c.dstZ), c.dstPitch, c.dstHeight) = dst
+    if dst[0] == HOST:
+        c.dstHost = addr
+    else:
+        c.dstDevice = addr
+    (c.WidthInBytes, c.Height, c.Depth) = extent
+    if stream is None:
+        return cuda.cuMemcpy3D(c)
+    return cuda.cuMemcpy3DAsync(c, stream)
+
+
+def main():
+    check(cuda.cuInit(0))
+    entry_point_names()
+    dev = check(cuda.cuDeviceGet(0))
+    ctx = check(cuda.cuDevicePrimaryCtxRetain(dev))
+    check(cuda.cuCtxSetCurrent(ctx))
+    stream = check(cuda.cuStreamCreate(0))
+
+    # Unified copies: host -> device -> device -> host, sync and async.
+    n = 4096
+    src = (ctypes.c_ubyte * n)(*[(i * 7 + 3) % 251 for i in range(n)])
+    back = (ctypes.c_ubyte * n)()
+    d1 = check(cuda.cuMemAlloc(n))
+    d2 = check(cuda.cuMemAlloc(n))
+    check(cuda.cuMemcpy(d1, ctypes.addressof(src), n))
+    check(cuda.cuMemcpyAsync(d2, d1, n, stream))
+    check(cuda.cuMemcpyAsync(ctypes.addressof(back), d2, n, stream))
+    check(cuda.cuStreamSynchronize(stream))
+    print("unified copies: equal =", bytes(back) == bytes(src), "digest", digest(back))
+    host2 = (ctypes.c_ubyte * n)()
+    check(cuda.cuMemcpy(ctypes.addressof(host2), ctypes.addressof(src), n))
+    print("unified host to host: equal =", bytes(host2) == bytes(src))
+
+    # 2D: a 20 x 12 box of a 40-byte-pitch host image into a pitched
+    # allocation at (8, 3), back out at (4, 2) of another host image.
+    width, height = 20, 12
+    img = (ctypes.c_ubyte * (40 * 16))(*[(i * 13) % 256 for i in range(40 * 16)])
+    dp, pitch = check(cuda.cuMemAllocPitch(64, 16, 4))
+    print("pitched allocation: pitch >= width =", pitch >= 64)
+    check(cuda.cuMemsetD8(dp, 0xAB, pitch * 16))
+    check(copy2d((HOST, ctypes.addressof(img), 0, 0, 40), (DEVICE, int(dp), 8, 3, pitch), width, height))
+    out = (ctypes.c_ubyte * (32 * 16))()
+    check(copy2d((DEVICE, int(dp), 8, 3, pitch), (HOST, ctypes.addressof(out), 4, 2, 32), width, height))
+    expect = all(out[(2 + y) * 32 + 4 + x] == img[y * 40 + x] for y in range(height) for x in range(width))
+    print("2D host -> pitched device -> host: box equal =", expect, "digest", digest(out))
+    # Device to device (unified on one side), then on a stream.
+    d3 = check(cuda.cuMemAlloc(64 * 16))
+    check(copy2d((UNIFIED, int(dp), 0, 0, pitch), (DEVICE, int(d3), 0, 0, 64), 64, 16, stream))
+    whole = (ctypes.c_ubyte * (64 * 16))()
+    check(copy2d((DEVICE, int(d3), 0, 0, 64), (UNIFIED, ctypes.addressof(whole), 0, 0, 64), 64, 16, stream))
+    check(cuda.cuStreamSynchronize(stream))
+    print("2D device -> device on a stream: digest", digest(whole))
+    print("2D pitch below the width:",
+          error(copy2d((HOST, ctypes.addressof(img), 0, 0, 8), (DEVICE, int(dp), 0, 0, pitch), 16, 2)))
+    print("2D out of the allocation:",
+          error(copy2d((HOST, ctypes.addressof(img), 0, 0, 40), (DEVICE, int(d3), 0, 60, 64), 20, 8)))
+
+    # 3D: a 6 x 5 x 4 box of a 10 x 8 x 6 host volume at (2, 1, 1) into an
+    # 8-byte pitch, 6-row device volume at (1, 0, 2), and back.
+    vol = (ctypes.c_ubyte * (10 * 8 * 6))(*[(i * 31 + 5) % 256 for i in range(10 * 8 * 6)])
+    dv = check(cuda.cuMemAlloc(8 * 6 * 8))
+    check(cuda.cuMemsetD8(dv, 0, 8 * 6 * 8))
+    box = (6, 5, 4)
+    check(copy3d((HOST, ctypes.addressof(vol), (2, 1, 1), 10, 8), (DEVICE, int(dv), (1, 0, 2), 8, 6), box))
+    dev_vol = (ctypes.c_ubyte * (8 * 6 * 8))()
+    check(cuda.cuMemcpyDtoH(dev_vol, dv, 8 * 6 * 8))
+    ok = all(dev_vol[((2 + z) * 6 + y) * 8 + 1 + x] == vol[((1 + z) * 8 + 1 + y) * 10 + 2 + x]
+             for z in range(4) for y in range(5) for x in range(6))
+    print("3D host -> device: box equal =", ok, "digest", digest(dev_vol))
+    vol2 = (ctypes.c_ubyte * (10 * 8 * 6))()
+    check(copy3d((DEVICE, int(dv), (1, 0, 2), 8, 6), (HOST, ctypes.addressof(vol2), (2, 1, 1), 10, 8), box, stream))
+    check(cuda.cuStreamSynchronize(stream))
+    ok = all(vol2[((1 + z) * 8 + 1 + y) * 10 + 2 + x] == vol[((1 + z) * 8 + 1 + y) * 10 + 2 + x]
+             for z in range(4) for y in range(5) for x in range(6))
+    print("3D device -> host on a stream: box equal =", ok, "digest", digest(vol2))
+    dv2 = check(cuda.cuMemAlloc(8 * 6 * 8))
+    check(copy3d((DEVICE, int(dv), (0, 0, 0), 8, 6), (DEVICE, int(dv2), (0, 0, 0), 8, 6), (8, 6, 8), stream))
+    check(cuda.cuMemcpyDtoHAsync(dev_vol, dv2, 8 * 6 * 8, stream))
+    check(cuda.cuStreamSynchronize(stream))
+    print("3D device -> device: digest", digest(dev_vol))
+    print("3D rows per slice below the box:",
+          error(copy3d((HOST, ctypes.addressof(vol), (0, 0, 0), 10, 2), (DEVICE, int(dv), (0, 0, 0), 8, 6), box)))
+    print("3D from a CUDA array:",
+          error(copy3d((cuda.CUmemorytype.CU_MEMORYTYPE_ARRAY, 0, (0, 0, 0), 8, 6),
+                       (DEVICE, int(dv), (0, 0, 0), 8, 6), box)))
+
+    for p in (d1, d2, dp, d3, dv, dv2):
+        check(cuda.cuMemFree(p))
+    check(cuda.cuStreamDestroy(stream))
+    check(cuda.cuDevicePrimaryCtxRelease(dev))
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
