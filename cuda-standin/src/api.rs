@@ -25,6 +25,15 @@ pub(crate) fn api(f: impl FnOnce() -> R<()>) -> CUresult {
     }
 }
 
+/// Runs an API body that computes a value: the value, or the error code
+/// (`CUDA_ERROR_UNKNOWN` if it panicked).
+fn api_value<T>(f: impl FnOnce() -> R<T>) -> Result<T, CUresult> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => Err(CUDA_ERROR_UNKNOWN),
+    }
+}
+
 /// Writes `$v` through the out-parameter `$p`; `CUDA_ERROR_INVALID_VALUE`
 /// if it is null.
 macro_rules! put {
@@ -1077,6 +1086,89 @@ pub unsafe extern "C" fn cuLaunchKernel(
             Ok(())
         })
     })
+}
+
+/// `CUlaunchConfig` of cuda.h (its fields, in its order).
+#[allow(missing_docs)]
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LaunchConfig {
+    pub grid_dim_x: c_uint,
+    pub grid_dim_y: c_uint,
+    pub grid_dim_z: c_uint,
+    pub block_dim_x: c_uint,
+    pub block_dim_y: c_uint,
+    pub block_dim_z: c_uint,
+    pub shared_mem_bytes: c_uint,
+    pub h_stream: Handle,
+    pub attrs: *const LaunchAttribute,
+    pub num_attrs: c_uint,
+}
+
+/// `CUlaunchAttribute` of cuda.h: an id and a 64-byte value.
+#[allow(missing_docs)]
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LaunchAttribute {
+    pub id: c_uint,
+    pub pad: [u8; 4],
+    pub value: [u64; 8],
+}
+
+/// The launch attribute ids of CUDA 12.8 (`CU_LAUNCH_ATTRIBUTE_*`, 0 to 14).
+const LAUNCH_ATTRIBUTE_MAX: c_uint = 14;
+/// `CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT` and `_LAUNCH_COMPLETION_EVENT`.
+const EVENT_ATTRIBUTES: [c_uint; 2] = [7, 12];
+
+/// `cuLaunchKernelEx`: `cuLaunchKernel` with the configuration; attributes
+/// are checked (known ids, live events) and have no other effect here.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuLaunchKernelEx(
+    config: *const LaunchConfig,
+    func: Handle,
+    kernel_params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    let c = match api_value(|| {
+        if config.is_null() {
+            return Err(CUDA_ERROR_INVALID_VALUE);
+        }
+        // SAFETY: non-null; cuda.h's contract makes it a configuration.
+        let c = unsafe { config.read_unaligned() };
+        if c.num_attrs > 0 && c.attrs.is_null() {
+            return Err(CUDA_ERROR_INVALID_VALUE);
+        }
+        for i in 0..c.num_attrs as usize {
+            // SAFETY: `attrs` holds `num_attrs` attributes (cuda.h).
+            let a = unsafe { c.attrs.add(i).read_unaligned() };
+            if a.id > LAUNCH_ATTRIBUTE_MAX {
+                return Err(CUDA_ERROR_INVALID_VALUE);
+            }
+            if EVENT_ATTRIBUTES.contains(&a.id) {
+                state::with(|st| st.event(a.value[0] as usize as Handle).map(drop))?;
+            }
+        }
+        Ok(c)
+    }) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    // SAFETY: the caller's arguments, under cuLaunchKernel's contract.
+    unsafe {
+        cuLaunchKernel(
+            func,
+            c.grid_dim_x,
+            c.grid_dim_y,
+            c.grid_dim_z,
+            c.block_dim_x,
+            c.block_dim_y,
+            c.block_dim_z,
+            c.shared_mem_bytes,
+            c.h_stream,
+            kernel_params,
+            extra,
+        )
+    }
 }
 
 /// `cuOccupancyMaxActiveBlocksPerMultiprocessor`: by threads alone.

@@ -44,12 +44,15 @@ macro_rules! per_thread {
         /// `(base name, exported name, CUDA version, entry point)` of the
         /// per-thread functions.
         pub fn entries() -> Vec<(&'static str, &'static str, i32, usize)> {
-            vec![$((
+            vec![
+            ("cuLaunchKernelEx", "cuLaunchKernelEx_ptsz", 11060, cuLaunchKernelEx_ptsz as *const () as usize),
+            $((
                 stringify!($base).trim_end_matches("_v2").trim_end_matches("_v3"),
                 stringify!($name),
                 $version,
                 $name as *const () as usize,
-            ),)*]
+            ),)*
+            ]
         }
     };
 }
@@ -94,4 +97,23 @@ per_thread! {
         f: Handle, gx: c_uint, gy: c_uint, gz: c_uint, bx: c_uint, by: c_uint, bz: c_uint,
         shared: c_uint, s: Handle, params: *mut *mut c_void, extra: *mut *mut c_void
     ) stream s, 7000;
+}
+
+/// `cuLaunchKernelEx_ptsz`: `cuLaunchKernelEx` with a NULL stream in the
+/// configuration taken as the per-thread stream.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
+    config: *const LaunchConfig,
+    func: Handle,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    if config.is_null() {
+        return crate::errors::CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: non-null; cuda.h's contract makes it a configuration.
+    let mut c = unsafe { config.read_unaligned() };
+    c.h_stream = per_thread(c.h_stream);
+    // SAFETY: the caller's arguments, with the stream named.
+    unsafe { cuLaunchKernelEx(&c, func, params, extra) }
 }

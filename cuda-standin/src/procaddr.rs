@@ -89,6 +89,7 @@ table! {
     ("cuFuncGetName", cuFuncGetName, 12030),
     ("cuFuncGetModule", cuFuncGetModule, 11000),
     ("cuLaunchKernel", cuLaunchKernel, 4000),
+    ("cuLaunchKernelEx", cuLaunchKernelEx, 11060),
     ("cuOccupancyMaxActiveBlocksPerMultiprocessor", cuOccupancyMaxActiveBlocksPerMultiprocessor, 6050),
     ("cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags", cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags, 7000),
     ("cuOccupancyMaxPotentialBlockSize", cuOccupancyMaxPotentialBlockSize, 6050),

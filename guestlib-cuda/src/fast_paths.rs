@@ -369,27 +369,11 @@ fn limits() -> Option<Limits> {
     })
 }
 
-/// `cuLaunchKernel`: learns the function's parameters at its first launch
-/// (`metadata(f)`, which says how `kernelParams` travels), and refuses at
-/// once, as the driver does, a launch of no threads or beyond the device's
-/// block and grid limits.
-///
-/// # Safety
-/// As `cuLaunchKernel`'s.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn launch_kernel(
-    f: CUfunction,
-    gx: u32,
-    gy: u32,
-    gz: u32,
-    bx: u32,
-    by: u32,
-    bz: u32,
-    _shared: u32,
-    _stream: CUstream,
-    _params: *mut *mut c_void,
-    _extra: *mut *mut c_void,
-) -> Option<CUresult> {
+/// The checks of a launch made before it is sent: learns the function's
+/// parameters at its first launch (`metadata(f)`, which says how
+/// `kernelParams` travels), and refuses at once, as the driver does, a
+/// launch of no threads or beyond the device's block and grid limits.
+fn check_launch(f: CUfunction, grid: [u32; 3], block: [u32; 3]) -> Option<CUresult> {
     if f.is_null() {
         return Some(CUDA_ERROR_INVALID_HANDLE);
     }
@@ -411,8 +395,8 @@ pub unsafe fn launch_kernel(
         remoting::guest::set_metadata(id, "fn_argc", vec![sizes.len() as i64]);
         remoting::guest::set_metadata(id, "fn_arg_size", sizes);
     }
-    let grid = [gx, gy, gz].map(u64::from);
-    let block = [bx, by, bz].map(u64::from);
+    let grid = grid.map(u64::from);
+    let block = block.map(u64::from);
     if grid.contains(&0) || block.contains(&0) {
         return Some(CUDA_ERROR_INVALID_VALUE);
     }
@@ -426,6 +410,92 @@ pub unsafe fn launch_kernel(
         }
     }
     None
+}
+
+/// `cuLaunchKernel`: [`check_launch`], then the generated call.
+///
+/// # Safety
+/// As `cuLaunchKernel`'s.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_kernel(
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    _shared: u32,
+    _stream: CUstream,
+    _params: *mut *mut c_void,
+    _extra: *mut *mut c_void,
+) -> Option<CUresult> {
+    check_launch(f, [gx, gy, gz], [bx, by, bz])
+}
+
+/// `cuLaunchKernelEx`: [`check_launch`] on the configuration's grid and
+/// block, then `avaLaunchKernelEx` with its fields and attributes.
+/// `extra` (the packed-parameter form) is not supported.
+///
+/// # Safety
+/// As `cuLaunchKernelEx`'s.
+pub unsafe fn launch_kernel_ex(
+    config: *const cuda::CUlaunchConfig,
+    f: CUfunction,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> Option<CUresult> {
+    if config.is_null() {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    if !extra.is_null() {
+        return Some(cuda::CUDA_ERROR_NOT_SUPPORTED);
+    }
+    // SAFETY: non-NULL; the application passes a configuration.
+    let c = unsafe { config.read_unaligned() };
+    let (grid, block) = (
+        [c.gridDimX, c.gridDimY, c.gridDimZ],
+        [c.blockDimX, c.blockDimY, c.blockDimZ],
+    );
+    if let Some(rc) = check_launch(f, grid, block) {
+        return Some(rc);
+    }
+    if c.numAttrs > 0 && c.attrs == 0 {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    /// The launch attribute ids of CUDA 12.8 (`CU_LAUNCH_ATTRIBUTE_*`).
+    const LAUNCH_ATTRIBUTE_MAX: u32 = 14;
+    for i in 0..c.numAttrs as usize {
+        // SAFETY: the attributes hold `numAttrs` entries of 72 bytes, each
+        // starting with its id (cuda.h).
+        let id = unsafe {
+            (c.attrs as usize as *const u8)
+                .add(i * 72)
+                .cast::<u32>()
+                .read_unaligned()
+        };
+        if id > LAUNCH_ATTRIBUTE_MAX {
+            return Some(CUDA_ERROR_INVALID_VALUE);
+        }
+    }
+    // SAFETY: the attributes hold `numAttrs` entries of 72 bytes (cuda.h);
+    // the parameters are the application's, sized by the metadata.
+    Some(unsafe {
+        cuda::avaLaunchKernelEx(
+            f,
+            grid[0],
+            grid[1],
+            grid[2],
+            block[0],
+            block[1],
+            block[2],
+            c.sharedMemBytes,
+            c.hStream as usize as CUstream,
+            c.numAttrs,
+            c.attrs as usize as *const u8,
+            params,
+        )
+    })
 }
 
 // ------------------------------------------------------------------ page-locked host memory

@@ -81,3 +81,25 @@ per_thread! {
         shared: u32, s: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void
     ) stream s;
 }
+
+/// `cuLaunchKernelEx_ptsz`: `cuLaunchKernelEx` with a NULL stream in the
+/// configuration taken as the per-thread stream.
+///
+/// # Safety
+/// As `cuLaunchKernelEx`'s.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
+    config: *const cuda::CUlaunchConfig,
+    f: CUfunction,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    if config.is_null() {
+        return cuda::CUDA_ERROR_INVALID_VALUE;
+    }
+    // SAFETY: non-NULL; the application passes a configuration.
+    let mut c = unsafe { config.read_unaligned() };
+    c.hStream = per_thread(c.hStream as usize as CUstream) as usize as u64;
+    // SAFETY: the caller's arguments, with the stream named.
+    unsafe { cuda::cuLaunchKernelEx(&c, f, params, extra) }
+}

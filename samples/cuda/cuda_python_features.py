@@ -2,7 +2,8 @@
 """An unmodified cuda-python program on the driver API's less common
 features: unified copies (cuMemcpy, cuMemcpyAsync), 2D and 3D copies
 between pageable host memory and pitched device memory, with offsets, in
-every direction and on a stream, and the entry points cuGetProcAddress
+every direction and on a stream, cuLaunchKernelEx with launch
+attributes, and the entry points cuGetProcAddress
 gives (with CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM=1 set, cuda-python
 resolves every function to its per-thread default stream form). Prints
 deterministic results only.
@@ -180,6 +181,62 @@ def main():
     print("3D from a CUDA array:",
           error(copy3d((cuda.CUmemorytype.CU_MEMORYTYPE_ARRAY, 0, (0, 0, 0), 8, 6),
                        (DEVICE, int(dv), (0, 0, 0), 8, 6), box)))
+
+    # cuLaunchKernelEx: scale_inplace with launch attributes (a priority,
+    # a launch completion event), then an unknown attribute.
+    ptx_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "kernels.ptx")
+    with open(ptx_path, "rb") as f:
+        module = check(cuda.cuModuleLoadData(f.read() + b"\0"))
+    scale = check(cuda.cuModuleGetFunction(module, b"scale_inplace"))
+    m = 1024
+    xs = (ctypes.c_float * m)(*[float(i) for i in range(m)])
+    dx = check(cuda.cuMemAlloc(m * 4))
+    check(cuda.cuMemcpyHtoD(dx, xs, m * 4))
+    done = check(cuda.cuEventCreate(0))
+    args = [ctypes.c_uint64(int(dx)), ctypes.c_float(3.0), ctypes.c_uint(m)]
+    params = (ctypes.c_void_p * 3)(*[ctypes.addressof(x) for x in args])
+    cfg = cuda.CUlaunchConfig()
+    cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = m // 128, 1, 1
+    cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = 128, 1, 1
+    cfg.sharedMemBytes = 0
+    cfg.hStream = stream
+    priority = cuda.CUlaunchAttribute()
+    priority.id = cuda.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PRIORITY
+    priority.value.priority = 0
+    completion = cuda.CUlaunchAttribute()
+    completion.id = cuda.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_LAUNCH_COMPLETION_EVENT
+    completion.value.launchCompletionEvent.event = done
+    completion.value.launchCompletionEvent.flags = 0
+    cfg.attrs = [priority, completion]
+    cfg.numAttrs = 2
+    check(cuda.cuLaunchKernelEx(cfg, scale, ctypes.addressof(params), 0))
+    check(cuda.cuStreamSynchronize(stream))
+    check(cuda.cuEventSynchronize(done))
+    check(cuda.cuMemcpyDtoH(xs, dx, m * 4))
+    print("cuLaunchKernelEx: x[i] == 3 i for all i =",
+          all(xs[i] == 3.0 * i for i in range(m)), "sum", sum(xs))
+    cfg.hStream = 0
+    cfg.attrs = []
+    cfg.numAttrs = 0
+    check(cuda.cuLaunchKernelEx(cfg, scale, ctypes.addressof(params), 0))
+    check(cuda.cuCtxSynchronize())
+    check(cuda.cuMemcpyDtoH(xs, dx, m * 4))
+    print("cuLaunchKernelEx on the default stream: sum", sum(xs))
+    bad = cuda.CUlaunchAttribute()
+    bad.id = 99
+    cfg.attrs = [bad]
+    cfg.numAttrs = 1
+    print("cuLaunchKernelEx with an unknown attribute:",
+          error(cuda.cuLaunchKernelEx(cfg, scale, ctypes.addressof(params), 0)))
+    cfg.attrs = []
+    cfg.numAttrs = 0
+    cfg.blockDimX = 2048
+    print("cuLaunchKernelEx with too many threads:",
+          error(cuda.cuLaunchKernelEx(cfg, scale, ctypes.addressof(params), 0)))
+    check(cuda.cuEventDestroy(done))
+    check(cuda.cuMemFree(dx))
+    check(cuda.cuModuleUnload(module))
 
     for p in (d1, d2, dp, d3, dv, dv2):
         check(cuda.cuMemFree(p))

@@ -18,7 +18,8 @@ pub use crate::cuda_copies::{
     memcpy_box_dtod, memcpy_box_dtod_async, memcpy_box_dtoh, memcpy_box_htod, memcpy_box_htod_async,
 };
 pub use crate::cuda_memory::{
-    launch_kernel, mem_alloc, mem_alloc_async, mem_alloc_pitch, mem_free, mem_free_async,
+    launch_kernel, launch_kernel_ex, mem_alloc, mem_alloc_async, mem_alloc_pitch, mem_free,
+    mem_free_async,
 };
 
 const CUDA_SUCCESS: CUresult = 0;

@@ -308,3 +308,85 @@ pub unsafe fn launch_kernel(
     }
     Ok(rc)
 }
+
+/// The bytes of one `CUlaunchAttribute`: its id (4 bytes), padding, and a
+/// 64-byte value.
+const LAUNCH_ATTRIBUTE: usize = 72;
+/// Attributes whose value starts with a `CUevent`: programmatic events and
+/// launch completion events.
+const EVENT_ATTRIBUTES: [u32; 2] = [7, 12];
+/// `CU_LAUNCH_ATTRIBUTE_DEVICE_UPDATABLE_KERNEL_NODE`: graphs are not
+/// remoted.
+const GRAPH_NODE_ATTRIBUTE: u32 = 13;
+
+/// `avaLaunchKernelEx`: `cuLaunchKernelEx` with the guest's configuration,
+/// the events its attributes name translated to the driver's; counted by
+/// the admission policy as [`launch_kernel`].
+///
+/// # Safety
+/// `attrs` holds `num_attrs` attributes and `params` the kernel's
+/// parameters (checked by the dispatcher).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn launch_kernel_ex(
+    api: &Api,
+    cx: &mut CallCtx<'_>,
+    f: CUfunction,
+    gx: u32,
+    gy: u32,
+    gz: u32,
+    bx: u32,
+    by: u32,
+    bz: u32,
+    shared: u32,
+    stream: CUstream,
+    num_attrs: u32,
+    attrs: *const u8,
+    params: *mut *mut c_void,
+) -> Result<CUresult, DispatchError> {
+    let launch = api
+        .cuLaunchKernelEx
+        .ok_or(DispatchError::Unavailable("cuLaunchKernelEx"))?;
+    let n = num_attrs as usize * LAUNCH_ATTRIBUTE;
+    let mut bytes = if n == 0 || attrs.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: the dispatcher checked that `attrs` holds the attributes.
+        unsafe { std::slice::from_raw_parts(attrs, n) }.to_vec()
+    };
+    for a in bytes.chunks_exact_mut(LAUNCH_ATTRIBUTE) {
+        let id = u32::from_ne_bytes(a[..4].try_into().expect("4 bytes"));
+        if id == GRAPH_NODE_ATTRIBUTE {
+            return Ok(crate::cuda::CUDA_ERROR_NOT_SUPPORTED);
+        }
+        if EVENT_ATTRIBUTES.contains(&id) {
+            let guest = u64::from_ne_bytes(a[8..16].try_into().expect("8 bytes"));
+            let host = cx.handle(guest, crate::cuda::kind::CUevent, 400)?;
+            a[8..16].copy_from_slice(&host.to_ne_bytes());
+        }
+    }
+    let config = crate::cuda::CUlaunchConfig {
+        gridDimX: gx,
+        gridDimY: gy,
+        gridDimZ: gz,
+        blockDimX: bx,
+        blockDimY: by,
+        blockDimZ: bz,
+        sharedMemBytes: shared,
+        pad: 0,
+        hStream: stream as usize as u64,
+        attrs: if bytes.is_empty() {
+            0
+        } else {
+            bytes.as_ptr() as u64
+        },
+        numAttrs: (bytes.len() / LAUNCH_ATTRIBUTE) as u32,
+        pad2: 0,
+    };
+    // SAFETY: `config` and its attributes live across the call; the
+    // dispatcher checked the parameters against the kernel's.
+    let rc = unsafe { launch(&config, f, params, std::ptr::null_mut()) };
+    if let Some(a) = &cx.session.admission {
+        a.completed(&cx.session.caller, resource::KERNEL, None);
+    }
+    Ok(rc)
+}
