@@ -262,7 +262,7 @@ pub fn attribute(attr: c_int) -> Option<c_int> {
         107..=110 => 0, // compression, persisting L2, access policy, RDMA with VMM
         111 => 1024,  // RESERVED_SHARED_MEMORY_PER_BLOCK
         112..=114 => 0, // sparse arrays, read-only host register, timeline semaphores
-        115 => 0,     // MEMORY_POOLS_SUPPORTED
+        115 => 1,     // MEMORY_POOLS_SUPPORTED
         116..=119 => 0, // GPUDirect RDMA, mempool handle types
         _ => return None,
     })
@@ -1319,7 +1319,8 @@ pub unsafe extern "C" fn cuMemFree_v2(dptr: CUdeviceptr) -> CUresult {
     })
 }
 
-/// `cuMemAllocAsync`: allocates at once (stream order is trivially kept).
+/// `cuMemAllocAsync`: allocates from the current pool at once (stream
+/// order is trivially kept).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemAllocAsync(
     dptr: *mut CUdeviceptr,
@@ -1330,10 +1331,7 @@ pub unsafe extern "C" fn cuMemAllocAsync(
         if dptr.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let p = state::with(|st| {
-            let ctx = st.stream_ctx(stream)?;
-            st.mem_alloc(ctx, size)
-        })?;
+        let p = state::with(|st| st.pool_alloc(None, size, stream))?;
         put!(dptr, p);
         Ok(())
     })

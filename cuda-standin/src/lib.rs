@@ -17,6 +17,7 @@ pub mod api;
 pub mod copies;
 pub mod errors;
 pub mod per_thread;
+pub mod pools;
 pub mod procaddr;
 pub mod ptx;
 mod state;

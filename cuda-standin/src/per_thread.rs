@@ -11,6 +11,7 @@ use std::ffi::{c_int, c_uint, c_void};
 
 use crate::api::*;
 use crate::copies::*;
+use crate::pools::*;
 use crate::{CUdeviceptr, CUresult, Handle};
 
 /// `CU_STREAM_PER_THREAD`.
@@ -78,6 +79,7 @@ per_thread! {
     ptsz cuMemsetD16Async_ptsz = cuMemsetD16Async(dst: CUdeviceptr, v: u16, n: usize, s: Handle) stream s, 7000;
     ptsz cuMemsetD32Async_ptsz = cuMemsetD32Async(dst: CUdeviceptr, v: c_uint, n: usize, s: Handle) stream s, 7000;
     ptsz cuMemAllocAsync_ptsz = cuMemAllocAsync(p: *mut CUdeviceptr, n: usize, s: Handle) stream s, 11020;
+    ptsz cuMemAllocFromPoolAsync_ptsz = cuMemAllocFromPoolAsync(p: *mut CUdeviceptr, n: usize, pool: Handle, s: Handle) stream s, 11020;
     ptsz cuMemFreeAsync_ptsz = cuMemFreeAsync(p: CUdeviceptr, s: Handle) stream s, 11020;
     ptsz cuStreamGetPriority_ptsz = cuStreamGetPriority(s: Handle, p: *mut c_int) stream s, 7000;
     ptsz cuStreamGetFlags_ptsz = cuStreamGetFlags(s: Handle, f: *mut c_uint) stream s, 7000;

@@ -8,6 +8,7 @@ use crate::CUresult;
 use crate::api::*;
 use crate::copies::*;
 use crate::errors::*;
+use crate::pools::*;
 
 /// `CU_GET_PROC_ADDRESS_SUCCESS`.
 pub const SYMBOL_SUCCESS: c_int = 0;
@@ -99,6 +100,15 @@ table! {
     ("cuMemFree", cuMemFree_v2, 3020),
     ("cuMemAllocAsync", cuMemAllocAsync, 11020),
     ("cuMemFreeAsync", cuMemFreeAsync, 11020),
+    ("cuMemAllocFromPoolAsync", cuMemAllocFromPoolAsync, 11020),
+    ("cuDeviceGetDefaultMemPool", cuDeviceGetDefaultMemPool, 11020),
+    ("cuDeviceGetMemPool", cuDeviceGetMemPool, 11020),
+    ("cuDeviceSetMemPool", cuDeviceSetMemPool, 11020),
+    ("cuMemPoolCreate", cuMemPoolCreate, 11020),
+    ("cuMemPoolDestroy", cuMemPoolDestroy, 11020),
+    ("cuMemPoolTrimTo", cuMemPoolTrimTo, 11020),
+    ("cuMemPoolSetAttribute", cuMemPoolSetAttribute, 11020),
+    ("cuMemPoolGetAttribute", cuMemPoolGetAttribute, 11020),
     ("cuMemGetInfo", cuMemGetInfo_v2, 3020),
     ("cuMemGetAddressRange", cuMemGetAddressRange_v2, 3020),
     ("cuMemcpyHtoD", cuMemcpyHtoD_v2, 3020),

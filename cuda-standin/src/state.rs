@@ -30,6 +30,7 @@ pub enum Kind {
     Func = 0xF0,
     Stream = 0x57,
     Event = 0xE7,
+    Pool = 0x9F,
 }
 
 const KIND_SHIFT: u32 = 40;
@@ -64,6 +65,15 @@ pub struct Alloc {
     pub size: u64,
     pub ctx: u64,
     pub id: u64,
+    /// The memory pool it came from (stream-ordered allocations).
+    pub pool: Option<u64>,
+}
+
+/// A memory pool: its attributes (`CUmemPool_attribute` 1 to 8; the
+/// current amounts are computed from the allocations).
+pub struct Pool {
+    pub attrs: [u64; 9],
+    pub default: bool,
 }
 
 /// A loaded module: its own interpreter (the interpreter loads one module
@@ -113,6 +123,10 @@ pub struct State {
     pub host_allocs: BTreeMap<usize, (usize, u64)>,
     /// Registered host ranges: start -> (size, ctx, flags).
     pub host_registered: BTreeMap<usize, (usize, u64, u32)>,
+    /// Memory pools, the device's default and current ones.
+    pub pools: HashMap<u64, Pool>,
+    pub default_pool: Option<u64>,
+    pub current_pool: Option<u64>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -145,6 +159,9 @@ pub fn init() {
             events: HashMap::new(),
             host_allocs: BTreeMap::new(),
             host_registered: BTreeMap::new(),
+            pools: HashMap::new(),
+            default_pool: None,
+            current_pool: None,
         });
     }
 }
@@ -291,7 +308,15 @@ impl State {
         }
         self.mem[cursor as usize..end as usize].fill(0);
         let id = self.id();
-        self.allocs.insert(cursor, Alloc { size, ctx, id });
+        self.allocs.insert(
+            cursor,
+            Alloc {
+                size,
+                ctx,
+                id,
+                pool: None,
+            },
+        );
         Ok(cursor)
     }
 

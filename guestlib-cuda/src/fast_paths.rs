@@ -18,6 +18,9 @@ use crate::cuda::{
     self, CUdeviceptr, CUfunction, CUmodule, CUpointer_attribute, CUresult, CUstream,
 };
 use crate::host_memory;
+pub use crate::pools::{
+    device_get_mem_pool, device_set_mem_pool, mem_alloc_async, mem_pool_destroy,
+};
 
 const CUDA_SUCCESS: CUresult = 0;
 const CUDA_ERROR_INVALID_VALUE: CUresult = 1;

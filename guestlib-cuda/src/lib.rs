@@ -22,6 +22,7 @@ mod copies;
 mod fast_paths;
 mod host_memory;
 mod per_thread;
+mod pools;
 
 remoting::generated! {
     /// The generated CUDA entry points and types.

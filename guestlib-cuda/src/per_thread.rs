@@ -11,8 +11,8 @@
 use std::ffi::c_void;
 
 use crate::cuda::{
-    self, CUDA_MEMCPY2D, CUDA_MEMCPY3D, CUcontext, CUdeviceptr, CUevent, CUfunction, CUresult,
-    CUstream,
+    self, CUDA_MEMCPY2D, CUDA_MEMCPY3D, CUcontext, CUdeviceptr, CUevent, CUfunction, CUmemoryPool,
+    CUresult, CUstream,
 };
 
 /// `CU_STREAM_PER_THREAD`.
@@ -65,6 +65,7 @@ per_thread! {
     cuMemsetD16Async_ptsz = cuMemsetD16Async(dst: CUdeviceptr, v: u16, n: usize, s: CUstream) stream s;
     cuMemsetD32Async_ptsz = cuMemsetD32Async(dst: CUdeviceptr, v: u32, n: usize, s: CUstream) stream s;
     cuMemAllocAsync_ptsz = cuMemAllocAsync(p: *mut CUdeviceptr, n: usize, s: CUstream) stream s;
+    cuMemAllocFromPoolAsync_ptsz = cuMemAllocFromPoolAsync(p: *mut CUdeviceptr, n: usize, pool: CUmemoryPool, s: CUstream) stream s;
     cuMemFreeAsync_ptsz = cuMemFreeAsync(p: CUdeviceptr, s: CUstream) stream s;
     cuStreamGetPriority_ptsz = cuStreamGetPriority(s: CUstream, p: *mut i32) stream s;
     cuStreamGetFlags_ptsz = cuStreamGetFlags(s: CUstream, f: *mut u32) stream s;

@@ -3,7 +3,7 @@
 features: unified copies (cuMemcpy, cuMemcpyAsync), 2D and 3D copies
 between pageable host memory and pitched device memory, with offsets, in
 every direction and on a stream, cuLaunchKernelEx with launch
-attributes, and the entry points cuGetProcAddress
+attributes, memory pools, and the entry points cuGetProcAddress
 gives (with CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM=1 set, cuda-python
 resolves every function to its per-thread default stream form). Prints
 deterministic results only.
@@ -237,6 +237,51 @@ def main():
     check(cuda.cuEventDestroy(done))
     check(cuda.cuMemFree(dx))
     check(cuda.cuModuleUnload(module))
+
+    # Memory pools: the default pool, a pool of one's own as the current
+    # pool, its attributes, allocations from it in stream order.
+    A = cuda.CUmemPool_attribute
+    default = check(cuda.cuDeviceGetDefaultMemPool(dev))
+    print("pools: current is the default one =",
+          int(check(cuda.cuDeviceGetMemPool(dev))) == int(default))
+    props = cuda.CUmemPoolProps()
+    props.allocType = cuda.CUmemAllocationType.CU_MEM_ALLOCATION_TYPE_PINNED
+    props.location.type = cuda.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
+    props.location.id = 0
+    pool = check(cuda.cuMemPoolCreate(props))
+    threshold = cuda.cuuint64_t(1 << 20)
+    check(cuda.cuMemPoolSetAttribute(pool, A.CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, threshold))
+    print("pool release threshold:",
+          int(check(cuda.cuMemPoolGetAttribute(pool, A.CU_MEMPOOL_ATTR_RELEASE_THRESHOLD))))
+    print("pool reuse follows event dependencies:",
+          check(cuda.cuMemPoolGetAttribute(pool, A.CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES)))
+    pa = check(cuda.cuMemAllocFromPoolAsync(3000, pool, stream))
+    check(cuda.cuMemsetD8Async(pa, 0x5A, 3000, stream))
+    check(cuda.cuDeviceSetMemPool(dev, pool))
+    print("pools: current is the new one =", int(check(cuda.cuDeviceGetMemPool(dev))) == int(pool))
+    pb = check(cuda.cuMemAllocAsync(1000, stream))
+    check(cuda.cuMemcpyDtoDAsync(pb, pa, 1000, stream))
+    got = (ctypes.c_ubyte * 1000)()
+    check(cuda.cuMemcpyDtoHAsync(got, pb, 1000, stream))
+    check(cuda.cuStreamSynchronize(stream))
+    print("pool allocations hold their bytes:", all(b == 0x5A for b in got))
+    used = int(check(cuda.cuMemPoolGetAttribute(pool, A.CU_MEMPOOL_ATTR_USED_MEM_CURRENT)))
+    print("pool used memory covers both allocations:", used >= 4000)
+    check(cuda.cuMemFreeAsync(pa, stream))
+    check(cuda.cuMemFreeAsync(pb, stream))
+    check(cuda.cuStreamSynchronize(stream))
+    print("pool used memory after the frees:",
+          int(check(cuda.cuMemPoolGetAttribute(pool, A.CU_MEMPOOL_ATTR_USED_MEM_CURRENT))))
+    high = int(check(cuda.cuMemPoolGetAttribute(pool, A.CU_MEMPOOL_ATTR_USED_MEM_HIGH)))
+    print("pool high mark at least the use:", high >= used)
+    check(cuda.cuMemPoolTrimTo(pool, 0))
+    print("pool high mark set to other than 0:",
+          error(cuda.cuMemPoolSetAttribute(pool, A.CU_MEMPOOL_ATTR_USED_MEM_HIGH, cuda.cuuint64_t(5))))
+    check(cuda.cuMemPoolDestroy(pool))
+    print("pools: current after destroying it is the default one =",
+          int(check(cuda.cuDeviceGetMemPool(dev))) == int(default))
+    print("destroying the default pool:", error(cuda.cuMemPoolDestroy(default)))
+    print("allocating from a destroyed pool:", error(cuda.cuMemAllocFromPoolAsync(64, pool, stream)))
 
     for p in (d1, d2, dp, d3, dv, dv2):
         check(cuda.cuMemFree(p))

@@ -18,8 +18,8 @@ pub use crate::cuda_copies::{
     memcpy_box_dtod, memcpy_box_dtod_async, memcpy_box_dtoh, memcpy_box_htod, memcpy_box_htod_async,
 };
 pub use crate::cuda_memory::{
-    launch_kernel, launch_kernel_ex, mem_alloc, mem_alloc_async, mem_alloc_pitch, mem_free,
-    mem_free_async,
+    launch_kernel, launch_kernel_ex, mem_alloc, mem_alloc_async, mem_alloc_from_pool_async,
+    mem_alloc_pitch, mem_free, mem_free_async,
 };
 
 const CUDA_SUCCESS: CUresult = 0;
@@ -408,4 +408,25 @@ device_ranges! {
         => [(dst, span(dp, dh, w, h, d)), (src, span(sp, sh, w, h, d))];
     /// `cuMemGetAddressRange_v2`: the address asked about.
     address_range(base: *mut CUdeviceptr, size: *mut usize, dptr: CUdeviceptr) => [(dptr, 1)];
+}
+
+/// `cuMemPoolCreate`: the Windows-only pointer of the properties must be
+/// NULL (it would be a guest address).
+///
+/// # Safety
+/// `props` is NULL or points to the properties (checked by the
+/// dispatcher).
+pub unsafe fn pool_props(
+    _api: &Api,
+    _cx: &CallCtx<'_>,
+    _pool: *mut crate::cuda::CUmemoryPool,
+    props: *const crate::cuda::CUmemPoolProps,
+) -> Result<(), DispatchError> {
+    // SAFETY: as the caller's.
+    if !props.is_null() && unsafe { (*props).win32SecurityAttributes } != 0 {
+        return Err(DispatchError::Api(
+            crate::cuda::CUDA_ERROR_INVALID_VALUE.into(),
+        ));
+    }
+    Ok(())
 }

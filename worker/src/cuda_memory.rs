@@ -195,6 +195,30 @@ pub unsafe fn mem_alloc_async(
     Ok(record(api, cx, unsafe { *dptr }, bytesize as u64))
 }
 
+/// `cuMemAllocFromPoolAsync`, recorded and charged.
+///
+/// # Safety
+/// `dptr` is NULL or writable; `pool` and `stream` are translated handles.
+pub unsafe fn mem_alloc_from_pool_async(
+    api: &Api,
+    cx: &mut CallCtx<'_>,
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    pool: crate::cuda::CUmemoryPool,
+    stream: CUstream,
+) -> Result<CUresult, DispatchError> {
+    let f = api
+        .cuMemAllocFromPoolAsync
+        .ok_or(DispatchError::Unavailable("cuMemAllocFromPoolAsync"))?;
+    // SAFETY: the caller's arguments.
+    let rc = unsafe { f(dptr, bytesize, pool, stream) };
+    if rc != CUDA_SUCCESS || dptr.is_null() {
+        return Ok(rc);
+    }
+    // SAFETY: the driver wrote the address.
+    Ok(record(api, cx, unsafe { *dptr }, bytesize as u64))
+}
+
 /// `cuMemFree_v2` of one of the caller's allocations; any other address
 /// (another process's, freed, never allocated) is
 /// `CUDA_ERROR_INVALID_VALUE`, as the driver answers an unknown one.

@@ -42,10 +42,18 @@ fn guestlib_cuda() -> PathBuf {
 fn driver_dir(name: &str, lib: &Path) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ava-cuda-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).expect("driver dir");
+    // Tests run in parallel and share the directory: each link is made
+    // under a name of its own and renamed into place, so that it is never
+    // missing.
     for link in ["libcuda.so.1", "libcuda.so"] {
         let l = d.join(link);
-        let _ = std::fs::remove_file(&l);
-        std::os::unix::fs::symlink(lib, &l).expect("symlink");
+        if std::fs::read_link(&l).is_ok_and(|t| t == lib) {
+            continue;
+        }
+        let tmp = d.join(format!("{link}.{:?}", std::thread::current().id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(lib, &tmp).expect("symlink");
+        std::fs::rename(&tmp, &l).expect("rename the link into place");
     }
     d
 }
@@ -158,6 +166,10 @@ impl Cu {
             "cuLaunchKernel",
             "cuGetErrorName",
             "cuGetProcAddress_v2",
+            "cuDeviceGetDefaultMemPool",
+            "cuMemAllocFromPoolAsync",
+            "cuMemAllocAsync",
+            "cuMemFreeAsync",
         ] {
             // SAFETY: the symbol is looked up, not called.
             let s = unsafe { lib.get::<*const c_void>(format!("{name}\0").as_bytes()) }
@@ -620,9 +632,9 @@ fn the_cudarc_client_gives_the_same_output_remoted() {
 }
 
 /// Runs the cuda-python program `script` (in `samples/cuda/`) on the
-/// stand-in and remoted, with `env` set in both; its output, which must
-/// hold `expect`, must be the same.
-fn cuda_python_same_output(script: &str, env: &[(&str, &str)], expect: &str) {
+/// stand-in and remoted (a worker of its own, named `tag`), with `env` set
+/// in both; its output, which must hold `expect`, must be the same.
+fn cuda_python_same_output(tag: &str, script: &str, env: &[(&str, &str)], expect: &str) {
     let setup = Command::new("bash")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cuda-python.sh"))
         .output()
@@ -639,7 +651,7 @@ fn cuda_python_same_output(script: &str, env: &[(&str, &str)], expect: &str) {
     let mut c = direct("/usr/bin/python3");
     c.arg(&script).envs(env.iter().copied());
     let native = run(c, "the cuda-python program on the stand-in", None);
-    let s = stack("cuda-python");
+    let s = stack(tag);
     let mut c = remoted(&s, "/usr/bin/python3");
     c.arg(&script).envs(env.iter().copied());
     let out = run(c, "the cuda-python program remoted", Some(&s));
@@ -657,12 +669,13 @@ fn cuda_python_same_output(script: &str, env: &[(&str, &str)], expect: &str) {
 
 #[test]
 fn the_cuda_python_client_gives_the_same_output_remoted() {
-    cuda_python_same_output("cuda_python_client.py", &[], "saxpy: n=2048");
+    cuda_python_same_output("cuda-python", "cuda_python_client.py", &[], "saxpy: n=2048");
 }
 
 #[test]
 fn unified_2d_and_3d_copies_give_the_same_results_remoted() {
     cuda_python_same_output(
+        "cuda-features",
         "cuda_python_features.py",
         &[],
         "entry point cuLaunchKernel@12000: cuLaunchKernel (",
@@ -672,6 +685,7 @@ fn unified_2d_and_3d_copies_give_the_same_results_remoted() {
 #[test]
 fn the_per_thread_default_stream_forms_give_the_same_results_remoted() {
     cuda_python_same_output(
+        "cuda-per-thread",
         "cuda_python_features.py",
         &[("CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM", "1")],
         "entry point cuLaunchKernel@12000: cuLaunchKernel_ptsz (",
@@ -1094,6 +1108,45 @@ fn quota_half() {
         assert_eq!(free(a), 0);
         assert_eq!(alloc(&mut b, 2 << 20), 0, "the free gave the room back");
         assert_eq!(free(0x1234_5678), 1, "an address never allocated");
+        // Stream-ordered allocations count too, from any pool.
+        let mut pool: *mut c_void = std::ptr::null_mut();
+        assert_eq!(
+            cu.get::<CuFn2<*mut *mut c_void, i32>>("cuDeviceGetDefaultMemPool")(&mut pool, 0),
+            0
+        );
+        let from_pool: unsafe extern "C" fn(*mut u64, usize, *mut c_void, *mut c_void) -> i32 =
+            cu.get("cuMemAllocFromPoolAsync");
+        let alloc_async: CuFn3<*mut u64, usize, *mut c_void> = cu.get("cuMemAllocAsync");
+        let free_async: CuFn2<u64, *mut c_void> = cu.get("cuMemFreeAsync");
+        let null = std::ptr::null_mut();
+        let mut c = 0u64;
+        assert_eq!(
+            from_pool(&mut c, 3 << 20, pool, null),
+            2,
+            "from a pool, beyond"
+        );
+        assert_eq!(
+            alloc_async(&mut c, 3 << 20, null),
+            2,
+            "stream-ordered, beyond"
+        );
+        assert_eq!(
+            from_pool(&mut c, 1 << 20, pool, null),
+            0,
+            "from a pool, within"
+        );
+        assert_eq!(
+            alloc_async(&mut a, 2 << 20, null),
+            2,
+            "the pool's MiB counts"
+        );
+        assert_eq!(free_async(c, null), 0);
+        assert_eq!(
+            alloc_async(&mut c, 1 << 20, null),
+            0,
+            "its free gave it back"
+        );
+        assert_eq!(free_async(c, null), 0);
         println!("quota: held; leaving 2 MiB allocated");
     }
 }
