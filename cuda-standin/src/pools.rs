@@ -230,14 +230,15 @@ pub unsafe extern "C" fn cuMemPoolSetAttribute(
             let used = st.pool_used(id);
             let a = st.pools.get_mut(&id).expect("live pool");
             match attr as usize {
-                // SAFETY: an int for the reuse flags (cuda.h).
                 i @ 1..=3 => {
-                    a.attrs[i] = u64::from(unsafe { value.cast::<c_int>().read_unaligned() } != 0)
+                    // SAFETY: an int for the reuse flags (cuda.h).
+                    let v = unsafe { value.cast::<c_int>().read_unaligned() };
+                    a.attrs[i] = u64::from(v != 0);
                 }
-                // SAFETY: a cuuint64_t for the others (cuda.h).
                 ATTR_RELEASE_THRESHOLD => {
-                    a.attrs[ATTR_RELEASE_THRESHOLD] =
-                        unsafe { value.cast::<u64>().read_unaligned() }
+                    // SAFETY: a cuuint64_t for the others (cuda.h).
+                    let v = unsafe { value.cast::<u64>().read_unaligned() };
+                    a.attrs[ATTR_RELEASE_THRESHOLD] = v;
                 }
                 i @ (ATTR_RESERVED_HIGH | ATTR_USED_HIGH) => {
                     // SAFETY: as above.
