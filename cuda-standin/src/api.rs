@@ -87,7 +87,7 @@ unsafe fn host_mut<'a>(p: *mut c_void, n: usize) -> R<&'a mut [u8]> {
     Ok(unsafe { std::slice::from_raw_parts_mut(p.cast(), n) })
 }
 
-fn cstr<'a>(p: *const c_char) -> R<&'a str> {
+pub(crate) fn cstr<'a>(p: *const c_char) -> R<&'a str> {
     if p.is_null() {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
@@ -793,7 +793,7 @@ pub unsafe extern "C" fn cuCtxGetStreamPriorityRange(
 
 // ---------------------------------------------------------------- modules and functions
 
-fn load_module(pmod: *mut Handle, text: &str) -> R<()> {
+pub(crate) fn load_module(pmod: *mut Handle, text: &str) -> R<()> {
     if pmod.is_null() {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
@@ -807,7 +807,7 @@ fn load_module(pmod: *mut Handle, text: &str) -> R<()> {
 
 /// The PTX text of a module image: NUL-terminated text. Cubins (ELF) and
 /// fatbins hold machine code the stand-in cannot run.
-fn image_text<'a>(image: *const c_void) -> R<&'a str> {
+pub(crate) fn image_text<'a>(image: *const c_void) -> R<&'a str> {
     if image.is_null() {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }

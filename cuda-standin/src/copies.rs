@@ -96,8 +96,13 @@ impl Side {
             4 => (st.alloc_at(device).is_some(), device),
             _ => return Err(CUDA_ERROR_INVALID_VALUE),
         };
-        let offset = (z as u128 * height as u128 + y as u128) * pitch as u128 + x as u128;
-        let addr = u64::try_from(base as u128 + offset).map_err(|_| CUDA_ERROR_INVALID_VALUE)?;
+        let addr = (z as u128)
+            .checked_mul(height as u128)
+            .and_then(|r| r.checked_add(y as u128))
+            .and_then(|r| r.checked_mul(pitch as u128))
+            .and_then(|r| r.checked_add(x as u128 + base as u128))
+            .and_then(|a| u64::try_from(a).ok())
+            .ok_or(CUDA_ERROR_INVALID_VALUE)?;
         Ok(Side {
             device,
             addr,
@@ -107,8 +112,12 @@ impl Side {
     }
 
     /// The address of row `y` of slice `z`.
-    fn row(&self, z: usize, y: usize) -> u64 {
-        self.addr + ((z * self.height + y) * self.pitch) as u64
+    fn row(&self, z: usize, y: usize) -> R<u64> {
+        (z as u128 * self.height as u128 + y as u128)
+            .checked_mul(self.pitch as u128)
+            .and_then(|o| o.checked_add(self.addr as u128))
+            .and_then(|a| u64::try_from(a).ok())
+            .ok_or(CUDA_ERROR_INVALID_VALUE)
     }
 }
 
@@ -133,7 +142,7 @@ unsafe fn copy_box(
     }
     for z in 0..d {
         for y in 0..h {
-            let (from, to) = (src.row(z, y), dst.row(z, y));
+            let (from, to) = (src.row(z, y)?, dst.row(z, y)?);
             match (src.device, dst.device) {
                 (true, true) => {
                     let s = st.range(from, w)?;

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod copies;
 pub mod errors;
+pub mod libraries;
 pub mod per_thread;
 pub mod pools;
 pub mod procaddr;

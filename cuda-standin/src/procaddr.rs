@@ -8,6 +8,7 @@ use crate::CUresult;
 use crate::api::*;
 use crate::copies::*;
 use crate::errors::*;
+use crate::libraries::*;
 use crate::pools::*;
 
 /// `CU_GET_PROC_ADDRESS_SUCCESS`.
@@ -151,6 +152,14 @@ table! {
     ("cuEventElapsedTime", cuEventElapsedTime, 2000),
     ("cuEventElapsedTime", cuEventElapsedTime_v2, 12080),
     ("cuEventDestroy", cuEventDestroy_v2, 4000),
+    ("cuLibraryLoadData", cuLibraryLoadData, 12000),
+    ("cuLibraryLoadFromFile", cuLibraryLoadFromFile, 12000),
+    ("cuLibraryUnload", cuLibraryUnload, 12000),
+    ("cuLibraryGetKernel", cuLibraryGetKernel, 12000),
+    ("cuLibraryGetModule", cuLibraryGetModule, 12000),
+    ("cuLibraryGetGlobal", cuLibraryGetGlobal, 12000),
+    ("cuKernelGetFunction", cuKernelGetFunction, 12000),
+    ("cuKernelGetParamInfo", cuKernelGetParamInfo, 12040),
     ("cuMemcpy", cuMemcpy, 4000),
     ("cuMemcpyAsync", cuMemcpyAsync, 4000),
     ("cuMemcpy2D", cuMemcpy2D_v2, 3020),

@@ -31,6 +31,7 @@ pub enum Kind {
     Stream = 0x57,
     Event = 0xE7,
     Pool = 0x9F,
+    Library = 0x1B,
 }
 
 const KIND_SHIFT: u32 = 40;
@@ -127,6 +128,8 @@ pub struct State {
     pub pools: HashMap<u64, Pool>,
     pub default_pool: Option<u64>,
     pub current_pool: Option<u64>,
+    /// Libraries: each is a module loaded in the context current at load.
+    pub libraries: HashMap<u64, u64>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -162,6 +165,7 @@ pub fn init() {
             pools: HashMap::new(),
             default_pool: None,
             current_pool: None,
+            libraries: HashMap::new(),
         });
     }
 }

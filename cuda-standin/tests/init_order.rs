@@ -42,7 +42,7 @@ fn before_init_then_primary_context() {
     assert_eq!(call!(cuMemAlloc_v2(&mut p, 16)), CUDA_ERROR_INVALID_CONTEXT);
     let mut attr = 0;
     assert_eq!(call!(cuDeviceGetAttribute(&mut attr, 115, 0)), CUDA_SUCCESS);
-    assert_eq!(attr, 0);
+    assert_eq!(attr, 1, "memory pools are supported");
     assert_eq!(
         call!(cuDeviceGetAttribute(&mut attr, 9999, 0)),
         CUDA_ERROR_INVALID_VALUE

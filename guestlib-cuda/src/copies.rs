@@ -11,6 +11,7 @@ use crate::cuda::{self, CUDA_MEMCPY2D, CUDA_MEMCPY3D, CUdeviceptr, CUresult, CUs
 
 const CUDA_SUCCESS: CUresult = 0;
 const CUDA_ERROR_INVALID_VALUE: CUresult = 1;
+const CUDA_ERROR_OUT_OF_MEMORY: CUresult = 2;
 const CUDA_ERROR_NOT_SUPPORTED: CUresult = 801;
 
 const CU_MEMORYTYPE_HOST: u32 = 1;
@@ -137,7 +138,18 @@ impl Copy3D {
             return CUDA_ERROR_INVALID_VALUE;
         }
         let (w, h, d) = (self.width, self.height, self.depth);
-        let packed = w * h * d;
+        let Some(packed) = w.checked_mul(h).and_then(|n| n.checked_mul(d)) else {
+            return CUDA_ERROR_INVALID_VALUE;
+        };
+        // The guest's bytes of a box with a device side, packed.
+        let buffer = |zeroed: bool| {
+            let mut v = Vec::new();
+            v.try_reserve_exact(packed).ok()?;
+            if zeroed {
+                v.resize(packed, 0u8);
+            }
+            Some(v)
+        };
         match (self.src.mem, self.dst.mem) {
             (Mem::Host(s), Mem::Host(t)) => {
                 if let Some(stream) = stream {
@@ -163,7 +175,9 @@ impl Copy3D {
                 CUDA_SUCCESS
             }
             (Mem::Host(s), Mem::Device(t)) => {
-                let mut bytes = Vec::with_capacity(packed);
+                let Some(mut bytes) = buffer(false) else {
+                    return CUDA_ERROR_OUT_OF_MEMORY;
+                };
                 for z in 0..d {
                     for y in 0..h {
                         // SAFETY: the source holds the box (the caller's).
@@ -186,7 +200,9 @@ impl Copy3D {
                 }
             }
             (Mem::Device(s), Mem::Host(t)) => {
-                let mut bytes = vec![0u8; packed];
+                let Some(mut bytes) = buffer(true) else {
+                    return CUDA_ERROR_OUT_OF_MEMORY;
+                };
                 let (st, on) = match stream {
                     Some(st) => (st, 1),
                     None => (std::ptr::null_mut(), 0),

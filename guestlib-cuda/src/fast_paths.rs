@@ -294,15 +294,50 @@ pub unsafe fn module_load_data_ex(
     options: *mut i32,
     values: *mut *mut c_void,
 ) -> Option<CUresult> {
+    // SAFETY: as the caller's.
+    if let Err(rc) = unsafe { empty_jit_logs(num_options, options, values) } {
+        return Some(rc);
+    }
+    // SAFETY: as the caller's.
+    unsafe { module_load_data(module, image) }
+}
+
+/// The bytes of the guest's module or library file, NUL-terminated when
+/// it is text (PTX).
+fn read_image(fname: *const c_char) -> Option<Vec<u8>> {
+    if fname.is_null() {
+        return None;
+    }
+    // SAFETY: the application passes a NUL-terminated path.
+    let path = unsafe { CStr::from_ptr(fname) }
+        .to_string_lossy()
+        .into_owned();
+    let mut bytes = std::fs::read(&path).ok()?;
+    if !bytes.starts_with(b"\x7fELF") && !bytes.starts_with(&0xBA55_ED50u32.to_le_bytes()) {
+        bytes.push(0);
+    }
+    Some(bytes)
+}
+
+/// Answers the JIT options' log buffers empty (the options are not
+/// applied); `CUDA_ERROR_INVALID_VALUE` when they are missing.
+///
+/// # Safety
+/// `options` and `values` hold `n` entries, as cuda.h's JIT options.
+unsafe fn empty_jit_logs(
+    n: u32,
+    options: *mut i32,
+    values: *mut *mut c_void,
+) -> Result<(), CUresult> {
     const CU_JIT_INFO_LOG_BUFFER: i32 = 3;
     const CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES: i32 = 4;
     const CU_JIT_ERROR_LOG_BUFFER: i32 = 5;
     const CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES: i32 = 6;
-    if num_options > 0 && (options.is_null() || values.is_null()) {
-        return Some(CUDA_ERROR_INVALID_VALUE);
+    if n > 0 && (options.is_null() || values.is_null()) {
+        return Err(CUDA_ERROR_INVALID_VALUE);
     }
-    for i in 0..num_options as usize {
-        // SAFETY: the application passes `num_options` options and values.
+    for i in 0..n as usize {
+        // SAFETY: the application passes `n` options and values.
         unsafe {
             match *options.add(i) {
                 CU_JIT_INFO_LOG_BUFFER | CU_JIT_ERROR_LOG_BUFFER => {
@@ -318,8 +353,66 @@ pub unsafe fn module_load_data_ex(
             }
         }
     }
+    Ok(())
+}
+
+/// `cuLibraryLoadData`: the image with its length; options are not
+/// applied, and log buffers they name are answered empty.
+///
+/// # Safety
+/// As `cuLibraryLoadData`'s.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn library_load_data(
+    library: *mut cuda::CUlibrary,
+    code: *const c_void,
+    jit_options: *mut i32,
+    jit_values: *mut *mut c_void,
+    num_jit: u32,
+    _lib_options: *mut i32,
+    _lib_values: *mut *mut c_void,
+    _num_lib: u32,
+) -> Option<CUresult> {
+    if library.is_null() || code.is_null() {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
     // SAFETY: as the caller's.
-    unsafe { module_load_data(module, image) }
+    if let Err(rc) = unsafe { empty_jit_logs(num_jit, jit_options, jit_values) } {
+        return Some(rc);
+    }
+    // SAFETY: the application passes a module image.
+    let len = unsafe { image_len(code.cast()) };
+    // SAFETY: `code` holds `len` bytes (above).
+    Some(unsafe { cuda::avaLibraryLoadData(library, code, len) })
+}
+
+/// `cuLibraryLoadFromFile`: the file is the guest's; its contents are
+/// loaded.
+///
+/// # Safety
+/// As `cuLibraryLoadFromFile`'s.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn library_load_from_file(
+    library: *mut cuda::CUlibrary,
+    fname: *const c_char,
+    jit_options: *mut i32,
+    jit_values: *mut *mut c_void,
+    num_jit: u32,
+    _lib_options: *mut i32,
+    _lib_values: *mut *mut c_void,
+    _num_lib: u32,
+) -> Option<CUresult> {
+    if library.is_null() || fname.is_null() {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: as the caller's.
+    if let Err(rc) = unsafe { empty_jit_logs(num_jit, jit_options, jit_values) } {
+        return Some(rc);
+    }
+    let Some(bytes) = read_image(fname) else {
+        return Some(CUDA_ERROR_FILE_NOT_FOUND);
+    };
+    // SAFETY: `bytes` holds the image and its length is passed.
+    Some(unsafe { cuda::avaLibraryLoadData(library, bytes.as_ptr().cast(), bytes.len()) })
 }
 
 /// `cuModuleLoad`: the file is the guest's; its contents are loaded.
@@ -330,16 +423,9 @@ pub unsafe fn module_load(module: *mut CUmodule, fname: *const c_char) -> Option
     if module.is_null() || fname.is_null() {
         return Some(CUDA_ERROR_INVALID_VALUE);
     }
-    // SAFETY: the application passes a NUL-terminated path.
-    let path = unsafe { CStr::from_ptr(fname) }
-        .to_string_lossy()
-        .into_owned();
-    let Ok(mut bytes) = std::fs::read(&path) else {
+    let Some(bytes) = read_image(fname) else {
         return Some(CUDA_ERROR_FILE_NOT_FOUND);
     };
-    if !bytes.starts_with(b"\x7fELF") && !bytes.starts_with(&0xBA55_ED50u32.to_le_bytes()) {
-        bytes.push(0);
-    }
     // SAFETY: `bytes` holds the image and its length is passed.
     Some(unsafe { cuda::avaModuleLoadData(module, bytes.as_ptr().cast(), bytes.len()) })
 }

@@ -3,7 +3,7 @@
 features: unified copies (cuMemcpy, cuMemcpyAsync), 2D and 3D copies
 between pageable host memory and pitched device memory, with offsets, in
 every direction and on a stream, cuLaunchKernelEx with launch
-attributes, memory pools, and the entry points cuGetProcAddress
+attributes, memory pools, libraries, and the entry points cuGetProcAddress
 gives (with CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM=1 set, cuda-python
 resolves every function to its per-thread default stream form). Prints
 deterministic results only.
@@ -282,6 +282,39 @@ def main():
           int(check(cuda.cuDeviceGetMemPool(dev))) == int(default))
     print("destroying the default pool:", error(cuda.cuMemPoolDestroy(default)))
     print("allocating from a destroyed pool:", error(cuda.cuMemAllocFromPoolAsync(64, pool, stream)))
+
+    # Libraries: loaded once for every context; a kernel launched as it is
+    # and through its function, from data and from a file.
+    with open(ptx_path, "rb") as f:
+        image = f.read() + b"\0"
+    lib = check(cuda.cuLibraryLoadData(image, [], [], 0, [], [], 0))
+    kernel = check(cuda.cuLibraryGetKernel(lib, b"scale_inplace"))
+    func = check(cuda.cuKernelGetFunction(kernel))
+    print("library kernel parameters (offset, size):",
+          [tuple(int(v) for v in check(cuda.cuKernelGetParamInfo(kernel, i))) for i in range(3)])
+    print("library module loaded:", int(check(cuda.cuLibraryGetModule(lib))) != 0)
+    ys = (ctypes.c_float * m)(*[1.0] * m)
+    dy = check(cuda.cuMemAlloc(m * 4))
+    check(cuda.cuMemcpyHtoD(dy, ys, m * 4))
+    args = [ctypes.c_uint64(int(dy)), ctypes.c_float(2.0), ctypes.c_uint(m)]
+    params = (ctypes.c_void_p * 3)(*[ctypes.addressof(x) for x in args])
+    check(cuda.cuLaunchKernel(func, m // 128, 1, 1, 128, 1, 1, 0, stream,
+                              ctypes.addressof(params), 0))
+    check(cuda.cuLaunchKernel(cuda.CUfunction(int(kernel)), m // 128, 1, 1, 128, 1, 1, 0,
+                              stream, ctypes.addressof(params), 0))
+    check(cuda.cuStreamSynchronize(stream))
+    check(cuda.cuMemcpyDtoH(ys, dy, m * 4))
+    print("library kernel launched twice: sum", sum(ys))
+    print("library kernel that does not exist:", error(cuda.cuLibraryGetKernel(lib, b"no_such_kernel")))
+    lib2 = check(cuda.cuLibraryLoadFromFile(ptx_path.encode(), [], [], 0, [], [], 0))
+    k2 = check(cuda.cuLibraryGetKernel(lib2, b"vector_add"))
+    print("library from a file: vector_add has",
+          len([i for i in range(8) if error(cuda.cuKernelGetParamInfo(k2, i)) == "CUDA_SUCCESS"]),
+          "parameters")
+    check(cuda.cuLibraryUnload(lib2))
+    check(cuda.cuLibraryUnload(lib))
+    print("a library unloaded:", error(cuda.cuLibraryGetKernel(lib, b"scale_inplace")))
+    check(cuda.cuMemFree(dy))
 
     for p in (d1, d2, dp, d3, dv, dv2):
         check(cuda.cuMemFree(p))

@@ -26,9 +26,13 @@ pub fn span(pitch: usize, height: usize, w: usize, h: usize, d: usize) -> u64 {
     if w == 0 || h == 0 || d == 0 {
         return 0;
     }
-    let slices = (d as u128 - 1) * pitch as u128 * height as u128;
-    let rows = (h as u128 - 1) * pitch as u128;
-    (slices + rows + w as u128).min(u64::MAX as u128) as u64
+    let (pitch, height) = (pitch as u128, height as u128);
+    let rows = (h as u128 - 1) * pitch + w as u128;
+    (d as u128 - 1)
+        .checked_mul(pitch)
+        .and_then(|s| s.checked_mul(height))
+        .and_then(|s| s.checked_add(rows))
+        .map_or(u64::MAX, |n| n.min(u64::MAX as u128) as u64)
 }
 
 /// Makes the copy of a `w` x `h` x `d` box from `src` to `dst`.
@@ -235,5 +239,6 @@ mod tests {
         assert_eq!(span(64, 10, 16, 3, 2), 640 + 2 * 64 + 16);
         assert_eq!(span(64, 10, 0, 3, 2), 0);
         assert_eq!(span(usize::MAX, usize::MAX, 1, 2, 2), u64::MAX);
+        assert_eq!(span(usize::MAX, usize::MAX, 1, 2, usize::MAX), u64::MAX);
     }
 }

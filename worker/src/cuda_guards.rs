@@ -29,14 +29,40 @@ const CUDA_ERROR_INVALID_IMAGE: CUresult = 200;
 /// when a module is unloaded (a later function may reuse the address).
 static PARAMS: Mutex<Option<HashMap<u64, Vec<usize>>>> = Mutex::new(None);
 
-/// The sizes of `func`'s parameters, from `cuFuncGetParamInfo` (cached).
-fn param_sizes(api: &Api, func: u64) -> Option<Vec<usize>> {
+/// The kernels of libraries the driver has handed out (`cuLibraryGetKernel`),
+/// with their library: a kernel travels as a function handle, but the
+/// driver answers its parameters through `cuKernelGetParamInfo`.
+static KERNELS: Mutex<Option<HashMap<u64, u64>>> = Mutex::new(None);
+
+fn is_kernel(func: u64) -> bool {
+    KERNELS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|k| k.contains_key(&func))
+}
+
+/// The driver's parameter query for `func`: `cuKernelGetParamInfo` for a
+/// library's kernel, `cuFuncGetParamInfo` otherwise.
+type ParamInfo =
+    unsafe extern "C" fn(crate::cuda::CUfunction, usize, *mut usize, *mut usize) -> CUresult;
+fn param_info(api: &Api, func: u64) -> Option<ParamInfo> {
+    if is_kernel(func) {
+        api.cuKernelGetParamInfo
+    } else {
+        api.cuFuncGetParamInfo
+    }
+}
+
+/// Runs `f` on the sizes of `func`'s parameters, from the driver (asked
+/// once, then cached); `None` without a driver.
+fn with_param_sizes<T>(api: &Api, func: u64, f: impl FnOnce(&[usize]) -> T) -> Option<T> {
     let mut cache = PARAMS.lock().unwrap_or_else(|p| p.into_inner());
     let cache = cache.get_or_insert_with(HashMap::new);
     if let Some(v) = cache.get(&func) {
-        return Some(v.clone());
+        return Some(f(v));
     }
-    let info = api.cuFuncGetParamInfo?;
+    let info = param_info(api, func)?;
     let mut sizes = Vec::new();
     loop {
         let (mut offset, mut size) = (0usize, 0usize);
@@ -48,21 +74,20 @@ fn param_sizes(api: &Api, func: u64) -> Option<Vec<usize>> {
         }
         sizes.push(size);
     }
-    cache.insert(func, sizes.clone());
-    Some(sizes)
+    let out = f(&sizes);
+    cache.insert(func, sizes);
+    Some(out)
 }
 
 /// `metadata(f)->fn_argc` and `metadata(f)->fn_arg_size[index]` on the
 /// worker: what the driver says of the function (0 when unknown).
 pub fn metadata(api: &Api, object: u64, field: &str, index: usize) -> i128 {
-    let Some(sizes) = param_sizes(api, object) else {
-        return 0;
-    };
-    match field {
+    with_param_sizes(api, object, |sizes| match field {
         "fn_argc" => sizes.len() as i128,
         "fn_arg_size" => sizes.get(index).map_or(0, |&s| s as i128),
         _ => 0,
-    }
+    })
+    .unwrap_or(0)
 }
 
 /// `avaModuleLoadData`: `cuModuleLoadData` on an image whose length the
@@ -126,6 +151,110 @@ pub fn image_len(bytes: &[u8]) -> Option<usize> {
     let header = u16_at(6)? as usize;
     let payload = u64_at(8)? as usize;
     header.checked_add(payload)
+}
+
+/// `cuFuncGetParamInfo`, of a function or of a library's kernel.
+///
+/// # Safety
+/// The outputs are NULL or writable.
+pub unsafe fn func_param_info(
+    api: &Api,
+    _cx: &mut CallCtx<'_>,
+    func: crate::cuda::CUfunction,
+    index: usize,
+    offset: *mut usize,
+    size: *mut usize,
+) -> Result<CUresult, DispatchError> {
+    let f = param_info(api, func as usize as u64)
+        .ok_or(DispatchError::Unavailable("cuFuncGetParamInfo"))?;
+    // SAFETY: the caller's arguments.
+    Ok(unsafe { f(func, index, offset, size) })
+}
+
+/// `avaLibraryLoadData`: `cuLibraryLoadData` on an image whose length the
+/// guest sent (bounded as a module's), without options.
+///
+/// # Safety
+/// `library` is NULL or writable; `image` points to `size` bytes.
+pub unsafe fn library_load_data(
+    api: &Api,
+    _cx: &mut CallCtx<'_>,
+    library: *mut crate::cuda::CUlibrary,
+    image: *const c_void,
+    size: usize,
+) -> Result<CUresult, DispatchError> {
+    let f = api
+        .cuLibraryLoadData
+        .ok_or(DispatchError::Unavailable("cuLibraryLoadData"))?;
+    if image.is_null() || size == 0 {
+        return Ok(CUDA_ERROR_INVALID_IMAGE);
+    }
+    // SAFETY: the dispatcher checked that `image` holds `size` bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(image.cast::<u8>(), size) };
+    if !image_is_bounded(bytes) {
+        return Ok(CUDA_ERROR_INVALID_IMAGE);
+    }
+    let (no_options, no_values) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: as above; no options.
+    Ok(unsafe {
+        f(
+            library, image, no_options, no_values, 0, no_options, no_values, 0,
+        )
+    })
+}
+
+/// `cuLibraryGetKernel`, recording the kernel (see [`KERNELS`]).
+///
+/// # Safety
+/// `kernel` is NULL or writable; `name` a string.
+pub unsafe fn library_get_kernel(
+    api: &Api,
+    _cx: &mut CallCtx<'_>,
+    kernel: *mut crate::cuda::CUfunction,
+    library: crate::cuda::CUlibrary,
+    name: *const c_char,
+) -> Result<CUresult, DispatchError> {
+    let f = api
+        .cuLibraryGetKernel
+        .ok_or(DispatchError::Unavailable("cuLibraryGetKernel"))?;
+    // SAFETY: the caller's arguments.
+    let rc = unsafe { f(kernel, library, name) };
+    if rc == CUDA_SUCCESS && !kernel.is_null() {
+        // SAFETY: the driver wrote the kernel.
+        let k = unsafe { *kernel } as usize as u64;
+        KERNELS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(HashMap::new)
+            .insert(k, library as usize as u64);
+    }
+    Ok(rc)
+}
+
+/// `cuLibraryUnload`: its kernels are forgotten with the parameter cache
+/// (their addresses may come back for others).
+///
+/// # Safety
+/// None beyond the driver's.
+pub unsafe fn library_unload(
+    api: &Api,
+    _cx: &mut CallCtx<'_>,
+    library: crate::cuda::CUlibrary,
+) -> Result<CUresult, DispatchError> {
+    let f = api
+        .cuLibraryUnload
+        .ok_or(DispatchError::Unavailable("cuLibraryUnload"))?;
+    // SAFETY: a translated library handle.
+    let rc = unsafe { f(library) };
+    if rc == CUDA_SUCCESS {
+        if let Some(k) = KERNELS.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            k.retain(|_, l| *l != library as usize as u64);
+        }
+        if let Some(c) = PARAMS.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            c.clear();
+        }
+    }
+    Ok(rc)
 }
 
 /// After `cuModuleUnload`: the functions of the module are gone, and their
