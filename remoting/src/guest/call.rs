@@ -1,7 +1,5 @@
 //! Building a call: its arguments, in order, inline or through the arena.
 
-use std::sync::MutexGuard;
-
 use transport::ArenaBlock;
 
 use super::connection::Inner;
@@ -13,7 +11,7 @@ use crate::wire::{Encoder, FLAG_SYNC, Header, MsgKind};
 /// reply read, so a process's threads take turns on the channel.
 pub struct Call<'c> {
     conn: &'c Connection,
-    pub(super) inner: MutexGuard<'c, Inner>,
+    pub(super) inner: super::lock::ChannelGuard<'c, Inner>,
     enc: Encoder,
     call_id: u64,
     sync: bool,
@@ -25,7 +23,7 @@ impl<'c> Call<'c> {
     /// Starts a call of `func` on `conn`, whose channel `inner` holds.
     pub(super) fn new(
         conn: &'c Connection,
-        mut inner: MutexGuard<'c, Inner>,
+        mut inner: super::lock::ChannelGuard<'c, Inner>,
         func: u32,
         sync: bool,
     ) -> Call<'c> {

@@ -23,7 +23,7 @@ type Trackers = HashMap<(&'static str, u64), Vec<(u64, u64)>>;
 
 /// A guest process's connection: one claimed channel, shared by its threads.
 pub struct Connection {
-    inner: Mutex<Inner>,
+    inner: super::lock::ChannelLock<Inner>,
     /// The region's buffer heap (empty when the region has none).
     heap: transport::Arena,
     /// Bytes of the channel's data arena.
@@ -330,7 +330,7 @@ impl Connection {
     ) -> Result<Connection, CallError> {
         let conn = Connection::with_channel(ch);
         {
-            let mut inner = conn.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let mut inner = conn.inner.lock();
             inner.send(&conn, &crate::hello_message(api))?;
             let mut reply = Vec::new();
             inner.wait_reply_until(&conn, 0, &mut reply, Some(limit))?;
@@ -361,7 +361,7 @@ impl Connection {
             arena_size: ch.arena.size() as usize,
             heartbeat,
             ownership,
-            inner: Mutex::new(Inner {
+            inner: super::lock::ChannelLock::new(Inner {
                 ch,
                 alloc,
                 next_call: 1,
@@ -435,7 +435,7 @@ impl Connection {
     /// Gives the channel back to the region (at process exit). Calls made
     /// afterwards fail with [`CallError::Ring`] instead of waiting.
     pub fn close(&self) {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.lock();
         inner.ch.release();
     }
 
@@ -443,7 +443,7 @@ impl Connection {
     /// fired later, asynchronous errors) if no call is in progress, then
     /// runs the callbacks received so far.
     pub fn poll(&self) {
-        if let Ok(mut inner) = self.inner.try_lock() {
+        if let Some(mut inner) = self.inner.try_lock() {
             let mut msg = Vec::new();
             while let Ok(true) = inner.ch.rx.try_recv(&mut msg) {
                 if let Err(e) = inner.side_message(self, &msg) {
@@ -502,7 +502,7 @@ impl Connection {
 
     /// How many asynchronous calls failed so far.
     pub fn async_errors(&self) -> u64 {
-        self.inner.lock().map(|i| i.async_errors).unwrap_or(0)
+        self.inner.lock().async_errors
     }
 
     /// A new handle id chosen by the guest (for handles that asynchronous
@@ -521,7 +521,7 @@ impl Connection {
     /// Starts a call to function `func`.
     pub fn call(&self, func: u32, sync: bool) -> Call<'_> {
         let sync = sync || FORCE_SYNC.with(std::cell::Cell::get);
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.lock();
         Call::new(self, inner, func, sync)
     }
 

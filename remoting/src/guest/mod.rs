@@ -11,6 +11,7 @@ use crate::wire::{Decoder, WireError};
 
 mod call;
 mod connection;
+mod lock;
 pub mod objects;
 mod reply;
 

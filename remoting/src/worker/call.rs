@@ -297,8 +297,7 @@ impl CallCtx<'_> {
         }
         // A guest names any amount (a size it asks to allocate): counted
         // without overflowing.
-        let used = self.session.consumed.entry(resource).or_default();
-        *used = used.saturating_add(amount);
+        self.session.consumed.add(resource, amount);
         Ok(())
     }
 }

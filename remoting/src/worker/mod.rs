@@ -15,7 +15,8 @@ pub use handles::HandleTable;
 pub use outbox::{CallbackTarget, Outbox};
 pub use serve::{Dispatcher, flush_outbox, handle_message, serve_pending};
 pub use session::{
-    Admission, Admit, AdmitAll, Caller, IN_FLIGHT_BUSY, InFlightSlot, LATENCY_SAMPLE, Session,
+    Admission, Admit, AdmitAll, Caller, Consumed, IN_FLIGHT_BUSY, InFlightSlot, LATENCY_SAMPLE,
+    Session,
 };
 
 use crate::wire::WireError;

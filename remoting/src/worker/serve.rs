@@ -101,7 +101,11 @@ pub fn handle_message(
     let mut out = cx.out;
     match result {
         Ok(()) if sync => Some(out.into_inner()),
-        Ok(()) => None,
+        Ok(()) => {
+            // No reply: the buffer serves the next call.
+            session.reply = out.into_inner();
+            None
+        }
         Err(e) => {
             session.rejected += 1;
             let name = dispatcher.name(h.func).unwrap_or("?");

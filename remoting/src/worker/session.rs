@@ -180,7 +180,7 @@ pub struct Session {
     /// Buffers kept with `lifetime_manual`, keyed by the guest's pointer.
     pub manual: HashMap<u64, Vec<u8>>,
     /// Units of each resource consumed (`consumes_rc`).
-    pub consumed: HashMap<&'static str, u64>,
+    pub consumed: Consumed,
     /// Calls served.
     pub calls: u64,
     /// Calls rejected (malformed, invalid handle, unavailable).
@@ -211,5 +211,30 @@ impl std::fmt::Debug for Session {
             .field("rejected", &self.rejected)
             .field("consumed", &self.consumed)
             .finish_non_exhaustive()
+    }
+}
+
+/// Units of each resource a session consumed (`consumes_rc`): a few
+/// resources, counted on every call that names one, so a short list
+/// looked up by the name's address first.
+#[derive(Debug, Default, Clone)]
+pub struct Consumed(Vec<(&'static str, u64)>);
+
+impl Consumed {
+    /// Counts `amount` more units of `resource`, without overflowing.
+    pub fn add(&mut self, resource: &'static str, amount: u64) {
+        let found = self
+            .0
+            .iter_mut()
+            .find(|(r, _)| std::ptr::eq(*r, resource) || *r == resource);
+        match found {
+            Some((_, used)) => *used = used.saturating_add(amount),
+            None => self.0.push((resource, amount)),
+        }
+    }
+
+    /// The units of `resource` consumed, if any were.
+    pub fn get(&self, resource: &str) -> Option<&u64> {
+        self.0.iter().find(|(r, _)| *r == resource).map(|(_, n)| n)
     }
 }

@@ -334,6 +334,10 @@ struct Channel<'a> {
     api: &'a AtomicUsize,
 }
 
+/// Empty polls after which a channel's call counts are flushed to the
+/// ledger (the channel has gone idle).
+const IDLE_FLUSH_POLLS: u32 = 1024;
+
 /// Serves one channel until its guest leaves, breaks the protocol, or the
 /// worker stops: first the hello that names its API, then its calls.
 fn serve_channel(
@@ -365,6 +369,8 @@ fn serve_channel(
     };
     let mut idle = transport::Backoff::new(strategy(&ch));
     let mut polls = 0u32;
+    // Empty polls since the last call served.
+    let mut empty = 0u32;
     let mut chosen: Option<usize> = None;
     loop {
         polls = polls.wrapping_add(1);
@@ -405,8 +411,13 @@ fn serve_channel(
         };
         match served {
             Ok(0) => {
-                if !idle.is_sleeping() && polls.is_multiple_of(64) {
+                // Counts reach the ledger once the channel has been idle a
+                // while (about 1,000 empty polls, or its wait has come to
+                // sleeping), not in the short gaps between a guest's calls.
+                empty = empty.saturating_add(1);
+                if empty == IDLE_FLUSH_POLLS || (empty < IDLE_FLUSH_POLLS && idle.is_sleeping()) {
                     opts.admission.idle(&session.caller);
+                    empty = IDLE_FLUSH_POLLS;
                 }
                 // Idle past the spinning: sleep until the guest rings (it
                 // does when it shares this kernel), waking now and then to
@@ -420,7 +431,10 @@ fn serve_channel(
                 }
                 let _ = idle.snooze(None);
             }
-            Ok(_) => idle = transport::Backoff::new(strategy(&ch)),
+            Ok(_) => {
+                idle = transport::Backoff::new(strategy(&ch));
+                empty = 0;
+            }
             Err(e) => {
                 opts.admission.idle(&session.caller);
                 if ch.is_current() {
