@@ -64,6 +64,11 @@ compare cudarc-client "$BIN/cudarc-client" samples/cuda/kernels.ptx
 step "cuda-python client"
 if /usr/bin/env python3 -c 'import cuda.bindings' 2>/dev/null || bash scripts/cuda-python.sh >/dev/null 2>&1; then
     compare cuda-python python3 samples/cuda/cuda_python_client.py
+    # Unified, 2D and 3D copies, cuLaunchKernelEx, memory pools, libraries
+    # and entry points; then the same with the per-thread default stream.
+    compare cuda-python-features python3 samples/cuda/cuda_python_features.py
+    compare cuda-python-features-per-thread \
+        env CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM=1 python3 samples/cuda/cuda_python_features.py
 else
     echo "cuda-python is not installed and cannot be: not checked"
 fi
