@@ -1733,6 +1733,42 @@ pub unsafe extern "C" fn cuPointerGetAttribute(
     })
 }
 
+/// `cuPointerGetAttributes`: each attribute as `cuPointerGetAttribute`
+/// gives it; for an address that is no allocation, zeros and success.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuPointerGetAttributes(
+    n: c_uint,
+    attributes: *const c_int,
+    data: *mut *mut c_void,
+    ptr: CUdeviceptr,
+) -> CUresult {
+    if n == 0 || attributes.is_null() || data.is_null() {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    for i in 0..n as usize {
+        // SAFETY: `n` attributes and destinations (cuda.h).
+        let (attribute, out) = unsafe { (*attributes.add(i), *data.add(i)) };
+        if out.is_null() {
+            return CUDA_ERROR_INVALID_VALUE;
+        }
+        // SAFETY: `out` has room for the attribute's value (cuda.h).
+        match unsafe { cuPointerGetAttribute(out, attribute, ptr) } {
+            CUDA_SUCCESS => {}
+            CUDA_ERROR_INVALID_VALUE => {
+                let size = if [1, 3, 4, 7, 11, 12, 17, 18, 19].contains(&attribute) {
+                    8
+                } else {
+                    4
+                };
+                // SAFETY: as above.
+                unsafe { std::ptr::write_bytes(out.cast::<u8>(), 0, size) };
+            }
+            rc => return rc,
+        }
+    }
+    CUDA_SUCCESS
+}
+
 // ---------------------------------------------------------------- streams
 
 /// `cuStreamCreate`.

@@ -132,6 +132,7 @@ table! {
     ("cuMemHostRegister", cuMemHostRegister_v2, 6050),
     ("cuMemHostUnregister", cuMemHostUnregister, 4000),
     ("cuPointerGetAttribute", cuPointerGetAttribute, 4000),
+    ("cuPointerGetAttributes", cuPointerGetAttributes, 7000),
     ("cuStreamCreate", cuStreamCreate, 2000),
     ("cuStreamCreateWithPriority", cuStreamCreateWithPriority, 5050),
     ("cuStreamDestroy", cuStreamDestroy_v2, 4000),

@@ -662,6 +662,52 @@ pub unsafe fn pointer_get_attribute(
     Some(CUDA_SUCCESS)
 }
 
+/// The size of an attribute's value in `cuPointerGetAttribute(s)`: the
+/// handles, addresses, sizes and ids are 8 bytes, the rest 4.
+fn pointer_attribute_size(attribute: CUpointer_attribute) -> usize {
+    const EIGHT: [CUpointer_attribute; 9] = [1, 3, 4, 7, 11, 12, 17, 18, 19];
+    if EIGHT.contains(&attribute) { 8 } else { 4 }
+}
+
+/// `cuPointerGetAttributes`: each attribute through
+/// `cuPointerGetAttribute`; when `ptr` is not an address the driver knows
+/// (`CUDA_ERROR_INVALID_VALUE`), the values are zeros and the call
+/// succeeds, as the driver's does.
+///
+/// # Safety
+/// `attributes` and `data` hold `n` entries; each `data[i]` has room for
+/// its attribute's value.
+pub unsafe fn pointer_get_attributes(
+    n: u32,
+    attributes: *mut CUpointer_attribute,
+    data: *mut *mut c_void,
+    ptr: CUdeviceptr,
+) -> Option<CUresult> {
+    if n == 0 || attributes.is_null() || data.is_null() {
+        return Some(CUDA_ERROR_INVALID_VALUE);
+    }
+    for i in 0..n as usize {
+        // SAFETY: the application passes `n` attributes and destinations.
+        let (attribute, out) = unsafe { (*attributes.add(i), *data.add(i)) };
+        if out.is_null() {
+            return Some(CUDA_ERROR_INVALID_VALUE);
+        }
+        // SAFETY: `out` has room for the attribute's value (the caller's).
+        let rc = unsafe { cuda::cuPointerGetAttribute(out, attribute, ptr) };
+        match rc {
+            CUDA_SUCCESS => {}
+            CUDA_ERROR_INVALID_VALUE => {
+                // SAFETY: as above.
+                unsafe {
+                    std::ptr::write_bytes(out.cast::<u8>(), 0, pointer_attribute_size(attribute))
+                };
+            }
+            _ => return Some(rc),
+        }
+    }
+    Some(CUDA_SUCCESS)
+}
+
 // ------------------------------------------------------------------ host functions
 
 /// A host function of the application (`CUhostFn`).

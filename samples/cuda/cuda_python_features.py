@@ -316,6 +316,16 @@ def main():
     print("a library unloaded:", error(cuda.cuLibraryGetKernel(lib, b"scale_inplace")))
     check(cuda.cuMemFree(dy))
 
+    # Several pointer attributes at once, of device memory and of an
+    # address the driver does not know (zeros, and success).
+    PA = cuda.CUpointer_attribute
+    attrs = [PA.CU_POINTER_ATTRIBUTE_MEMORY_TYPE, PA.CU_POINTER_ATTRIBUTE_RANGE_SIZE,
+             PA.CU_POINTER_ATTRIBUTE_IS_MANAGED]
+    values = check(cuda.cuPointerGetAttributes(len(attrs), attrs, d1))
+    print("pointer attributes of device memory:", [int(v) for v in values])
+    values = check(cuda.cuPointerGetAttributes(len(attrs), attrs, ctypes.addressof(src)))
+    print("pointer attributes of pageable memory:", [int(v) for v in values])
+
     for p in (d1, d2, dp, d3, dv, dv2):
         check(cuda.cuMemFree(p))
     check(cuda.cuStreamDestroy(stream))
