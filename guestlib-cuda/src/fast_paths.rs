@@ -356,6 +356,25 @@ unsafe fn empty_jit_logs(
     Ok(())
 }
 
+/// The checks of a library load: an output and a source (image or file
+/// name), and JIT options whose log buffers are answered empty.
+///
+/// # Safety
+/// As [`empty_jit_logs`].
+unsafe fn library_prelude(
+    library: *mut cuda::CUlibrary,
+    source: *const c_void,
+    num_jit: u32,
+    jit_options: *mut i32,
+    jit_values: *mut *mut c_void,
+) -> Result<(), CUresult> {
+    if library.is_null() || source.is_null() {
+        return Err(CUDA_ERROR_INVALID_VALUE);
+    }
+    // SAFETY: as the caller's.
+    unsafe { empty_jit_logs(num_jit, jit_options, jit_values) }
+}
+
 /// `cuLibraryLoadData`: the image with its length; options are not
 /// applied, and log buffers they name are answered empty.
 ///
@@ -372,11 +391,8 @@ pub unsafe fn library_load_data(
     _lib_values: *mut *mut c_void,
     _num_lib: u32,
 ) -> Option<CUresult> {
-    if library.is_null() || code.is_null() {
-        return Some(CUDA_ERROR_INVALID_VALUE);
-    }
     // SAFETY: as the caller's.
-    if let Err(rc) = unsafe { empty_jit_logs(num_jit, jit_options, jit_values) } {
+    if let Err(rc) = unsafe { library_prelude(library, code, num_jit, jit_options, jit_values) } {
         return Some(rc);
     }
     // SAFETY: the application passes a module image.
@@ -401,11 +417,10 @@ pub unsafe fn library_load_from_file(
     _lib_values: *mut *mut c_void,
     _num_lib: u32,
 ) -> Option<CUresult> {
-    if library.is_null() || fname.is_null() {
-        return Some(CUDA_ERROR_INVALID_VALUE);
-    }
     // SAFETY: as the caller's.
-    if let Err(rc) = unsafe { empty_jit_logs(num_jit, jit_options, jit_values) } {
+    if let Err(rc) =
+        unsafe { library_prelude(library, fname.cast(), num_jit, jit_options, jit_values) }
+    {
         return Some(rc);
     }
     let Some(bytes) = read_image(fname) else {

@@ -327,10 +327,16 @@ pub unsafe fn launch_kernel(
         .ok_or(DispatchError::Unavailable("cuLaunchKernel"))?;
     // SAFETY: the dispatcher checked the parameters against the kernel's.
     let rc = unsafe { launch(f, gx, gy, gz, bx, by, bz, shared, stream, params, extra) };
+    Ok(launched(cx, rc))
+}
+
+/// Reports a launch the admission policy admitted back to it (without a
+/// device time: it is not measured); passes the launch's result on.
+fn launched(cx: &CallCtx<'_>, rc: CUresult) -> CUresult {
     if let Some(a) = &cx.session.admission {
         a.completed(&cx.session.caller, resource::KERNEL, None);
     }
-    Ok(rc)
+    rc
 }
 
 /// The bytes of one `CUlaunchAttribute`: its id (4 bytes), padding, and a
@@ -409,8 +415,5 @@ pub unsafe fn launch_kernel_ex(
     // SAFETY: `config` and its attributes live across the call; the
     // dispatcher checked the parameters against the kernel's.
     let rc = unsafe { launch(&config, f, params, std::ptr::null_mut()) };
-    if let Some(a) = &cx.session.admission {
-        a.completed(&cx.session.caller, resource::KERNEL, None);
-    }
-    Ok(rc)
+    Ok(launched(cx, rc))
 }
