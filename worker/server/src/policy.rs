@@ -356,16 +356,18 @@ impl Admission for Policy {
         let Some(vm) = self.vm(caller) else {
             return;
         };
-        let now = now_ns();
         vm.sub(Field::InFlight, 1);
-        vm.set(Field::LastProgress, now);
         let s = vm.settings();
         let est = vm.get(Field::EstimateNs);
         let Some(t) = device_time else {
-            // Never ran: the charge made at admission comes back.
+            // Never ran, or ran unmeasured (CUDA launches): the charge made
+            // at admission comes back; no kernel is known to have finished,
+            // so no progress is marked (and no clock read on this path).
             vm.sub(Field::VirtualTime, est.saturating_mul(VT_SCALE) / s.weight);
             return;
         };
+        let now = now_ns();
+        vm.set(Field::LastProgress, now);
         vm.sub(Field::Running, 1);
         let ns = t.as_nanos() as u64;
         vm.add(Field::Kernels, 1);
