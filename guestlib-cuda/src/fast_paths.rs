@@ -418,9 +418,9 @@ pub unsafe fn library_load_from_file(
     _num_lib: u32,
 ) -> Option<CUresult> {
     // SAFETY: as the caller's.
-    if let Err(rc) =
-        unsafe { library_prelude(library, fname.cast(), num_jit, jit_options, jit_values) }
-    {
+    let checked =
+        unsafe { library_prelude(library, fname.cast(), num_jit, jit_options, jit_values) };
+    if let Err(rc) = checked {
         return Some(rc);
     }
     let Some(bytes) = read_image(fname) else {

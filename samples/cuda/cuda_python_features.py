@@ -316,6 +316,24 @@ def main():
     print("a library unloaded:", error(cuda.cuLibraryGetKernel(lib, b"scale_inplace")))
     check(cuda.cuMemFree(dy))
 
+    # Smaller queries: the device, the context, a function's module, a
+    # stream's capture status, occupancy, the profiler.
+    print("PCI bus id:", check(cuda.cuDeviceGetPCIBusId(32, dev)).split(b"\0")[0].decode())
+    print("can access itself as a peer:", check(cuda.cuDeviceCanAccessPeer(dev, dev)))
+    print("stream priority range:", check(cuda.cuCtxGetStreamPriorityRange()))
+    check(cuda.cuCtxSetCacheConfig(cuda.CUfunc_cache.CU_FUNC_CACHE_PREFER_SHARED))
+    print("cache config:", check(cuda.cuCtxGetCacheConfig()))
+    print("context id is stable:", int(check(cuda.cuCtxGetId(ctx))) == int(check(cuda.cuCtxGetId(ctx))))
+    module = check(cuda.cuModuleLoadData(image))
+    scale = check(cuda.cuModuleGetFunction(module, b"scale_inplace"))
+    print("a function's module is its module:", int(check(cuda.cuFuncGetModule(scale))) == int(module))
+    print("occupancy: block size found:",
+          check(cuda.cuOccupancyMaxPotentialBlockSizeWithFlags(scale, 0, 0, 0, 0))[1] > 0)
+    check(cuda.cuModuleUnload(module))
+    print("stream capturing:", check(cuda.cuStreamIsCapturing(stream)))
+    check(cuda.cuProfilerStart())
+    check(cuda.cuProfilerStop())
+
     # Several pointer attributes at once, of device memory and of an
     # address the driver does not know (zeros, and success).
     PA = cuda.CUpointer_attribute
