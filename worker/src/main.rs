@@ -225,7 +225,15 @@ fn plan(cli: &Cli, config: Option<&Config>) -> anyhow::Result<Plan> {
                 regions.push(vm.region.clone());
             }
             names.insert(vm.region.clone(), vm.name.clone());
-            settings.push((vm.name.clone(), c.settings(vm)));
+            let s = c.settings(vm);
+            let cuda = cli.backends.is_empty() || cli.backends.iter().any(|b| b == "cuda");
+            if cuda && s.max_device_share.is_some() {
+                tracing::warn!(
+                    vm = %vm.name,
+                    "max_device_share applies to OpenCL kernels only: the device time of CUDA kernels is not measured (docs/cuda.md)"
+                );
+            }
+            settings.push((vm.name.clone(), s));
         }
         specs.extend(c.groups());
     }
