@@ -1147,6 +1147,10 @@ fn quota_half() {
             "its free gave it back"
         );
         assert_eq!(free_async(c, null), 0);
+        // The frees are asynchronous: a synchronizing call makes sure the
+        // worker has made them before this process exits.
+        let sync: unsafe extern "C" fn() -> i32 = cu.get("cuCtxSynchronize");
+        assert_eq!(sync(), 0);
         println!("quota: held; leaving 2 MiB allocated");
     }
 }
