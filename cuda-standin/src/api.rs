@@ -845,18 +845,23 @@ pub unsafe extern "C" fn cuModuleLoadDataEx(
     unsafe { cuModuleLoadData(pmod, image) }
 }
 
+/// The PTX text of the module file `fname` (a cubin holds machine code
+/// the stand-in cannot run).
+pub(crate) fn ptx_file(fname: *const c_char) -> R<String> {
+    let bytes = std::fs::read(cstr(fname)?).map_err(|_| CUDA_ERROR_FILE_NOT_FOUND)?;
+    if bytes.starts_with(b"\x7fELF") {
+        return Err(CUDA_ERROR_NO_BINARY_FOR_GPU);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| CUDA_ERROR_INVALID_IMAGE)?;
+    Ok(text.trim_end_matches('\0').to_owned())
+}
+
 /// `cuModuleLoad`: loads a PTX file.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuModuleLoad(pmod: *mut Handle, fname: *const c_char) -> CUresult {
     api(|| {
         state::with(|st| st.current())?;
-        let path = cstr(fname)?;
-        let bytes = std::fs::read(path).map_err(|_| CUDA_ERROR_FILE_NOT_FOUND)?;
-        if bytes.starts_with(b"\x7fELF") {
-            return Err(CUDA_ERROR_NO_BINARY_FOR_GPU);
-        }
-        let text = String::from_utf8(bytes).map_err(|_| CUDA_ERROR_INVALID_IMAGE)?;
-        load_module(pmod, text.trim_end_matches('\0'))
+        load_module(pmod, &ptx_file(fname)?)
     })
 }
 

@@ -188,35 +188,44 @@ fn linear(dst: CUdeviceptr, src: CUdeviceptr, n: usize, stream: Handle) -> R<()>
     })
 }
 
+/// A 2D description as the 3D description of a box of one slice.
+fn as_3d(c: &Memcpy2D) -> Memcpy3D {
+    Memcpy3D {
+        src_x_in_bytes: c.src_x_in_bytes,
+        src_y: c.src_y,
+        src_z: 0,
+        src_lod: 0,
+        src_memory_type: c.src_memory_type,
+        src_host: c.src_host,
+        src_device: c.src_device,
+        src_array: c.src_array,
+        reserved0: std::ptr::null_mut(),
+        src_pitch: c.src_pitch,
+        src_height: c.height,
+        dst_x_in_bytes: c.dst_x_in_bytes,
+        dst_y: c.dst_y,
+        dst_z: 0,
+        dst_lod: 0,
+        dst_memory_type: c.dst_memory_type,
+        dst_host: c.dst_host,
+        dst_device: c.dst_device,
+        dst_array: c.dst_array,
+        reserved1: std::ptr::null_mut(),
+        dst_pitch: c.dst_pitch,
+        dst_height: c.height,
+        width_in_bytes: c.width_in_bytes,
+        height: c.height,
+        depth: 1,
+    }
+}
+
 fn copy_2d(p: *const Memcpy2D, stream: Handle) -> R<()> {
     if p.is_null() {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
     // SAFETY: non-null; cuda.h's contract makes it a description.
-    let c = unsafe { p.read_unaligned() };
-    state::with(|st| {
-        st.stream_ctx(stream)?;
-        let s = Side::new(
-            st,
-            c.src_memory_type,
-            c.src_host as u64,
-            c.src_device,
-            (c.src_x_in_bytes, c.src_y, 0),
-            c.src_pitch,
-            c.height,
-        )?;
-        let t = Side::new(
-            st,
-            c.dst_memory_type,
-            c.dst_host as u64,
-            c.dst_device,
-            (c.dst_x_in_bytes, c.dst_y, 0),
-            c.dst_pitch,
-            c.height,
-        )?;
-        // SAFETY: host sides hold the box (cuda.h).
-        unsafe { copy_box(st, s, t, (c.width_in_bytes, c.height, 1)) }
-    })
+    let c = as_3d(&unsafe { p.read_unaligned() });
+    copy_3d(&c, stream)
 }
 
 fn copy_3d(p: *const Memcpy3D, stream: Handle) -> R<()> {

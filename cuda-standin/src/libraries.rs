@@ -8,7 +8,8 @@
 use std::ffi::{c_char, c_int, c_uint, c_void};
 
 use crate::api::{
-    cstr, cuFuncGetParamInfo, cuModuleGetFunction, cuModuleGetGlobal_v2, image_text, load_module,
+    cuFuncGetParamInfo, cuModuleGetFunction, cuModuleGetGlobal_v2, image_text, load_module,
+    ptx_file,
 };
 use crate::errors::*;
 use crate::state::{self, Kind, R, handle, id_of};
@@ -81,12 +82,7 @@ pub unsafe extern "C" fn cuLibraryLoadFromFile(
 ) -> CUresult {
     api(|| {
         state::with(|st| st.current())?;
-        let bytes = std::fs::read(cstr(file)?).map_err(|_| CUDA_ERROR_FILE_NOT_FOUND)?;
-        if bytes.starts_with(b"\x7fELF") {
-            return Err(CUDA_ERROR_NO_BINARY_FOR_GPU);
-        }
-        let text = String::from_utf8(bytes).map_err(|_| CUDA_ERROR_INVALID_IMAGE)?;
-        load_library(plib, text.trim_end_matches('\0'))
+        load_library(plib, &ptx_file(file)?)
     })
 }
 

@@ -107,16 +107,25 @@ pub unsafe fn module_load_data(
     let f = api
         .cuModuleLoadData
         .ok_or(DispatchError::Unavailable("cuModuleLoadData"))?;
-    if image.is_null() || size == 0 {
-        return Ok(CUDA_ERROR_INVALID_IMAGE);
-    }
     // SAFETY: the dispatcher checked that `image` holds `size` bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(image.cast::<u8>(), size) };
-    if !image_is_bounded(bytes) {
+    if !unsafe { sent_image_is_bounded(image, size) } {
         return Ok(CUDA_ERROR_INVALID_IMAGE);
     }
-    // SAFETY: as above; the image is bounded within the bytes given.
+    // SAFETY: the image is bounded within the bytes given.
     Ok(unsafe { f(module, image) })
+}
+
+/// Whether the `size` bytes a guest sent at `image` are a module image the
+/// driver reads within them (see [`image_is_bounded`]); none is not.
+///
+/// # Safety
+/// `image` is NULL or points to `size` readable bytes.
+unsafe fn sent_image_is_bounded(image: *const c_void, size: usize) -> bool {
+    if image.is_null() || size == 0 {
+        return false;
+    }
+    // SAFETY: as the caller's.
+    image_is_bounded(unsafe { std::slice::from_raw_parts(image.cast::<u8>(), size) })
 }
 
 /// Whether the driver, reading `bytes` as a module image, stays within
@@ -186,16 +195,12 @@ pub unsafe fn library_load_data(
     let f = api
         .cuLibraryLoadData
         .ok_or(DispatchError::Unavailable("cuLibraryLoadData"))?;
-    if image.is_null() || size == 0 {
-        return Ok(CUDA_ERROR_INVALID_IMAGE);
-    }
     // SAFETY: the dispatcher checked that `image` holds `size` bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(image.cast::<u8>(), size) };
-    if !image_is_bounded(bytes) {
+    if !unsafe { sent_image_is_bounded(image, size) } {
         return Ok(CUDA_ERROR_INVALID_IMAGE);
     }
     let (no_options, no_values) = (std::ptr::null_mut(), std::ptr::null_mut());
-    // SAFETY: as above; no options.
+    // SAFETY: the image is bounded within the bytes given; no options.
     Ok(unsafe {
         f(
             library, image, no_options, no_values, 0, no_options, no_values, 0,

@@ -124,6 +124,26 @@ fn forget(cx: &CallCtx<'_>, ptr: CUdeviceptr) -> bool {
     }
 }
 
+/// An allocator's result: on success, the allocation at `*dptr` is
+/// recorded and charged ([`record`]).
+///
+/// # Safety
+/// `dptr` is NULL or, when `rc` is success, holds the address the driver
+/// wrote.
+unsafe fn record_made(
+    api: &Api,
+    cx: &mut CallCtx<'_>,
+    rc: CUresult,
+    dptr: *const CUdeviceptr,
+    bytes: usize,
+) -> CUresult {
+    if rc != CUDA_SUCCESS || dptr.is_null() {
+        return rc;
+    }
+    // SAFETY: as the caller's.
+    record(api, cx, unsafe { *dptr }, bytes as u64)
+}
+
 /// `cuMemAlloc_v2`, recorded and charged.
 ///
 /// # Safety
@@ -139,11 +159,8 @@ pub unsafe fn mem_alloc(
         .ok_or(DispatchError::Unavailable("cuMemAlloc_v2"))?;
     // SAFETY: the caller's arguments.
     let rc = unsafe { f(dptr, bytesize) };
-    if rc != CUDA_SUCCESS || dptr.is_null() {
-        return Ok(rc);
-    }
-    // SAFETY: the driver wrote the address.
-    Ok(record(api, cx, unsafe { *dptr }, bytesize as u64))
+    // SAFETY: the driver wrote the address if it succeeded.
+    Ok(unsafe { record_made(api, cx, rc, dptr, bytesize) })
 }
 
 /// `cuMemAllocPitch_v2`, recorded and charged (pitch × height bytes).
@@ -188,11 +205,8 @@ pub unsafe fn mem_alloc_async(
         .ok_or(DispatchError::Unavailable("cuMemAllocAsync"))?;
     // SAFETY: the caller's arguments.
     let rc = unsafe { f(dptr, bytesize, stream) };
-    if rc != CUDA_SUCCESS || dptr.is_null() {
-        return Ok(rc);
-    }
-    // SAFETY: the driver wrote the address.
-    Ok(record(api, cx, unsafe { *dptr }, bytesize as u64))
+    // SAFETY: the driver wrote the address if it succeeded.
+    Ok(unsafe { record_made(api, cx, rc, dptr, bytesize) })
 }
 
 /// `cuMemAllocFromPoolAsync`, recorded and charged.
@@ -212,11 +226,8 @@ pub unsafe fn mem_alloc_from_pool_async(
         .ok_or(DispatchError::Unavailable("cuMemAllocFromPoolAsync"))?;
     // SAFETY: the caller's arguments.
     let rc = unsafe { f(dptr, bytesize, pool, stream) };
-    if rc != CUDA_SUCCESS || dptr.is_null() {
-        return Ok(rc);
-    }
-    // SAFETY: the driver wrote the address.
-    Ok(record(api, cx, unsafe { *dptr }, bytesize as u64))
+    // SAFETY: the driver wrote the address if it succeeded.
+    Ok(unsafe { record_made(api, cx, rc, dptr, bytesize) })
 }
 
 /// `cuMemFree_v2` of one of the caller's allocations; any other address
